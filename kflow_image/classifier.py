@@ -1,0 +1,167 @@
+"""A small CNN trained in the project: the feature network behind FD-<net>, KID, P/R and accuracy.
+
+No pretrained weights can be downloaded here, so the metrics use the penultimate layer of a
+classifier trained on the same data set's *training* split. Its weights are cached (keyed by
+data set, architecture and seed) so every run of a benchmark scores with the same network.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from kflow_image.data import ImageSplits, stack_dataset
+
+
+class SmallCNN(nn.Module):
+    """Three conv layers, global average pooling, a feature layer and a linear head.
+
+    Args:
+        channels: input channels.
+        num_classes: output classes.
+        width: channels of the first conv (doubled after it).
+        feature_dim: size of the penultimate features.
+    """
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32, feature_dim: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(2 * width, feature_dim), nn.GELU(),
+        )
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x ``(B, C, H, W)`` in [-1, 1]. Returns penultimate features ``(B, feature_dim)``."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x ``(B, C, H, W)``. Returns logits ``(B, num_classes)``."""
+        return self.head(self.features(x))
+
+
+@dataclass
+class FeatureNet:
+    """A trained feature network and what identifies it.
+
+    Attributes:
+        model: the classifier (eval mode).
+        name: metric name suffix, e.g. ``"digits-cnn"`` (FD-digits-cnn).
+        test_accuracy: accuracy on the held-out reference split.
+    """
+
+    model: SmallCNN
+    name: str
+    test_accuracy: float
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Features of ``(N, C, H, W)`` images, returned as ``(N, feature_dim)`` float64 on CPU."""
+        device = next(self.model.parameters()).device
+        chunks = [self.model.features(images[i:i + batch_size].to(device)).double().cpu()
+                  for i in range(0, len(images), batch_size)]
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Predicted labels ``(N,)`` for ``(N, C, H, W)`` images."""
+        device = next(self.model.parameters()).device
+        return torch.cat([self.model(images[i:i + batch_size].to(device)).argmax(-1).cpu()
+                          for i in range(0, len(images), batch_size)])
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each ``(N, C, H, W)`` image by up to ``max_shift`` pixels (background fill -1)."""
+    if max_shift == 0:
+        return images
+    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
+    h, w = images.shape[-2:]
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
+    return padded[..., dy:dy + h, dx:dx + w]
+
+
+def accuracy(model: nn.Module, data: Dataset, device: torch.device) -> float:
+    """Top-1 accuracy of ``model`` on a data set of ``(image, label)`` items."""
+    images, labels = stack_dataset(data)
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(images[i:i + 512].to(device)).argmax(-1).cpu() for i in range(0, len(images), 512)])
+    return (pred == labels).double().mean().item()
+
+
+def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 128, lr: float = 2e-3,
+                     seed: int = 0, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
+                     verbose: bool = False) -> FeatureNet:
+    """Train (or load from ``cache_dir``) the feature CNN on ``splits.train``.
+
+    Args:
+        splits: data set; needs at least 2 classes.
+        epochs: passes over the training split.
+        batch_size: minibatch size.
+        lr: Adam learning rate (cosine-decayed to 0).
+        seed: seed for init, shuffling and augmentation.
+        device: where to train.
+        cache_dir: folder for ``classifier-<key>.pt``; reused when the key matches.
+        verbose: print the per-epoch loss.
+
+    Returns:
+        The trained :class:`FeatureNet`, in eval mode on ``device``.
+    """
+    if splits.num_classes < 2:
+        raise ValueError(f"classifier: data set {splits.name!r} has {splits.num_classes} classes; "
+                         "FD-<net> needs a labelled data set (use fd_net='pixels' instead)")
+    device = torch.device(device)
+    channels = splits.image_shape[0]
+    spec = dict(data=splits.name, shape=list(splits.image_shape), n_train=len(splits.train),
+                classes=splits.num_classes, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch="SmallCNN-32-64")
+    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    name = f"{splits.name}-cnn"
+    cache = Path(cache_dir) / f"classifier-{splits.name}-{key}.pt" if cache_dir is not None else None
+    torch.manual_seed(seed)
+    model = SmallCNN(channels, splits.num_classes).to(device)
+    if cache is not None and cache.exists():
+        state = torch.load(cache, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        model.eval()
+        return FeatureNet(model, name, float(state["test_accuracy"]))
+
+    images, labels = stack_dataset(splits.train)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(images) + batch_size - 1) // batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    max_shift = splits.image_shape[-1] // 14
+    start = time.time()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(images), generator=generator)
+        total = 0.0
+        for i in range(0, len(images), batch_size):
+            idx = order[i:i + batch_size]
+            x = random_shift(images[idx], max_shift, generator).to(device)
+            loss = F.cross_entropy(model(x), labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+        if verbose:
+            print(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f} ({time.time() - start:.1f}s)")
+    test_accuracy = accuracy(model, splits.reference, device)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "test_accuracy": test_accuracy, "spec": spec}, tmp)
+        tmp.replace(cache)
+    model.eval()
+    return FeatureNet(model, name, test_accuracy)
