@@ -1,0 +1,169 @@
+"""SE(3)-equivariant velocity network for rigid molecular assembly.
+
+Two levels of message passing:
+
+1. **atoms** — each atom starts from its type embedding, the flow position and the
+   spherical harmonics of its offset from its molecule's centroid (which encodes the
+   molecule's orientation); e3nn convolutions then run over intra-molecular and
+   inter-molecular k-nearest (or radius) edges, so close contacts are seen atom by atom;
+2. **molecules** — atom features are averaged per molecule and refined on the complete
+   graph of the cluster's molecules (17 nodes, cheap), with the centroid offsets as edges.
+
+Heads (all ``l = 1``): per molecule a translation velocity (``1o``) and an angular velocity
+(``1e``), each the sum of a direct molecule-level vector and the pooled per-atom forces
+``f_a`` (translation) and torques ``r_a x f_a`` about the centroid, divided by the mean
+squared radius (a scalar moment of inertia). The Cartesian baseline head outputs one free
+``1o`` velocity per atom instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from e3nn import o3
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+from kflow_mol.models.layers import (EquivariantConv, GaussianRBF, TimeEmbedding,
+                                     build_atom_edges, full_molecule_edges)
+
+PRESETS: dict[str, dict] = {
+    "S": dict(irreps_hidden="32x0e+8x1o+8x1e", atom_layers=1, mol_layers=2, z_dim=16,
+              time_dim=16, num_radial=12, radial_hidden=32, k_intra=6, k_inter=6),
+    "M": dict(irreps_hidden="64x0e+16x1o+16x1e", atom_layers=2, mol_layers=3, z_dim=32,
+              time_dim=32, num_radial=16, radial_hidden=64, k_intra=8, k_inter=8),
+    "L": dict(irreps_hidden="128x0e+32x1o+32x1e+8x2e", atom_layers=3, mol_layers=4, z_dim=64,
+              time_dim=64, num_radial=16, radial_hidden=64, k_intra=8, k_inter=12),
+}
+"""Size presets for :class:`AssemblyGNN` (S: minutes on a laptop CPU, L: GPU)."""
+
+
+@dataclass
+class AssemblyVelocity:
+    """Network output.
+
+    Attributes:
+        translation: centroid velocity per molecule, shape ``(M, 3)`` (``None`` for the atom head).
+        rotation: angular velocity (rotation-vector rate) per molecule, shape ``(M, 3)``
+            (``None`` for the atom head).
+        atom: free per-atom velocity, shape ``(A, 3)`` (``None`` for the rigid head).
+    """
+
+    translation: Tensor | None
+    rotation: Tensor | None
+    atom: Tensor | None
+
+
+class AssemblyGNN(nn.Module):
+    """Equivariant two-level GNN mapping a cluster state and ``s = k/K`` to velocities.
+
+    Args:
+        head: ``"rigid"`` (per-molecule translation + angular velocity) or ``"atom"``
+            (per-atom Cartesian velocity, the all-atom baseline).
+        irreps_hidden: hidden feature irreps, e.g. ``"32x0e+8x1o+8x1e"``.
+        atom_layers: atom-level convolutions.
+        mol_layers: molecule-level convolutions.
+        z_dim: atom-type embedding width.
+        time_dim: width of the embedding of ``s``.
+        num_radial: Gaussians in each radial basis.
+        radial_hidden: hidden width of the radial MLPs.
+        k_intra: intra-molecular neighbours per atom.
+        k_inter: inter-molecular neighbours per atom.
+        edge_mode: ``"knn"`` or ``"radius"``.
+        radius: cutoff (Å) in radius mode.
+        max_atom_radius: range (Å) of the atom-level radial basis.
+        max_mol_radius: range (Å) of the molecule-level radial basis.
+        max_z: largest atomic number embedded.
+        state_input: feed the accumulated flow state (``dc`` as ``1o``, ``omega`` as ``1e``)
+            to the molecule level.
+    """
+
+    def __init__(self, head: str = "rigid", irreps_hidden: str = "32x0e+8x1o+8x1e",
+                 atom_layers: int = 1, mol_layers: int = 2, z_dim: int = 16, time_dim: int = 16,
+                 num_radial: int = 12, radial_hidden: int = 32, k_intra: int = 6, k_inter: int = 6,
+                 edge_mode: str = "knn", radius: float = 5.0, max_atom_radius: float = 10.0,
+                 max_mol_radius: float = 30.0, max_z: int = 100, state_input: bool = True):
+        super().__init__()
+        if head not in ("rigid", "atom"):
+            raise ValueError(f"head must be 'rigid' or 'atom', got {head!r}")
+        self.head, self.state_input = head, state_input
+        self.edge_kwargs = dict(mode=edge_mode, k_intra=k_intra, k_inter=k_inter, radius=radius)
+        hidden = o3.Irreps(irreps_hidden)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(2)
+        self.z_embed = nn.Embedding(max_z + 1, z_dim)
+        self.time_embed = TimeEmbedding(time_dim)
+        self.atom_rbf = GaussianRBF(num_radial, max_atom_radius)
+        self.mol_rbf = GaussianRBF(num_radial, max_mol_radius)
+        init_scalars = o3.Irreps(f"{z_dim + num_radial + time_dim}x0e")
+        self.atom_init = o3.FullyConnectedTensorProduct(init_scalars, self.irreps_sh, hidden)
+        self.atom_convs = nn.ModuleList(
+            EquivariantConv(hidden, self.irreps_sh, num_radial + 2, radial_hidden) for _ in range(atom_layers))
+        mol_in = hidden + o3.Irreps(f"{time_dim}x0e") + o3.Irreps("1x1o+1x1e" if state_input else "")
+        self.mol_init = o3.Linear(mol_in, hidden)
+        self.mol_convs = nn.ModuleList(
+            EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers))
+        if head == "rigid":
+            self.mol_head = o3.Linear(hidden, "1x1o+1x1e")
+        self.atom_head = o3.Linear(hidden + hidden, "1x1o")
+
+    def forward(self, z: Tensor, pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mol_batch: Tensor,
+                s: Tensor, state: Tensor | None = None) -> AssemblyVelocity:
+        """Velocities of a batch of clusters.
+
+        Args:
+            z: atomic numbers, shape ``(A,)``.
+            pos: current atom positions (Å), shape ``(A, 3)``.
+            mol_index: global molecule of every atom, shape ``(A,)``.
+            atom_batch: cluster of every atom, shape ``(A,)``.
+            mol_batch: cluster of every molecule, shape ``(M,)``.
+            s: flow position ``k / K`` per cluster, shape ``(B,)``.
+            state: accumulated rigid state ``[dc, omega]`` per molecule, shape ``(M, 6)``;
+                used when ``state_input`` (zeros if ``None``).
+
+        Returns:
+            :class:`AssemblyVelocity`.
+        """
+        num_mols = mol_batch.shape[0]
+        centroid = scatter(pos, mol_index, dim=0, dim_size=num_mols, reduce="mean")
+        rel = pos - centroid[mol_index]
+        time = self.time_embed(s.to(pos.dtype))
+
+        scalars = torch.cat([self.z_embed(z), self.atom_rbf(rel.norm(dim=-1)), time[atom_batch]], dim=-1)
+        h = self.atom_init(scalars, self._sh(rel))
+        edges = build_atom_edges(pos, mol_index, atom_batch, **self.edge_kwargs)
+        vec = pos[edges.dst] - pos[edges.src]
+        edge_sh = self._sh(vec)
+        edge_scalars = torch.cat(
+            [self.atom_rbf(vec.norm(dim=-1)), nn.functional.one_hot(edges.intra.long(), 2).to(pos.dtype)], dim=-1)
+        for conv in self.atom_convs:
+            h = conv(h, edges.src, edges.dst, edge_sh, edge_scalars)
+
+        mol_parts = [scatter(h, mol_index, dim=0, dim_size=num_mols, reduce="mean"), time[mol_batch]]
+        if self.state_input:
+            mol_parts.append(state if state is not None else pos.new_zeros(num_mols, 6))
+        g = self.mol_init(torch.cat(mol_parts, dim=-1))
+        src, dst = full_molecule_edges(mol_batch)
+        mol_vec = centroid[dst] - centroid[src]
+        mol_sh, mol_scalars = self._sh(mol_vec), self.mol_rbf(mol_vec.norm(dim=-1))
+        for conv in self.mol_convs:
+            g = conv(g, src, dst, mol_sh, mol_scalars)
+
+        force = self.atom_head(torch.cat([h, g[mol_index]], dim=-1))  # (A, 3), 1o
+        if self.head == "atom":
+            return AssemblyVelocity(translation=None, rotation=None, atom=force)
+        direct = self.mol_head(g)
+        torque = scatter(torch.linalg.cross(rel, force), mol_index, dim=0, dim_size=num_mols, reduce="mean")
+        inertia = scatter((rel * rel).sum(-1), mol_index, dim=0, dim_size=num_mols, reduce="mean")
+        translation = direct[:, :3] + scatter(force, mol_index, dim=0, dim_size=num_mols, reduce="mean")
+        rotation = direct[:, 3:] + torque / (inertia.unsqueeze(-1) + 1.0)
+        return AssemblyVelocity(translation=translation, rotation=rotation, atom=None)
+
+    def _sh(self, vec: Tensor) -> Tensor:
+        return o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+
+
+def build_model(preset: str = "S", head: str = "rigid", **overrides) -> AssemblyGNN:
+    """An :class:`AssemblyGNN` from a size preset (``PRESETS``) with keyword overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return AssemblyGNN(head=head, **{**PRESETS[preset], **overrides})

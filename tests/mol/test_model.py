@@ -1,0 +1,74 @@
+"""Equivariance and shape tests of the assembly velocity network."""
+import pytest
+import torch
+from e3nn import o3
+
+from kflow_mol.models import PRESETS, build_model
+
+
+def random_clusters(num_clusters=2, num_mols=5, atoms_per_mol=4, dtype=torch.float64, seed=0):
+    """Random rigid molecules (a synthetic stand-in: shapes only, no chemistry)."""
+    g = torch.Generator().manual_seed(seed)
+    atoms = num_clusters * num_mols * atoms_per_mol
+    mol_index = torch.arange(num_clusters * num_mols).repeat_interleave(atoms_per_mol)
+    mol_batch = torch.arange(num_clusters).repeat_interleave(num_mols)
+    atom_batch = mol_batch[mol_index]
+    pos = (torch.randn(atoms, 3, generator=g, dtype=dtype) * 1.2
+           + 4 * torch.randn(num_clusters * num_mols, 3, generator=g, dtype=dtype)[mol_index])
+    z = torch.randint(1, 9, (atoms,), generator=g)
+    s = torch.rand(num_clusters, generator=g, dtype=dtype)
+    state = torch.randn(num_clusters * num_mols, 6, generator=g, dtype=dtype)
+    return dict(z=z, pos=pos, mol_index=mol_index, atom_batch=atom_batch, mol_batch=mol_batch, s=s, state=state)
+
+
+@pytest.mark.parametrize("head", ["rigid", "atom"])
+@pytest.mark.parametrize("edge_mode", ["knn", "radius"])
+def test_rotation_translation_equivariance(head, edge_mode):
+    torch.manual_seed(0)
+    model = build_model("S", head=head, edge_mode=edge_mode).double().eval()
+    inputs = random_clusters()
+    rot = o3.rand_matrix(dtype=torch.float64)
+    shift = torch.tensor([3.0, -1.5, 7.0], dtype=torch.float64)
+    moved = dict(inputs, pos=inputs["pos"] @ rot.T + shift,
+                 state=torch.cat([inputs["state"][:, :3] @ rot.T, inputs["state"][:, 3:] @ rot.T], -1))
+    out, out_moved = model(**inputs), model(**moved)
+    if head == "rigid":
+        assert out.translation.abs().max() > 1e-6 and out.rotation.abs().max() > 1e-6
+        torch.testing.assert_close(out_moved.translation, out.translation @ rot.T, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out_moved.rotation, out.rotation @ rot.T, atol=1e-5, rtol=0)
+    else:
+        assert out.atom.shape == inputs["pos"].shape
+        torch.testing.assert_close(out_moved.atom, out.atom @ rot.T, atol=1e-5, rtol=0)
+
+
+def test_molecule_permutation_equivariance():
+    torch.manual_seed(0)
+    model = build_model("S").double().eval()
+    inputs = random_clusters(num_clusters=1, num_mols=6, atoms_per_mol=3)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])  # new molecule i = old molecule perm[i]
+    inv = torch.argsort(perm)
+    atom_order = torch.cat([torch.nonzero(inputs["mol_index"] == m).flatten() for m in perm])
+    permuted = dict(inputs, z=inputs["z"][atom_order], pos=inputs["pos"][atom_order],
+                    mol_index=inv[inputs["mol_index"][atom_order]], state=inputs["state"][perm])
+    out, out_perm = model(**inputs), model(**permuted)
+    torch.testing.assert_close(out_perm.translation, out.translation[perm], atol=1e-8, rtol=0)
+    torch.testing.assert_close(out_perm.rotation, out.rotation[perm], atol=1e-8, rtol=0)
+
+
+def test_clusters_in_a_batch_are_independent():
+    model = build_model("S").double().eval()
+    both = random_clusters(num_clusters=2, num_mols=4, atoms_per_mol=3)
+    first = {key: value for key, value in random_clusters(num_clusters=2, num_mols=4, atoms_per_mol=3).items()}
+    atoms = both["atom_batch"] == 0
+    mols = both["mol_batch"] == 0
+    single = dict(z=first["z"][atoms], pos=first["pos"][atoms], mol_index=first["mol_index"][atoms],
+                  atom_batch=first["atom_batch"][atoms], mol_batch=first["mol_batch"][mols],
+                  s=first["s"][:1], state=first["state"][mols])
+    torch.testing.assert_close(model(**single).translation, model(**both).translation[mols], atol=1e-10, rtol=0)
+
+
+def test_presets_build_and_unknown_preset_is_rejected():
+    for name in PRESETS:
+        assert sum(p.numel() for p in build_model(name).parameters()) > 0
+    with pytest.raises(ValueError, match="unknown model preset"):
+        build_model("XL")
