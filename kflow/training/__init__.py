@@ -1,0 +1,35 @@
+"""Device-agnostic training pieces shared by the branches (no Hydra).
+
+- `Trainer` / `TrainConfig` / `TrainResult`: the AdamW loop with warm-up, gradient clipping,
+  EMA, bf16 autocast, torch.compile, DDP under torchrun, CSV log, loss-curve PNG.
+- Checkpoints: `save_checkpoint` (atomic: temp file, fsync, rename), `load_checkpoint`
+  (`torch.load(weights_only=True)`, signature check), `CheckpointManager`.
+- Exact resume: the data position follows from the step (per-epoch permutation seeded by
+  (seed, epoch), sharded like DistributedSampler), and the python/numpy/torch/CUDA RNG
+  states of every rank are stored in the checkpoint.
+- Faults: `ConfigError` (bad settings, raised before work), `CheckpointMismatchError`
+  (checkpoint of another model/version), `NonFiniteLossError` (NaN/inf loss; the last good
+  checkpoint is kept).
+- `DistributedContext`: rank, world size, all-reduce, `all_gather_objects`, barrier.
+"""
+
+from .checkpoint import (FORMAT_VERSION, CheckpointManager, check_signature, kflow_version,
+                         load_checkpoint, load_model_state, save_checkpoint, to_plain)
+from .config import TrainConfig, check_choice, check_dir, check_range
+from .device import count_parameters, move_to_device, resolve_device, unwrap_model
+from .distributed import DistributedContext, launched_by_torchrun
+from .ema import EMA
+from .errors import CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError
+from .logs import CSVLogger, plot_loss_curve, read_csv_log
+from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .trainer import EpochBatches, Trainer, TrainResult, training_seed
+
+__all__ = [
+    "FORMAT_VERSION", "CheckpointError", "CheckpointManager", "CheckpointMismatchError",
+    "ConfigError", "CSVLogger", "DistributedContext", "EMA", "EpochBatches",
+    "NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "capture_rng_state",
+    "check_choice", "check_dir", "check_range", "check_signature", "count_parameters",
+    "kflow_version", "launched_by_torchrun", "load_checkpoint", "load_model_state",
+    "move_to_device", "plot_loss_curve", "read_csv_log", "resolve_device", "restore_rng_state",
+    "save_checkpoint", "seed_everything", "to_plain", "training_seed", "unwrap_model",
+]

@@ -1,0 +1,45 @@
+"""Exponential moving average of model parameters."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA(nn.Module):
+    """Keeps `shadow = decay * shadow + (1 - decay) * param` after every optimizer step.
+
+    Buffers (e.g. batch-norm statistics) are copied, not averaged. `ema.module` is a full
+    model usable for sampling; `state_dict()` is that model's state dict.
+
+    Args:
+        model: The model being trained (unwrapped, not DDP).
+        decay: EMA decay in (0, 1).
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        self.module.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        shadow = list(self.module.parameters())
+        current = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(shadow, current, 1.0 - self.decay)
+        for own, other in zip(self.module.buffers(), model.buffers()):
+            own.copy_(other)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def state_dict(self, *args, **kwargs):
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
