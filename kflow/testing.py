@@ -1,0 +1,181 @@
+"""Reusable assertions for K-Flow components, for the branches' test suites.
+
+Transform checks (round trip, orthonormality, band coverage) and geometric helpers (random
+rotations, a generic equivariance check). Every assertion raises ``AssertionError`` with a
+message that names the transform and what went wrong.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+
+def _default_atol(dtype: torch.dtype) -> float:
+    return 1e-10 if dtype == torch.float64 else 1e-4
+
+
+def _name(transform: Any) -> str:
+    return type(transform).__name__
+
+
+def assert_round_trip(
+    transform: Any, x: torch.Tensor, context: Any = None, atol: float | None = None
+) -> None:
+    """``inverse(forward(x)) == x`` with matching shape, dtype and device.
+
+    Args:
+        transform: a ``KTransform``.
+        x: data, ``(B, *data_shape)``.
+        context: per-batch basis information, if the transform needs it.
+        atol: absolute tolerance (default 1e-10 for float64, 1e-4 otherwise).
+    """
+    atol = _default_atol(x.dtype) if atol is None else atol
+    coeffs = transform.forward(x, context)
+    assert coeffs.dtype == x.dtype, f"{_name(transform)}.forward changed dtype {x.dtype} -> {coeffs.dtype}"
+    assert coeffs.device == x.device, f"{_name(transform)}.forward moved data {x.device} -> {coeffs.device}"
+    back = transform.inverse(coeffs, context)
+    assert back.shape == x.shape, f"{_name(transform)} round trip changed shape {tuple(x.shape)} -> {tuple(back.shape)}"
+    torch.testing.assert_close(
+        back, x, atol=atol, rtol=0,
+        msg=lambda m: f"{_name(transform)}: inverse(forward(x)) != x\n{m}",
+    )
+
+
+def assert_orthonormal(
+    transform: Any,
+    x: torch.Tensor,
+    context: Any = None,
+    atol: float | None = None,
+    full_matrix_max_dim: int = 1024,
+    generator: torch.Generator | None = None,
+) -> None:
+    """The transform preserves norms and inner products (it is an orthonormal map).
+
+    Compares ``<F x, F y>`` with ``<x, y>`` and ``|F x|`` with ``|x|`` per sample, where ``y``
+    is fresh Gaussian noise shaped like ``x`` (same context, so per-sample bases work). For a
+    fixed basis (``context is None``) with ``prod(data_shape) <= full_matrix_max_dim`` it also
+    builds the full matrix and checks ``M M^T = I``.
+
+    Args:
+        transform: a ``KTransform``.
+        x: data, ``(B, *data_shape)``.
+        context: per-batch basis information, if the transform needs it.
+        atol: absolute tolerance, relative to the squared norm scale (default by dtype).
+        full_matrix_max_dim: largest data dimension for the full-matrix check.
+        generator: RNG for ``y``.
+    """
+    atol = _default_atol(x.dtype) if atol is None else atol
+    y = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    fx, fy = transform.forward(x, context), transform.forward(y, context)
+    scale = x.flatten(1).norm(dim=1) * y.flatten(1).norm(dim=1)
+
+    def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a.flatten(1) * b.flatten(1)).sum(1)
+
+    torch.testing.assert_close(
+        inner(fx, fy) / scale, inner(x, y) / scale, atol=atol, rtol=0,
+        msg=lambda m: f"{_name(transform)} does not preserve inner products\n{m}",
+    )
+    torch.testing.assert_close(
+        fx.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), atol=atol * 10, rtol=atol,
+        msg=lambda m: f"{_name(transform)} does not preserve norms\n{m}",
+    )
+    dim = x[0].numel()
+    if context is None and dim <= full_matrix_max_dim:
+        eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+        matrix = transform.forward(eye.reshape(dim, *x.shape[1:])).reshape(dim, -1)
+        torch.testing.assert_close(
+            matrix @ matrix.T, eye, atol=atol, rtol=0,
+            msg=lambda m: f"{_name(transform)}: basis matrix M has M M^T != I\n{m}",
+        )
+
+
+def assert_band_index_covers(
+    transform: Any, context: Any = None, coeff_shape: tuple[int, ...] | None = None
+) -> None:
+    """Every coefficient has a band in ``0 .. num_bands-1`` and every band is used.
+
+    For per-sample bands (``band_index_for(context)`` with a batch axis), every sample must use
+    every band.
+
+    Args:
+        transform: a ``KTransform``.
+        context: per-batch basis information, if the transform needs it.
+        coeff_shape: if given, the band index must broadcast to ``(B, *coeff_shape)``.
+    """
+    name = _name(transform)
+    bands = transform.band_index_for(context)
+    assert bands.dtype == torch.long, f"{name}: band index dtype is {bands.dtype}, expected torch.long"
+    num_bands = transform.num_bands
+    assert bands.numel() > 0, f"{name}: band index is empty"
+    low, high = int(bands.min()), int(bands.max())
+    assert low >= 0 and high < num_bands, (
+        f"{name}: band index spans {low}..{high}, outside 0..{num_bands - 1}"
+    )
+    if coeff_shape is not None:
+        try:
+            torch.broadcast_shapes(bands.shape, (1, *coeff_shape))
+        except RuntimeError as err:
+            raise AssertionError(
+                f"{name}: band index shape {tuple(bands.shape)} does not broadcast to (B, *{coeff_shape})"
+            ) from err
+    per_sample = bands.reshape(bands.shape[0], -1) if context is not None else bands.reshape(1, -1)
+    for sample, row in enumerate(per_sample):
+        counts = torch.bincount(row, minlength=num_bands)
+        empty = (counts == 0).nonzero().flatten().tolist()
+        assert not empty, f"{name}: bands {empty} are empty (sample {sample}); counts {counts.tolist()}"
+
+
+def random_rotation(
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A uniformly random proper rotation matrix (det +1), ``(3, 3)``.
+
+    Args:
+        dtype: output dtype.
+        device: output device.
+        generator: RNG (on CPU) for reproducibility.
+    """
+    gaussian = torch.randn(3, 3, dtype=torch.float64, generator=generator)
+    q, r = torch.linalg.qr(gaussian)
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # Haar-uniform orthogonal matrix
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q.to(dtype=dtype, device=device)
+
+
+def assert_equivariant(
+    fn: Callable[..., Any],
+    inputs: Any,
+    rotate_in: Callable[[Any], Any],
+    rotate_out: Callable[[Any], Any],
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+) -> None:
+    """``fn(rotate_in(inputs)) == rotate_out(fn(inputs))``.
+
+    ``inputs`` is passed as ``fn(*inputs)`` if it is a tuple, else ``fn(inputs)``;
+    ``rotate_in`` receives and returns the whole ``inputs``. Outputs may be tensors or
+    (nested) sequences / mappings of tensors. For invariance use ``rotate_out=lambda y: y``.
+
+    Args:
+        fn: the function under test.
+        inputs: its input(s).
+        rotate_in: transforms the inputs (e.g. rotates positions, leaves atom types).
+        rotate_out: the matching transformation of the outputs.
+        atol: absolute tolerance.
+        rtol: relative tolerance.
+    """
+
+    def call(args: Any) -> Any:
+        return fn(*args) if isinstance(args, tuple) else fn(args)
+
+    expected = rotate_out(call(inputs))
+    actual = call(rotate_in(inputs))
+    torch.testing.assert_close(
+        actual, expected, atol=atol, rtol=rtol,
+        msg=lambda m: f"{getattr(fn, '__name__', fn)} is not equivariant: f(g x) != g f(x)\n{m}",
+    )
