@@ -12,7 +12,13 @@ from kflow.testing import (
     assert_round_trip,
     random_rotation,
 )
-from kflow.transforms import FourierTransform, GraphBasis, GraphSpectralTransform, coefficient_energy
+from kflow.transforms import (
+    FourierTransform,
+    GraphBasis,
+    GraphSpectralTransform,
+    WaveletTransform,
+    coefficient_energy,
+)
 
 DTYPES = [(torch.float64, 1e-10), (torch.float32, 1e-4)]
 
@@ -270,3 +276,81 @@ def test_graph_rejects_bad_input():
         GraphSpectralTransform(3, grouping="equal_energy")
     with pytest.raises(ValueError, match="points must be"):
         transform.basis(_randn(17, 3))
+
+
+# ----------------------------------------------------------------------------- wavelet
+
+
+def _pywt_packed(x, wavelet, levels):
+    import numpy as np
+    import pywt
+
+    images = x.numpy().reshape(-1, *x.shape[-2:])
+    packed = [
+        pywt.coeffs_to_array(pywt.wavedec2(image, wavelet, mode="periodization", level=levels))[0]
+        for image in images
+    ]
+    return torch.from_numpy(np.stack(packed)).reshape(x.shape)
+
+
+WAVELET_CASES = [
+    ("haar", 1, (4, 4)),
+    ("db2", 2, (8, 16)),
+    ("db6", 3, (3, 32, 32)),
+    ("sym4", 2, (2, 16, 8)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Level value")
+@pytest.mark.parametrize("wavelet, levels, shape", WAVELET_CASES)
+def test_wavelet_matches_pywavelets(wavelet, levels, shape):
+    x = _randn(2, *shape)
+    coeffs = WaveletTransform(shape, wavelet, levels).forward(x)
+    torch.testing.assert_close(coeffs, _pywt_packed(x, wavelet, levels), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("wavelet, levels, shape", WAVELET_CASES)
+@pytest.mark.parametrize("dtype, atol", DTYPES)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_wavelet_round_trip_and_orthonormal(wavelet, levels, shape, dtype, atol, batch):
+    transform = WaveletTransform(shape, wavelet, levels)
+    x = _randn(batch, *shape, dtype=dtype)
+    assert_round_trip(transform, x, atol=atol)
+    assert_orthonormal(transform, x, atol=atol)
+    assert_band_index_covers(transform, coeff_shape=shape)
+    assert transform.num_bands == levels + 1
+
+
+def test_wavelet_band_layout_follows_levels():
+    transform = WaveletTransform((3, 16, 16), "haar", levels=3)
+    bands = transform.band_index
+    assert bands.shape == (3, 16, 16)
+    assert (bands[:, :2, :2] == 0).all()
+    assert (bands[:, :4, 2:4] == 1).all() and (bands[:, 2:4, :2] == 1).all()
+    assert (bands[:, 8:, :] == 3).all() and (bands[:, :, 8:] == 3).all()
+    assert torch.bincount(bands[0].flatten()).tolist() == [4, 12, 48, 192]
+
+
+def test_wavelet_constant_image_lives_in_band_zero():
+    transform = WaveletTransform((16, 16), "db6", levels=2)
+    coeffs = transform.forward(torch.ones(1, 16, 16, dtype=torch.float64))
+    assert coeffs[0, transform.band_index != 0].abs().max() < 1e-12
+
+
+def test_wavelet_merged_levels():
+    transform = WaveletTransform((16, 16), "haar", levels=3, num_bands=2)
+    assert transform.num_bands == 2
+    bands = transform.band_index
+    assert (bands[8:, :] == 1).all()  # finest level (192 coefficients) is one band
+    assert (bands[:8, :8] == 0).all()
+
+
+def test_wavelet_rejects_bad_input():
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*levels = 8"):
+        WaveletTransform((28, 28), "db6", levels=3)
+    with pytest.raises(ValueError, match="not orthogonal"):
+        WaveletTransform((16, 16), "bior2.2", levels=1)
+    with pytest.raises(ValueError, match="unknown wavelet"):
+        WaveletTransform((16, 16), "nope", levels=1)
+    with pytest.raises(ValueError, match=r"expected \(B, \*\(16, 16\)\)"):
+        WaveletTransform((16, 16), "haar", levels=1).forward(torch.zeros(1, 3, 16, 16))
