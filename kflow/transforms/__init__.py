@@ -3,6 +3,7 @@ from kflow.transforms.bands import GROUPING_MODES, band_energy, coefficient_ener
 from kflow.transforms.base import KTransform
 from kflow.transforms.fourier import FourierTransform, radial_frequency
 from kflow.transforms.graph_spectral import GraphBasis, GraphSpectralTransform
+from kflow.transforms.pca import PCATransform
 from kflow.transforms.wavelet import WaveletTransform
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "GraphBasis",
     "GraphSpectralTransform",
     "KTransform",
+    "PCATransform",
     "WaveletTransform",
     "band_energy",
     "coefficient_energy",

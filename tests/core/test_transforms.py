@@ -16,6 +16,7 @@ from kflow.transforms import (
     FourierTransform,
     GraphBasis,
     GraphSpectralTransform,
+    PCATransform,
     WaveletTransform,
     coefficient_energy,
 )
@@ -354,3 +355,94 @@ def test_wavelet_rejects_bad_input():
         WaveletTransform((16, 16), "nope", levels=1)
     with pytest.raises(ValueError, match=r"expected \(B, \*\(16, 16\)\)"):
         WaveletTransform((16, 16), "haar", levels=1).forward(torch.zeros(1, 3, 16, 16))
+
+
+# ----------------------------------------------------------------------------- PCA
+
+
+def _structured(num, shape=(4, 5), rank=6, seed=0):
+    """Samples on a noisy low-rank subspace with decaying variances and a non-zero mean."""
+    gen = torch.Generator().manual_seed(seed)
+    dim = math.prod(shape)
+    basis = torch.linalg.qr(torch.randn(dim, rank, dtype=torch.float64, generator=gen))[0]
+    scales = 2.0 ** -torch.arange(rank, dtype=torch.float64)
+    latent = torch.randn(num, rank, dtype=torch.float64, generator=gen) * scales
+    noise = 1e-3 * torch.randn(num, dim, dtype=torch.float64, generator=gen)
+    return (latent @ basis.T + noise + 0.5).reshape(num, *shape)
+
+
+@pytest.mark.parametrize("num_samples", [8, 200], ids=["N<D", "N>D"])
+@pytest.mark.parametrize("dtype, atol", DTYPES)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_pca_round_trip_and_orthonormal(num_samples, dtype, atol, batch):
+    transform = PCATransform.fit(_structured(num_samples).to(dtype), num_bands=3)
+    x = _randn(batch, 4, 5, dtype=dtype)
+    assert transform.forward(x).shape == (batch, 20)
+    assert_round_trip(transform, x, atol=atol)
+    assert_orthonormal(transform, x, atol=atol)
+    assert_band_index_covers(transform, coeff_shape=(20,))
+
+
+def test_pca_orders_components_by_variance_and_decorrelates():
+    data = _structured(500)
+    transform = PCATransform.fit(data, num_bands=4)
+    flat = data.reshape(500, -1)
+    covariance = torch.cov(flat.T)
+    expected = torch.linalg.eigvalsh(covariance).flip(0)
+    torch.testing.assert_close(transform.explained_variance, expected, atol=1e-12, rtol=1e-9)
+    coeffs = transform.forward(data - transform.mean.reshape(4, 5))
+    torch.testing.assert_close(torch.cov(coeffs.T), torch.diag(expected), atol=1e-12, rtol=1e-9)
+    assert (transform.explained_variance.diff() <= 0).all()
+    assert transform.band_index.tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+
+
+def test_pca_is_linear_without_mean_subtraction():
+    transform = PCATransform.fit(_structured(50), num_bands=2)
+    assert transform.forward(torch.zeros(1, 4, 5, dtype=torch.float64)).abs().max() == 0
+    assert transform.mean.abs().max() > 0.4
+
+
+def test_pca_completes_basis_with_zero_variance_in_last_band():
+    transform = PCATransform.fit(_structured(8), num_bands=2, grouping="equal_energy")
+    assert (transform.explained_variance[8:] == 0).all()
+    assert transform.band_index[-1] == 1
+    # equal_energy: the dominant component alone carries ~2/3 of the variance.
+    assert (transform.band_index == 0).sum() == 1
+
+
+def test_pca_uncentered_puts_the_mean_direction_first():
+    data = _structured(100)
+    transform = PCATransform.fit(data, num_bands=2, centered=False)
+    mean_direction = transform.mean / transform.mean.norm()
+    assert abs(float(transform.components[:, 0] @ mean_direction)) > 0.99
+
+
+def test_pca_save_load_round_trip(tmp_path):
+    transform = PCATransform.fit(_structured(30).float(), num_bands=3, grouping="equal_energy")
+    path = tmp_path / "pca.pt"
+    transform.save(path)
+    loaded = PCATransform.load(path)
+    for name in ("components", "explained_variance", "mean", "band_index"):
+        assert torch.equal(getattr(loaded, name), getattr(transform, name)), name
+    assert (loaded.shape, loaded.num_bands, loaded.grouping) == ((4, 5), 3, "equal_energy")
+    x = _randn(2, 4, 5, dtype=torch.float32)
+    torch.testing.assert_close(loaded.forward(x), transform.forward(x))
+
+
+def test_pca_load_and_fit_reject_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        PCATransform.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"cannot read {junk}"):
+        PCATransform.load(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ValueError, match="is not a saved PCATransform"):
+        PCATransform.load(other)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        PCATransform.fit(torch.full((4, 3), float("nan")), 2)
+    with pytest.raises(ValueError, match="N >= 2"):
+        PCATransform.fit(torch.zeros(1, 3), 2)
+    with pytest.raises(ValueError, match=r"expected \(B, \*\(4, 5\)\)"):
+        PCATransform.fit(_structured(10), 2).forward(torch.zeros(1, 20))
