@@ -82,13 +82,15 @@ def kernel_distance(features_a: torch.Tensor, features_b: torch.Tensor, num_subs
         features_a: shape ``(N, D)``.
         features_b: shape ``(M, D)``.
         num_subsets: number of random subset pairs.
-        subset_size: subset size (capped at ``min(N, M)``).
+        subset_size: subset size (``min(N, M) // 2`` when that is not smaller than ``min(N, M)``).
         seed: seed of the subset draws.
 
     Returns:
         :class:`KernelDistance` (may be slightly negative: the estimator is unbiased).
     """
-    size = min(subset_size, len(features_a), len(features_b))
+    smaller = min(len(features_a), len(features_b))
+    # subsets as large as the whole set would all be identical; halve so the std means something
+    size = subset_size if subset_size < smaller else smaller // 2
     if size < 2:
         raise ValueError("metrics: KID needs at least 2 samples in each set")
     generator = torch.Generator().manual_seed(seed)

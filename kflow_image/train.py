@@ -1,0 +1,260 @@
+"""Library-level glue for images (no Hydra): transform choice, the K-Flow loss, generation.
+
+``build_transform`` turns a name into the ``F`` of K-Flow (``none`` is the identity with one
+band, i.e. plain flow matching through exactly the same path, loss and sampler code).
+``ImageFlowLoss`` is the ``loss_fn(model, batch)`` handed to :class:`kflow.training.Trainer`.
+``generate`` draws images with :class:`kflow.sampling.KFlowSampler`, with classifier-free
+guidance, condition dropping and noise splitting as options.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+from kflow.loss import flow_matching_loss, sample_k
+from kflow.path import KAmplitudePath
+from kflow.sampling import KFlowSampler, allocate_steps, share_bands
+from kflow.transforms.base import KTransform
+
+TRANSFORMS = ("fourier", "wavelet", "pca", "none")
+
+
+class LatentCodec(Protocol):
+    """Hook for latent K-Flow: an autoencoder mapping images to latents and back (none shipped)."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` images in [-1, 1] -> latents ``(B, *latent_shape)``."""
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, *latent_shape)`` -> images ``(B, C, H, W)``."""
+
+
+class PixelCodec:
+    """The default codec: pixel space (encode and decode are the identity)."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents
+
+
+@dataclass
+class TransformSpec:
+    """Which transform and band layout to use.
+
+    Attributes:
+        name: ``fourier``, ``wavelet``, ``pca`` or ``none`` (plain flow matching, K = 1).
+        num_bands: bands K; ``None`` means one band per coefficient scale (per distinct
+            Fourier radius, per wavelet level, per PCA component).
+        grouping: band grouping for Fourier/PCA (``equal_radius``, ``equal_count``, ``equal_energy``).
+        wavelet: pywavelets name for ``wavelet`` (needs ``size / 2**levels >= filter length / 2``).
+        levels: wavelet decomposition levels (num_bands = levels + 1).
+        bump: path bump ``linear``, ``smoothstep`` or ``cosine``.
+        reverse: move bands from high to low scale.
+    """
+
+    name: str = "fourier"
+    num_bands: int | None = 3
+    grouping: str = "equal_radius"
+    wavelet: str = "haar"
+    levels: int = 2
+    bump: str = "linear"
+    reverse: bool = False
+
+
+def build_transform(spec: TransformSpec, data_shape: Sequence[int], train_data: torch.Tensor | None = None,
+                    save_dir: str | Path | None = None, device: str | torch.device = "cpu") -> KTransform:
+    """Instantiate the transform named by ``spec``.
+
+    Args:
+        spec: the :class:`TransformSpec`.
+        data_shape: ``(C, H, W)`` of one (latent) image.
+        train_data: training images ``(N, C, H, W)``; required for ``pca`` (basis fit) and
+            for ``equal_energy`` Fourier grouping.
+        save_dir: where ``pca`` saves its basis (``pca_basis.pt``).
+        device: device of the transform's tensors.
+    """
+    if spec.name not in TRANSFORMS:
+        raise ValueError(f"transform: unknown name {spec.name!r}; choose from {TRANSFORMS}")
+    data_shape = tuple(int(s) for s in data_shape)
+    if spec.name == "none":
+        from kflow.transforms.matrix import IdentityTransform
+
+        return IdentityTransform(data_shape)
+    if spec.name == "fourier":
+        from kflow.transforms import FourierTransform
+        from kflow.transforms.bands import coefficient_energy
+
+        energy = None
+        if spec.grouping == "equal_energy":
+            if train_data is None:
+                raise ValueError("transform: fourier equal_energy grouping needs train_data")
+            probe = FourierTransform(data_shape, num_bands=1)
+            energy = coefficient_energy(probe, train_data.double())
+        return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=spec.grouping,
+                                energy=energy, device=device)
+    if spec.name == "wavelet":
+        from kflow.transforms.wavelet import WaveletTransform
+
+        transform = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels)
+        if spec.num_bands is not None and spec.num_bands != transform.num_bands:
+            raise ValueError(f"transform: wavelet with levels={spec.levels} has {transform.num_bands} bands, "
+                             f"but num_bands={spec.num_bands}; set num_bands=null or levels={spec.num_bands - 1}")
+        return transform.to(device)
+    from kflow.transforms.pca import PCATransform
+
+    if train_data is None:
+        raise ValueError("transform: pca needs train_data to fit its basis")
+    num_bands = spec.num_bands if spec.num_bands is not None else math.prod(data_shape)
+    transform = PCATransform.fit(train_data.double(), num_bands, grouping=spec.grouping)
+    if save_dir is not None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        transform.save(Path(save_dir) / "pca_basis.pt")
+    return _float32(transform).to(device)
+
+
+def _float32(transform: KTransform) -> KTransform:
+    for name, value in vars(transform).items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            setattr(transform, name, value.float())
+    return transform
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+class ImageFlowLoss:
+    """``loss_fn(model, batch)`` for :class:`kflow.training.Trainer`: conditional FM along k.
+
+    Draws ``x0 ~ N(0, I)``, ``k ~ sample_k``, builds ``path.sample(x0, x1, k)`` and regresses
+    the model's ``v(x_k, k / K, y)`` on ``dx_k`` (label dropout happens inside the DiT). The
+    MoE balance loss is added with weight ``balance_weight``.
+
+    Args:
+        path: the K-amplitude path.
+        conditional: pass labels to the model (else ``y=None``).
+        band_probs: optional ``(K,)`` weights for drawing the band of ``k``.
+        balance_weight: weight of the MoE load-balancing loss.
+        codec: latent codec (default pixel space).
+    """
+
+    def __init__(self, path: KAmplitudePath, conditional: bool = True, band_probs: torch.Tensor | None = None,
+                 balance_weight: float = 0.01, codec: LatentCodec | None = None):
+        self.path, self.conditional, self.band_probs = path, conditional, band_probs
+        self.balance_weight = balance_weight
+        self.codec = codec or PixelCodec()
+
+    def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        images, labels = batch
+        device = next(model.parameters()).device
+        x1 = self.codec.encode(images.to(device))
+        x0 = torch.randn_like(x1)
+        k = sample_k(x1.shape[0], self.path.num_bands, self.band_probs, device=device, dtype=x1.dtype)
+        sample = self.path.sample(x0, x1, k)
+        y = labels.to(device) if self.conditional else None
+        fm = flow_matching_loss(model(sample.x_k, k / self.path.num_bands, y), sample)
+        balance = unwrap(model).balance_loss
+        loss = fm + self.balance_weight * balance if balance.requires_grad else fm
+        return loss, {"fm": fm.item(), "balance": float(balance)}
+
+
+def velocity_fn_for(model: nn.Module, cfg_scale: float = 1.0):
+    """Wrap a DiT as the sampler's ``velocity_fn(x, s, y)`` with classifier-free guidance."""
+    net = unwrap(model)
+
+    def velocity(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return net.forward_with_cfg(x, s, y, cfg_scale)
+
+    return velocity
+
+
+@dataclass
+class SamplerSpec:
+    """How to integrate.
+
+    Attributes:
+        method: ``euler``, ``heun``, ``rk4`` or ``dopri5``.
+        total_steps: steps over the whole k range, split evenly over the K bands (so the
+            NFE budget is the same for every K; at least one step per band).
+        cfg_scale: classifier-free guidance scale (1 = plain conditional).
+        drop_cond_after: fraction of K after which the class is dropped (``None`` = never).
+    """
+
+    method: str = "euler"
+    total_steps: int = 30
+    cfg_scale: float = 1.0
+    drop_cond_after: float | None = None
+
+
+@dataclass
+class GenerationResult:
+    """Generated images.
+
+    Attributes:
+        images: ``(N, C, H, W)`` on CPU, clamped to [-1, 1].
+        labels: requested labels ``(N,)`` (or ``None`` if unconditional).
+        nfe: velocity evaluations per sample (a CFG evaluation counts once).
+        noise: the source draws ``(N, *data_shape)`` actually used (after any band sharing).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    nfe: int
+    noise: torch.Tensor = field(repr=False)
+
+
+def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor:
+    """``(N,)`` labels cycling 0..num_classes-1, so every class gets N / num_classes samples."""
+    return torch.arange(num_samples) % num_classes
+
+
+@torch.no_grad()
+def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shape: Sequence[int],
+             sampler: SamplerSpec = SamplerSpec(), labels: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None, shared_bands: Sequence[int] | None = None,
+             seed: int = 0, batch_size: int = 256, device: str | torch.device = "cpu",
+             codec: LatentCodec | None = None) -> GenerationResult:
+    """Sample images by integrating the learned velocity from k = 0 to K.
+
+    Args:
+        model: a DiT (or anything with ``forward_with_cfg``).
+        path: the path the model was trained on.
+        num_samples: N.
+        data_shape: ``(C, H, W)`` (latent shape with a codec).
+        sampler: integration settings.
+        labels: requested classes ``(N,)`` or ``None`` (unconditional).
+        noise: source draws ``(N, *data_shape)``; drawn from ``seed`` if ``None``.
+        shared_bands: noise splitting: these bands of the source are copied from sample 0
+            to all others (see :func:`kflow.sampling.share_bands`).
+        seed: seed of the source draws.
+        batch_size: samples integrated at once.
+        device: where to integrate.
+        codec: latent codec (default pixel space).
+    """
+    model.eval()
+    codec = codec or PixelCodec()
+    if noise is None:
+        noise = torch.randn(num_samples, *data_shape, generator=torch.Generator().manual_seed(seed))
+    if shared_bands:
+        noise = share_bands(noise.to(device), path.transform, shared_bands).cpu()
+    steps = allocate_steps(sampler.total_steps, [1.0] * path.num_bands)
+    velocity = velocity_fn_for(model, sampler.cfg_scale)
+    kflow_sampler = KFlowSampler(path)
+    images, nfe = [], 0
+    for start in range(0, num_samples, batch_size):
+        x0 = noise[start:start + batch_size].to(device)
+        y = None if labels is None else labels[start:start + batch_size].to(device)
+        result = kflow_sampler.sample(velocity, x0, cond=y, method=sampler.method, steps_per_band=steps,
+                                      drop_cond_after=sampler.drop_cond_after)
+        images.append(codec.decode(result.x).clamp(-1, 1).cpu())
+        nfe = result.nfe
+    return GenerationResult(torch.cat(images), labels, nfe, noise)
