@@ -5,7 +5,6 @@ from typing import Any, Sequence
 
 import pywt
 import torch
-import torch.nn.functional as F
 
 from kflow.transforms.bands import group_bands
 from kflow.transforms.base import KTransform
@@ -14,10 +13,14 @@ from kflow.transforms.base import KTransform
 class WaveletTransform(KTransform):
     """Multi-level 2-D DWT with periodic boundaries (PyWavelets ``mode="periodization"``).
 
-    Filters come from PyWavelets; the transform itself runs in torch (periodic gather + strided
-    ``conv1d`` along each axis, ``conv_transpose1d`` + fold for the inverse), batched over
-    images and channels, on any device. With an orthogonal wavelet and periodization the map
-    is orthonormal, so the inverse is the adjoint.
+    Filters come from PyWavelets; the transform runs in torch, batched over images and
+    channels, on any device. One level along an axis of length ``n`` is an orthogonal
+    ``(n, n)`` matrix ``A = [A_low; A_high]`` (periodized filtering + downsampling by 2), so a
+    2-D level maps the current approximation block ``X`` to ``A_H X A_W^T``, whose quadrants are
+    exactly pywt's packed layout, and the inverse is ``A_H^T C A_W``. Dense level matrices cost
+    ``O(H + W)`` multiply-adds per coefficient instead of ``O(filter length)``, but run as
+    large batched matmuls, which is much faster than strided convolutions on CPU and GPU for
+    images up to a few hundred pixels a side (see ``scripts/bench_core.py``).
 
     Coefficients have the data shape, packed like ``pywt.coeffs_to_array(pywt.wavedec2(...))``:
     the coarsest approximation in the top-left ``(H / 2^L, W / 2^L)`` block, and for each level
@@ -34,7 +37,7 @@ class WaveletTransform(KTransform):
         num_bands: bands after merging levels, or ``None`` for ``levels + 1``.
         grouping: how levels are merged when ``num_bands`` is given.
         energy: per-coefficient energy for ``grouping="equal_energy"``, shape ``shape``.
-        device: where ``band_index`` lives.
+        device: where ``band_index`` and the level matrices live.
     """
 
     def __init__(
@@ -60,7 +63,11 @@ class WaveletTransform(KTransform):
             )
         self.wavelet = wavelet
         self.levels = levels
-        self.filters = _analysis_filters(wavelet)
+        self.block_sizes = [(height >> level, width >> level) for level in range(levels)]
+        filters = _decomposition_filters(wavelet)
+        sizes = {n for block in self.block_sizes for n in block}
+        self._level_matrices = {n: level_matrix(filters, n).to(device) for n in sorted(sizes)}
+        self._cast_cache: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
         level_map = _level_map(height, width, levels)
         if len(self.shape) == 3:
             level_map = level_map.expand(self.shape).contiguous()
@@ -87,18 +94,11 @@ class WaveletTransform(KTransform):
             Coefficients, ``(B, *shape)``.
         """
         self._check_shape(x, "forward")
-        filters = self.filters.to(dtype=x.dtype, device=x.device)
-        approx = x.reshape(-1, *self.shape[-2:])
-        details = []
-        for _ in range(self.levels):
-            approx, level_details = _analysis_2d(approx, filters)
-            details.append(level_details)
-        packed = approx
-        for detail_axis1, detail_axis0, diagonal in reversed(details):
-            packed = torch.cat(
-                [torch.cat([packed, detail_axis1], -1), torch.cat([detail_axis0, diagonal], -1)], -2
-            )
-        return packed.reshape(x.shape)
+        coeffs = x.reshape(-1, *self.shape[-2:])
+        for h, w in self.block_sizes:
+            block = self._matrix(h, x) @ coeffs[:, :h, :w] @ self._matrix(w, x).T
+            coeffs = _replace_top_left(coeffs, block)
+        return coeffs.reshape(x.shape)
 
     def inverse(self, coeffs: torch.Tensor, context: Any = None) -> torch.Tensor:
         """Images from packed coefficients.
@@ -111,18 +111,24 @@ class WaveletTransform(KTransform):
             Images, ``(B, *shape)``.
         """
         self._check_shape(coeffs, "inverse")
-        filters = self.filters.to(dtype=coeffs.dtype, device=coeffs.device)
-        packed = coeffs.reshape(-1, *self.shape[-2:])
-        height, width = self.shape[-2:]
-        h, w = height >> self.levels, width >> self.levels
-        approx = packed[:, :h, :w]
-        for _ in range(self.levels):
-            detail_axis1 = packed[:, :h, w : 2 * w]
-            detail_axis0 = packed[:, h : 2 * h, :w]
-            diagonal = packed[:, h : 2 * h, w : 2 * w]
-            approx = _synthesis_2d(approx, (detail_axis1, detail_axis0, diagonal), filters)
-            h, w = 2 * h, 2 * w
-        return approx.reshape(coeffs.shape)
+        images = coeffs.reshape(-1, *self.shape[-2:])
+        for h, w in reversed(self.block_sizes):
+            block = self._matrix(h, coeffs).T @ images[:, :h, :w] @ self._matrix(w, coeffs)
+            images = _replace_top_left(images, block)
+        return images.reshape(coeffs.shape)
+
+    def to(self, device: torch.device | str) -> "WaveletTransform":
+        """Move the band index and level matrices to ``device``; returns self."""
+        self._band_index = self._band_index.to(device)
+        self._level_matrices = {n: m.to(device) for n, m in self._level_matrices.items()}
+        self._cast_cache = {}
+        return self
+
+    def _matrix(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        key = (n, like.dtype, like.device)
+        if key not in self._cast_cache:
+            self._cast_cache[key] = self._level_matrices[n].to(dtype=like.dtype, device=like.device)
+        return self._cast_cache[key]
 
     def _check_shape(self, x: torch.Tensor, where: str) -> None:
         if tuple(x.shape[1:]) != self.shape:
@@ -131,8 +137,42 @@ class WaveletTransform(KTransform):
             )
 
 
-def _analysis_filters(name: str) -> torch.Tensor:
-    """``(2, 1, L)`` float64 [low, high] decomposition filters, reversed for ``conv1d``."""
+def level_matrix(filters: torch.Tensor, n: int) -> torch.Tensor:
+    """One periodized DWT level along an axis of length ``n`` as an orthogonal matrix.
+
+    Rows ``0 .. n/2-1`` give the approximation, rows ``n/2 .. n-1`` the detail, following
+    pywt's periodization convention ``out[i] = sum_j dec[j] x[(2i + L/2 - j) mod n]``. Filters
+    longer than ``n`` wrap around several times (taps landing on the same entry add up).
+
+    Args:
+        filters: ``(2, L)`` float64 decomposition filters ``[dec_lo, dec_hi]``.
+        n: even axis length.
+
+    Returns:
+        ``(n, n)`` float64 matrix.
+    """
+    filter_len = filters.shape[1]
+    half = n // 2
+    out_index = torch.arange(half).repeat_interleave(filter_len)
+    tap = torch.arange(filter_len).repeat(half)
+    in_index = (2 * out_index + filter_len // 2 - tap) % n
+    matrix = torch.zeros(n, n, dtype=torch.float64)
+    for band, band_filter in enumerate(filters):
+        matrix.index_put_((out_index + band * half, in_index), band_filter[tap], accumulate=True)
+    return matrix
+
+
+def _replace_top_left(full: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """``full`` with its top-left ``block``-sized corner replaced (out of place, autograd-safe)."""
+    h, w = block.shape[-2:]
+    if (h, w) == tuple(full.shape[-2:]):
+        return block
+    top = torch.cat([block, full[:, :h, w:]], dim=-1)
+    return torch.cat([top, full[:, h:, :]], dim=-2)
+
+
+def _decomposition_filters(name: str) -> torch.Tensor:
+    """``(2, L)`` float64 ``[dec_lo, dec_hi]`` of an orthogonal PyWavelets wavelet."""
     try:
         wavelet = pywt.Wavelet(name)
     except ValueError as err:
@@ -142,61 +182,7 @@ def _analysis_filters(name: str) -> torch.Tensor:
             f"WaveletTransform: wavelet {name!r} is not orthogonal; K-Flow needs an orthonormal "
             "transform (use haar, dbN, symN or coifN)"
         )
-    low = torch.tensor(wavelet.dec_lo, dtype=torch.float64).flip(0)
-    high = torch.tensor(wavelet.dec_hi, dtype=torch.float64).flip(0)
-    return torch.stack([low, high]).unsqueeze(1)
-
-
-def _periodic_index(n: int, filter_len: int, device: torch.device) -> torch.Tensor:
-    """Indices of the periodic extension matching pywt periodization.
-
-    pywt computes ``out[i] = sum_j dec[j] x[(2i + L/2 - j) mod n]``; as a correlation with the
-    reversed filter that reads ``x[(2i + m + L/2 - L + 1) mod n]`` for ``m = 0 .. L-1``.
-    """
-    offset = filter_len // 2 - filter_len + 1
-    return (torch.arange(n + filter_len - 2, device=device) + offset) % n
-
-
-def _analysis_1d(x: torch.Tensor, filters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DWT step along the last axis: ``(..., n)`` -> low, high ``(..., n/2)``."""
-    n, filter_len = x.shape[-1], filters.shape[-1]
-    extended = x[..., _periodic_index(n, filter_len, x.device)]
-    out = F.conv1d(extended.reshape(-1, 1, extended.shape[-1]), filters, stride=2)
-    out = out.reshape(*x.shape[:-1], 2, n // 2)
-    return out[..., 0, :], out[..., 1, :]
-
-
-def _synthesis_1d(low: torch.Tensor, high: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """Adjoint (= inverse) of :func:`_analysis_1d`: low, high ``(..., n/2)`` -> ``(..., n)``."""
-    half, filter_len = low.shape[-1], filters.shape[-1]
-    n = 2 * half
-    stacked = torch.stack([low, high], -2).reshape(-1, 2, half)
-    extended = F.conv_transpose1d(stacked, filters, stride=2).squeeze(1)
-    folded = torch.zeros(extended.shape[0], n, dtype=low.dtype, device=low.device)
-    folded.index_add_(1, _periodic_index(n, filter_len, low.device), extended)
-    return folded.reshape(*low.shape[:-1], n)
-
-
-def _analysis_2d(
-    image: torch.Tensor, filters: torch.Tensor
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """One 2-D level: ``(M, h, w)`` -> approx and (detail axis 1, detail axis 0, diagonal)."""
-    low_w, high_w = _analysis_1d(image, filters)
-    approx, detail_axis0 = (t.transpose(-1, -2) for t in _analysis_1d(low_w.transpose(-1, -2), filters))
-    detail_axis1, diagonal = (t.transpose(-1, -2) for t in _analysis_1d(high_w.transpose(-1, -2), filters))
-    return approx, (detail_axis1, detail_axis0, diagonal)
-
-
-def _synthesis_2d(
-    approx: torch.Tensor,
-    details: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    filters: torch.Tensor,
-) -> torch.Tensor:
-    """Inverse of :func:`_analysis_2d`."""
-    detail_axis1, detail_axis0, diagonal = details
-    low_w = _synthesis_1d(approx.transpose(-1, -2), detail_axis0.transpose(-1, -2), filters)
-    high_w = _synthesis_1d(detail_axis1.transpose(-1, -2), diagonal.transpose(-1, -2), filters)
-    return _synthesis_1d(low_w.transpose(-1, -2), high_w.transpose(-1, -2), filters)
+    return torch.tensor([wavelet.dec_lo, wavelet.dec_hi], dtype=torch.float64)
 
 
 def _level_map(height: int, width: int, levels: int) -> torch.Tensor:

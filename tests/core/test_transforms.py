@@ -446,3 +446,30 @@ def test_pca_load_and_fit_reject_bad_input(tmp_path):
         PCATransform.fit(torch.zeros(1, 3), 2)
     with pytest.raises(ValueError, match=r"expected \(B, \*\(4, 5\)\)"):
         PCATransform.fit(_structured(10), 2).forward(torch.zeros(1, 20))
+
+
+# ----------------------------------------------------------------------------- shared behaviour
+
+
+def test_wavelet_level_matrix_is_orthogonal_even_when_filter_wraps():
+    from kflow.transforms.wavelet import _decomposition_filters, level_matrix
+
+    for n in (4, 8, 64):  # db6 has 12 taps: wraps several times for n = 4
+        matrix = level_matrix(_decomposition_filters("db6"), n)
+        torch.testing.assert_close(matrix @ matrix.T, torch.eye(n, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FourierTransform((2, 4, 4), 2),
+        lambda: WaveletTransform((2, 4, 4), "db2", 1),
+        lambda: PCATransform.fit(_randn(10, 2, 4, 4), 2),
+    ],
+    ids=["fourier", "wavelet", "pca"],
+)
+def test_fixed_transforms_are_differentiable_and_move_devices(make):
+    transform = make().to("cpu")
+    x = _randn(2, 2, 4, 4).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: transform.inverse(transform.forward(t) * 2.0), (x,))
+    assert transform.band_index.device.type == "cpu"
