@@ -33,6 +33,8 @@ class TrainConfig:
         device: "cpu", "cuda", "cuda:1", ... ("cuda" means cuda:LOCAL_RANK under torchrun).
         amp: "none" or "bf16" (autocast of the forward pass and loss).
         compile: Wrap the model with torch.compile.
+        compile_backend: torch.compile backend ("inductor" by default; "aot_eager" needs no
+            C compiler and is handy for debugging).
         progress: Show a tqdm bar on rank 0.
         num_workers: DataLoader worker processes.
         find_unused_parameters: Passed to DistributedDataParallel.
@@ -53,6 +55,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: str = "none"
     compile: bool = False
+    compile_backend: str = "inductor"
     progress: bool = True
     num_workers: int = 0
     find_unused_parameters: bool = False

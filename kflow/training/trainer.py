@@ -127,6 +127,7 @@ class Trainer:
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         cfg.validate()
         self.cfg = cfg
+        self._owns_context = dist_context is None
         self.dist = dist_context or DistributedContext.from_env(cfg.device)
         self.device = self.dist.device
         if cfg.batch_size % self.dist.world_size:
@@ -254,7 +255,7 @@ class Trainer:
                              history=list(self.history), step=self.step,
                              wall_time_s=self._elapsed(),
                              checkpoint_path=str(last_path) if last_path else None)
-        self.dist.shutdown()
+        self._close_context()
         return result
 
     def _begin(self) -> None:
@@ -283,7 +284,7 @@ class Trainer:
                 model, device_ids=device_ids,
                 find_unused_parameters=self.cfg.find_unused_parameters)
         if self.cfg.compile:
-            model = torch.compile(model)
+            model = torch.compile(model, backend=self.cfg.compile_backend)
         return model
 
     def _batch_stream(self) -> Iterator[Any]:
@@ -360,10 +361,15 @@ class Trainer:
         path = self.checkpoints.last_path
         kept = (f"last good checkpoint {path} (step {self._last_saved_step})"
                 if self._last_saved_step is not None else "no checkpoint was written")
-        self.dist.shutdown()
+        self._close_context()
         raise NonFiniteLossError(f"{what} became {value} at step {step}; training stopped, {kept}",
                                  step=step, checkpoint_path=str(path) if self._last_saved_step
                                  is not None else None)
+
+    def _close_context(self) -> None:
+        """Destroy the process group if this Trainer created it (not when the caller did)."""
+        if self._owns_context:
+            self.dist.shutdown()
 
     def _elapsed(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._start_time
