@@ -1,8 +1,19 @@
 """Assembly metrics: Packing Matching, aligned and permutation-invariant RMSD, contacts.
 
-See each module's docstring for the exact definitions.
+Each module's docstring states its definitions exactly:
+``packing`` (PM-atom, PM-center), ``aggregate`` (min over samples, raw and filtered means),
+``rmsd`` (Kabsch, aligned RMSD), ``rmsd17`` (COMPACK-like RMSD_17), ``contacts`` (collision,
+separation), ``symmetry`` (bond perception, graph automorphisms), ``elements`` (radii).
 """
 
+from kflow_mol.metrics.aggregate import PMAggregate, aggregate_pm
+from kflow_mol.metrics.contacts import (
+    ContactRate,
+    collision_rate,
+    molecule_min_distances,
+    separation_rate,
+)
+from kflow_mol.metrics.elements import COVALENT_RADII, covalent_radii
 from kflow_mol.metrics.packing import (
     batch_molecule_centroids,
     distance_matrix,
@@ -14,15 +25,42 @@ from kflow_mol.metrics.packing import (
     pm_center,
     pm_center_batch,
 )
+from kflow_mol.metrics.rmsd import (
+    AlignedRMSD,
+    RigidAlignment,
+    aligned_rmsd,
+    aligned_rmsd_center,
+    kabsch,
+)
+from kflow_mol.metrics.rmsd17 import AssemblyRMSD, rmsd17, rmsd17_batch
+from kflow_mol.metrics.symmetry import SymmetryCache, perceive_bonds
 
 __all__ = [
+    "COVALENT_RADII",
+    "AlignedRMSD",
+    "AssemblyRMSD",
+    "ContactRate",
+    "PMAggregate",
+    "RigidAlignment",
+    "SymmetryCache",
+    "aggregate_pm",
+    "aligned_rmsd",
+    "aligned_rmsd_center",
     "batch_molecule_centroids",
+    "collision_rate",
+    "covalent_radii",
     "distance_matrix",
+    "kabsch",
     "molecule_centroids",
+    "molecule_min_distances",
     "packing_matching",
+    "perceive_bonds",
     "pm_atom",
     "pm_atom_batch",
     "pm_batch",
     "pm_center",
     "pm_center_batch",
+    "rmsd17",
+    "rmsd17_batch",
+    "separation_rate",
 ]
