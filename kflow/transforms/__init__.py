@@ -3,6 +3,7 @@ from kflow.transforms.bands import GROUPING_MODES, band_energy, coefficient_ener
 from kflow.transforms.base import KTransform
 from kflow.transforms.fourier import FourierTransform, radial_frequency
 from kflow.transforms.graph_spectral import GraphBasis, GraphSpectralTransform
+from kflow.transforms.matrix import IdentityTransform, MatrixTransform
 from kflow.transforms.pca import PCATransform
 from kflow.transforms.wavelet import WaveletTransform
 
@@ -11,7 +12,9 @@ __all__ = [
     "FourierTransform",
     "GraphBasis",
     "GraphSpectralTransform",
+    "IdentityTransform",
     "KTransform",
+    "MatrixTransform",
     "PCATransform",
     "WaveletTransform",
     "band_energy",
