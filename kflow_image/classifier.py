@@ -165,3 +165,23 @@ def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 12
         tmp.replace(cache)
     model.eval()
     return FeatureNet(model, name, test_accuracy)
+
+
+class PixelFeatures:
+    """Fallback features for unlabelled data: pixels average-pooled to at most 16x16, flattened.
+
+    Used when no classifier can be trained (``num_classes < 2``); the metric is then named
+    FD-pixels16. ``predict`` is unavailable.
+    """
+
+    name = "pixels16"
+    test_accuracy = float("nan")
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, C * h * w)`` float64 with ``h, w <= 16``."""
+        h, w = images.shape[-2:]
+        pooled = F.adaptive_avg_pool2d(images.float(), (min(h, 16), min(w, 16)))
+        return pooled.flatten(1).double().cpu()
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        raise ValueError("classifier: pixel features have no classifier head (unlabelled data)")

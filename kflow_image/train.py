@@ -52,7 +52,8 @@ class TransformSpec:
         name: ``fourier``, ``wavelet``, ``pca`` or ``none`` (plain flow matching, K = 1).
         num_bands: bands K; ``None`` means one band per coefficient scale (per distinct
             Fourier radius, per wavelet level, per PCA component).
-        grouping: band grouping for Fourier/PCA (``equal_radius``, ``equal_count``, ``equal_energy``).
+        grouping: band grouping (``equal_radius``, ``equal_count``, ``equal_energy``); ``None``
+            picks :data:`DEFAULT_GROUPING` for the transform.
         wavelet: pywavelets name for ``wavelet`` (needs ``size / 2**levels >= filter length / 2``).
         levels: wavelet decomposition levels (num_bands = levels + 1).
         bump: path bump ``linear``, ``smoothstep`` or ``cosine``.
@@ -61,11 +62,14 @@ class TransformSpec:
 
     name: str = "fourier"
     num_bands: int | None = 3
-    grouping: str = "equal_radius"
+    grouping: str | None = None
     wavelet: str = "haar"
     levels: int = 2
     bump: str = "linear"
     reverse: bool = False
+
+
+DEFAULT_GROUPING = {"fourier": "equal_radius", "wavelet": "equal_count", "pca": "equal_count", "none": None}
 
 
 def build_transform(spec: TransformSpec, data_shape: Sequence[int], train_data: torch.Tensor | None = None,
@@ -76,53 +80,50 @@ def build_transform(spec: TransformSpec, data_shape: Sequence[int], train_data: 
         spec: the :class:`TransformSpec`.
         data_shape: ``(C, H, W)`` of one (latent) image.
         train_data: training images ``(N, C, H, W)``; required for ``pca`` (basis fit) and
-            for ``equal_energy`` Fourier grouping.
+            for ``equal_energy`` grouping.
         save_dir: where ``pca`` saves its basis (``pca_basis.pt``).
         device: device of the transform's tensors.
     """
     if spec.name not in TRANSFORMS:
         raise ValueError(f"transform: unknown name {spec.name!r}; choose from {TRANSFORMS}")
     data_shape = tuple(int(s) for s in data_shape)
+    grouping = spec.grouping or DEFAULT_GROUPING[spec.name]
+    if grouping == "equal_energy" and train_data is None:
+        raise ValueError(f"transform: {spec.name} with equal_energy grouping needs train_data")
     if spec.name == "none":
         from kflow.transforms.matrix import IdentityTransform
 
         return IdentityTransform(data_shape)
     if spec.name == "fourier":
-        from kflow.transforms import FourierTransform
-        from kflow.transforms.bands import coefficient_energy
+        from kflow.transforms import FourierTransform, coefficient_energy
 
         energy = None
-        if spec.grouping == "equal_energy":
-            if train_data is None:
-                raise ValueError("transform: fourier equal_energy grouping needs train_data")
-            probe = FourierTransform(data_shape, num_bands=1)
-            energy = coefficient_energy(probe, train_data.double())
-        return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=spec.grouping,
-                                energy=energy, device=device)
+        if grouping == "equal_energy":
+            energy = coefficient_energy(FourierTransform(data_shape, num_bands=1), train_data.double())
+        return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=grouping, energy=energy,
+                                device=device)
     if spec.name == "wavelet":
+        from kflow.transforms import coefficient_energy
         from kflow.transforms.wavelet import WaveletTransform
 
-        transform = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels)
-        if spec.num_bands is not None and spec.num_bands != transform.num_bands:
-            raise ValueError(f"transform: wavelet with levels={spec.levels} has {transform.num_bands} bands, "
-                             f"but num_bands={spec.num_bands}; set num_bands=null or levels={spec.num_bands - 1}")
-        return transform.to(device)
+        energy = None
+        if grouping == "equal_energy":
+            probe = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels)
+            energy = coefficient_energy(probe, train_data.double())
+        if spec.num_bands is not None and spec.num_bands > spec.levels + 1:
+            raise ValueError(f"transform: wavelet with levels={spec.levels} has at most {spec.levels + 1} bands, "
+                             f"got num_bands={spec.num_bands}")
+        return WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels, num_bands=spec.num_bands,
+                                grouping=grouping, energy=energy, device=device)
     from kflow.transforms.pca import PCATransform
 
     if train_data is None:
         raise ValueError("transform: pca needs train_data to fit its basis")
-    num_bands = spec.num_bands if spec.num_bands is not None else math.prod(data_shape)
-    transform = PCATransform.fit(train_data.double(), num_bands, grouping=spec.grouping)
+    transform = PCATransform.fit(train_data.double(), spec.num_bands, grouping=grouping, dtype=torch.float32,
+                                 device=device)
     if save_dir is not None:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         transform.save(Path(save_dir) / "pca_basis.pt")
-    return _float32(transform).to(device)
-
-
-def _float32(transform: KTransform) -> KTransform:
-    for name, value in vars(transform).items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            setattr(transform, name, value.float())
     return transform
 
 
@@ -167,12 +168,28 @@ class ImageFlowLoss:
         return loss, {"fm": fm.item(), "balance": float(balance)}
 
 
-def velocity_fn_for(model: nn.Module, cfg_scale: float = 1.0):
-    """Wrap a DiT as the sampler's ``velocity_fn(x, s, y)`` with classifier-free guidance."""
+def velocity_fn_for(model: nn.Module, cfg_scale: float = 1.0, project_to_band: KAmplitudePath | None = None):
+    """Wrap a DiT as the sampler's ``velocity_fn(x, s, y)`` with classifier-free guidance.
+
+    Args:
+        model: the DiT.
+        cfg_scale: guidance scale.
+        project_to_band: if a path is given, the velocity is projected onto the coefficients
+            of the band moving at ``k = s K`` (the true path velocity is zero elsewhere), so
+            bands not yet reached stay exactly at the source and finished bands stay fixed.
+    """
     net = unwrap(model)
 
     def velocity(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return net.forward_with_cfg(x, s, y, cfg_scale)
+        v = net.forward_with_cfg(x, s, y, cfg_scale)
+        if project_to_band is None:
+            return v
+        path = project_to_band
+        coeffs = path.transform.forward(v)
+        moving = torch.floor(s * path.num_bands).long().clamp(max=path.num_bands - 1)
+        position = path.schedule_position().to(coeffs.device)
+        mask = position == moving.reshape(-1, *([1] * (coeffs.dim() - 1)))
+        return path.transform.inverse(torch.where(mask, coeffs, torch.zeros_like(coeffs)))
 
     return velocity
 
@@ -187,12 +204,14 @@ class SamplerSpec:
             NFE budget is the same for every K; at least one step per band).
         cfg_scale: classifier-free guidance scale (1 = plain conditional).
         drop_cond_after: fraction of K after which the class is dropped (``None`` = never).
+        project_to_band: keep only the moving band's part of the predicted velocity.
     """
 
     method: str = "euler"
     total_steps: int = 30
     cfg_scale: float = 1.0
     drop_cond_after: float | None = None
+    project_to_band: bool = False
 
 
 @dataclass
@@ -204,12 +223,16 @@ class GenerationResult:
         labels: requested labels ``(N,)`` (or ``None`` if unconditional).
         nfe: velocity evaluations per sample (a CFG evaluation counts once).
         noise: the source draws ``(N, *data_shape)`` actually used (after any band sharing).
+        trajectory: states after every step ``(N, S + 1, C, H, W)`` (unclamped), if asked.
+        ks: the k of every trajectory entry, if asked.
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None
     nfe: int
     noise: torch.Tensor = field(repr=False)
+    trajectory: torch.Tensor | None = field(default=None, repr=False)
+    ks: list[float] | None = None
 
 
 def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor:
@@ -222,7 +245,7 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
              sampler: SamplerSpec = SamplerSpec(), labels: torch.Tensor | None = None,
              noise: torch.Tensor | None = None, shared_bands: Sequence[int] | None = None,
              seed: int = 0, batch_size: int = 256, device: str | torch.device = "cpu",
-             codec: LatentCodec | None = None) -> GenerationResult:
+             codec: LatentCodec | None = None, return_trajectory: bool = False) -> GenerationResult:
     """Sample images by integrating the learned velocity from k = 0 to K.
 
     Args:
@@ -239,6 +262,7 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
         batch_size: samples integrated at once.
         device: where to integrate.
         codec: latent codec (default pixel space).
+        return_trajectory: keep the (decoded) states after every step in ``trajectory``.
     """
     model.eval()
     codec = codec or PixelCodec()
@@ -247,14 +271,18 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
     if shared_bands:
         noise = share_bands(noise.to(device), path.transform, shared_bands).cpu()
     steps = allocate_steps(sampler.total_steps, [1.0] * path.num_bands)
-    velocity = velocity_fn_for(model, sampler.cfg_scale)
+    velocity = velocity_fn_for(model, sampler.cfg_scale, path if sampler.project_to_band else None)
     kflow_sampler = KFlowSampler(path)
-    images, nfe = [], 0
+    images, nfe, trajectories, ks = [], 0, [], None
     for start in range(0, num_samples, batch_size):
         x0 = noise[start:start + batch_size].to(device)
         y = None if labels is None else labels[start:start + batch_size].to(device)
         result = kflow_sampler.sample(velocity, x0, cond=y, method=sampler.method, steps_per_band=steps,
-                                      drop_cond_after=sampler.drop_cond_after)
+                                      drop_cond_after=sampler.drop_cond_after, return_trajectory=return_trajectory)
         images.append(codec.decode(result.x).clamp(-1, 1).cpu())
         nfe = result.nfe
-    return GenerationResult(torch.cat(images), labels, nfe, noise)
+        if return_trajectory:
+            trajectories.append(torch.stack([codec.decode(state).cpu() for state in result.trajectory], dim=1))
+            ks = result.ks
+    trajectory = torch.cat(trajectories) if return_trajectory else None
+    return GenerationResult(torch.cat(images), labels, nfe, noise, trajectory, ks)

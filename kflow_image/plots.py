@@ -1,0 +1,109 @@
+"""Figures: sample grids (PNG), radial power spectra, band energy along k."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from kflow.transforms.bands import band_energy
+from kflow.transforms.base import KTransform
+from kflow_image.metrics import radial_power_spectrum
+
+
+def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 1) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` images in [-1, 1] into a uint8 array ``(rows*(H+p)+p, nrow*(W+p)+p, C)``."""
+    n, c, h, w = images.shape
+    rows = (n + nrow - 1) // nrow
+    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), 255, dtype=np.uint8)
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top:top + h, left:left + w] = pixels[i]
+    return grid
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, upscale: int = 4) -> Path:
+    """Write ``(N, C, H, W)`` images in [-1, 1] as a PNG grid, nearest-upscaled by ``upscale``."""
+    from PIL import Image
+
+    grid = image_grid(images, nrow)
+    mode = "L" if grid.shape[-1] == 1 else "RGB"
+    img = Image.fromarray(grid[..., 0] if mode == "L" else grid, mode=mode)
+    img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def plot_radial_spectra(image_sets: Mapping[str, torch.Tensor], path: str | Path) -> Path:
+    """Log-scale mean radial power spectrum of each named ``(N, C, H, W)`` set (e.g. data vs samples)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name, images in image_sets.items():
+        spectrum = radial_power_spectrum(images)
+        ax.semilogy(spectrum.radius.numpy(), spectrum.power.numpy(), marker="o", ms=3, label=name)
+    ax.set_xlabel("radial frequency (cycles / image)")
+    ax.set_ylabel("mean power")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def band_energy_along_k(trajectory: torch.Tensor, transform: KTransform) -> torch.Tensor:
+    """Mean energy per band of every state of a trajectory.
+
+    Args:
+        trajectory: states ``(N, S, C, H, W)`` (from ``generate(..., return_trajectory=True)``).
+        transform: the transform defining the bands.
+
+    Returns:
+        Shape ``(S, num_bands)``.
+    """
+    return torch.stack([band_energy(transform, trajectory[:, i].to(torch.float64)) for i in range(trajectory.shape[1])])
+
+
+def plot_band_energy(ks: Sequence[float], energies: torch.Tensor, path: str | Path,
+                     data_energy: torch.Tensor | None = None) -> Path:
+    """Band energy along k (one curve per band), dashed lines at the data's band energies.
+
+    Args:
+        ks: k of each state, length S.
+        energies: ``(S, num_bands)`` from :func:`band_energy_along_k`.
+        path: output PNG.
+        data_energy: optional ``(num_bands,)`` energies of real data.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for b in range(energies.shape[1]):
+        line, = ax.plot(ks, energies[:, b].numpy(), label=f"band {b}")
+        if data_energy is not None:
+            ax.axhline(float(data_energy[b]), color=line.get_color(), ls="--", lw=0.8)
+    for edge in range(1, energies.shape[1]):
+        ax.axvline(edge, color="grey", lw=0.5)
+    ax.set_xlabel("k")
+    ax.set_ylabel("energy per band")
+    ax.set_yscale("log")
+    if energies.shape[1] <= 8:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
