@@ -1,0 +1,387 @@
+"""Real crystals → whole molecules.
+
+This is the only module that touches the crystal parsers (pymatgen for CIF, ASE for
+databases) and RDKit. A crystal is read into a :class:`Crystal` (full unit cell, P1),
+then :func:`perceive_molecules` finds covalently bonded groups across periodic images,
+unwraps each into a whole molecule and labels the symmetry-independent ones.
+
+Anything wrong with an entry raises :class:`CrystalRejected` with a reason from
+:data:`REJECTION_REASONS`, so a batch can record it and go on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_numbers as ATOMIC_NUMBERS
+from ase.data import chemical_symbols as CHEMICAL_SYMBOLS
+from ase.data import covalent_radii as COVALENT_RADII
+from scipy.spatial import cKDTree
+
+REJECTION_REASONS: dict[str, str] = {
+    "unparsable": "the file or row could not be read as a crystal",
+    "disorder": "partial occupancy or a disorder group",
+    "not_organic": "no carbon, or elements outside the organic set",
+    "missing_h": "no hydrogen atoms, or RDKit needs radicals to explain the bonding",
+    "polymeric": "a molecule is bonded to its own periodic image (chain or network)",
+    "multiple_molecules": "more than one kind of molecule in the cell",
+    "too_many_atoms": "a molecule has more atoms than the configured limit",
+    "valence": "an atom has more bonds than its element allows, or an H is not singly bonded",
+    "overlap": "atoms of different molecules closer than the minimum distance",
+    "start_overlap": "no start state without atom overlaps was found",
+    "not_rigid": "a start molecule is not a rigid motion of its target",
+    "bad_cluster_file": "a COD-Cluster17 CSV file breaks the layout",
+    "generation_failed": "PyXtal could not place the molecule in the drawn space group",
+}
+
+ORGANIC_ELEMENTS = frozenset(
+    ATOMIC_NUMBERS[s] for s in ("H", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Br", "I", "Se")
+)
+MAX_BONDS = {1: 1, 5: 4, 6: 4, 7: 4, 8: 3, 9: 1, 14: 4, 15: 5, 16: 6, 17: 1, 34: 6, 35: 1, 53: 3}
+
+BOND_TOLERANCE = 0.4  # Å added to the sum of covalent radii (the COD selection rule)
+
+
+class CrystalRejected(Exception):
+    """An entry that cannot be used, with a reason key from :data:`REJECTION_REASONS`."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        if reason not in REJECTION_REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Crystal:
+    """A full unit cell (all symmetry copies present).
+
+    Attributes:
+        crystal_id: stable id (COD number, CSD refcode, ...).
+        source: source key, e.g. ``"cod_cif"``.
+        numbers: (N,) atomic numbers.
+        frac: (N, 3) fractional coordinates.
+        cell: (3, 3) lattice vectors as rows, Å.
+        meta: free-form metadata (space group, SMILES, ...).
+    """
+
+    crystal_id: str
+    source: str
+    numbers: np.ndarray
+    frac: np.ndarray
+    cell: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Molecule:
+    """One whole molecule in Cartesian coordinates.
+
+    Attributes:
+        numbers: (n,) atomic numbers.
+        positions: (n, 3) unwrapped coordinates, Å; centroid inside the home cell.
+        orbit: label of its symmetry-independent class (equal for symmetry copies).
+        atom_ids: (n,) indices of its atoms in the :class:`Crystal`.
+    """
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    orbit: int
+    atom_ids: np.ndarray
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return self.positions.mean(axis=0)
+
+
+@dataclass
+class MolecularCrystal:
+    """A crystal split into whole, identical molecules.
+
+    Attributes:
+        crystal: the source crystal.
+        molecules: every molecule of the unit cell.
+        formula: Hill formula of one molecule.
+        independent: index of one representative molecule per symmetry-independent class.
+    """
+
+    crystal: Crystal
+    molecules: list[Molecule]
+    formula: str
+    independent: list[int]
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _cif_has_disorder(block: dict) -> str | None:
+    occupancies = block.get("_atom_site_occupancy")
+    if occupancies is not None:
+        for value in occupancies:
+            value = value.split("(")[0]
+            if value not in (".", "?") and abs(float(value) - 1.0) > 1e-3:
+                return f"occupancy {value}"
+    groups = block.get("_atom_site_disorder_group")
+    if groups is not None and any(g not in (".", "?") for g in groups):
+        return "disorder group present"
+    return None
+
+
+def read_cif(path: str | Path) -> Crystal:
+    """Read the first data block of a CIF file and expand its symmetry.
+
+    Args:
+        path: CIF file.
+
+    Returns:
+        The full unit cell.
+
+    Raises:
+        CrystalRejected: ``unparsable`` or ``disorder``.
+    """
+    from pymatgen.io.cif import CifParser
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser = CifParser(path, occupancy_tolerance=1.0)
+            block = next(iter(parser.as_dict().values()))
+            disorder = _cif_has_disorder(block)
+            if disorder:
+                raise CrystalRejected("disorder", f"{path.name}: {disorder}")
+            structure = parser.parse_structures(primitive=False)[0]
+    except CrystalRejected:
+        raise
+    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection
+        raise CrystalRejected("unparsable", f"{path.name}: {type(error).__name__}: {error}") from None
+    if not structure.is_ordered:
+        raise CrystalRejected("disorder", f"{path.name}: partially occupied sites")
+    return Crystal(
+        crystal_id=path.stem,
+        source="cod_cif",
+        numbers=np.array([site.specie.Z for site in structure], dtype=np.int64),
+        frac=np.array(structure.frac_coords, dtype=np.float64),
+        cell=np.array(structure.lattice.matrix, dtype=np.float64),
+        meta={"file": path.name},
+    )
+
+
+def crystal_from_ase(atoms, crystal_id: str, source: str, meta: dict | None = None) -> Crystal:
+    """Wrap an ASE ``Atoms`` (full cell) as a :class:`Crystal`."""
+    return Crystal(
+        crystal_id=crystal_id,
+        source=source,
+        numbers=np.asarray(atoms.numbers, dtype=np.int64),
+        frac=np.asarray(atoms.get_scaled_positions(wrap=True), dtype=np.float64),
+        cell=np.asarray(atoms.cell[:], dtype=np.float64),
+        meta=dict(meta or {}),
+    )
+
+
+# ------------------------------------------------------------------ molecule perception
+
+
+def hill_formula(numbers: np.ndarray) -> str:
+    """Hill-order formula of a set of atoms, e.g. ``"C6H6"``."""
+    counts = Counter(CHEMICAL_SYMBOLS[int(z)] for z in numbers)
+    order = ["C", "H"] if "C" in counts else []
+    order += sorted(s for s in counts if s not in order)
+    return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+
+def _periodic_bonds(crystal: Crystal, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bonded pairs ``(i, j, image)``: atom j in cell ``image`` is bonded to atom i in cell 0."""
+    radii = COVALENT_RADII[crystal.numbers]
+    cutoff = 2 * radii.max() + tolerance
+    images = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
+    home = crystal.frac @ crystal.cell
+    shifted = (crystal.frac[None] + images[:, None]).reshape(-1, 3) @ crystal.cell
+    pairs = cKDTree(home).sparse_distance_matrix(cKDTree(shifted), cutoff, output_type="coo_matrix")
+    n = len(crystal.numbers)
+    i, flat_j, dist = pairs.row, pairs.col, pairs.data
+    j, image_id = flat_j % n, flat_j // n
+    bonded = (dist < radii[i] + radii[j] + tolerance) & (dist > 1e-3)
+    i, j, dist, image_id = i[bonded], j[bonded], dist[bonded], image_id[bonded]
+    # An H atom bonds to its nearest partner only, so short hydrogen bonds (O-H...O)
+    # do not chain molecules together.
+    nearest = np.full(n, np.inf)
+    np.minimum.at(nearest, i, dist)
+    is_h = crystal.numbers == 1
+    keep = (~is_h[i] | (dist <= nearest[i] + 1e-6)) & (~is_h[j] | (dist <= nearest[j] + 1e-6))
+    return i[keep], j[keep], images[image_id[keep]]
+
+
+def _connected_molecules(
+    n_atoms: int, i: np.ndarray, j: np.ndarray, image: np.ndarray, crystal_id: str
+) -> tuple[list[list[int]], np.ndarray]:
+    """Connected components with a consistent image shift per atom (polymer check)."""
+    neighbours: list[list[tuple[int, tuple]]] = [[] for _ in range(n_atoms)]
+    for a, b, img in zip(i.tolist(), j.tolist(), image.tolist()):
+        neighbours[a].append((b, tuple(img)))
+    shift = np.zeros((n_atoms, 3), dtype=np.int64)
+    seen = np.zeros(n_atoms, dtype=bool)
+    components = []
+    for root in range(n_atoms):
+        if seen[root]:
+            continue
+        seen[root] = True
+        members, queue = [root], deque([root])
+        while queue:
+            a = queue.popleft()
+            for b, img in neighbours[a]:
+                expected = shift[a] + img
+                if not seen[b]:
+                    seen[b] = True
+                    shift[b] = expected
+                    members.append(b)
+                    queue.append(b)
+                elif not np.array_equal(shift[b], expected):
+                    raise CrystalRejected(
+                        "polymeric", f"{crystal_id}: atom {b} is bonded to its own image {img}"
+                    )
+        components.append(sorted(members))
+    return components, shift
+
+
+def _symmetry_classes(crystal: Crystal) -> np.ndarray | None:
+    """spglib's equivalent-atom label per atom, or None when symmetry search fails."""
+    import spglib
+
+    cell = (crystal.cell, crystal.frac, crystal.numbers)
+    for symprec in (0.01, 0.05, 0.1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        if dataset is not None:
+            return np.asarray(dataset.equivalent_atoms)
+    return None
+
+
+def _check_valence(numbers: np.ndarray, i: np.ndarray, j: np.ndarray, crystal_id: str) -> None:
+    degree = np.bincount(i, minlength=len(numbers))
+    for atom, (z, d) in enumerate(zip(numbers.tolist(), degree.tolist())):
+        if z == 1 and d != 1:
+            raise CrystalRejected("valence", f"{crystal_id}: H atom {atom} has {d} bonds")
+        if d > MAX_BONDS.get(z, 6):
+            symbol = CHEMICAL_SYMBOLS[z]
+            raise CrystalRejected("valence", f"{crystal_id}: {symbol} atom {atom} has {d} bonds")
+
+
+def check_with_rdkit(numbers: np.ndarray, positions: np.ndarray, crystal_id: str) -> str:
+    """Assign bond orders with RDKit; radicals or failure mean missing H or bad atoms.
+
+    Args:
+        numbers: (n,) atomic numbers of one molecule.
+        positions: (n, 3) its whole (unwrapped) coordinates, Å.
+        crystal_id: for error messages.
+
+    Returns:
+        The canonical SMILES RDKit perceives.
+
+    Raises:
+        CrystalRejected: ``missing_h`` when RDKit needs radicals or cannot assign bond orders.
+    """
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import rdDetermineBonds
+
+    RDLogger.DisableLog("rdApp.*")
+    block = f"{len(numbers)}\n\n" + "".join(
+        f"{CHEMICAL_SYMBOLS[int(z)]} {x:.6f} {y:.6f} {w:.6f}\n" for z, (x, y, w) in zip(numbers, positions)
+    )
+    mol = Chem.MolFromXYZBlock(block)
+    try:
+        rdDetermineBonds.DetermineConnectivity(mol, useHueckel=False, covFactor=1.3)
+        rdDetermineBonds.DetermineBondOrders(mol, charge=0, allowChargedFragments=True)
+    except Exception as error:  # noqa: BLE001
+        raise CrystalRejected("missing_h", f"{crystal_id}: RDKit bond orders failed ({error})") from None
+    radicals = sum(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms())
+    if radicals:
+        raise CrystalRejected("missing_h", f"{crystal_id}: {radicals} radical electrons (missing H?)")
+    return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
+
+
+def perceive_molecules(
+    crystal: Crystal,
+    max_atoms_per_molecule: int = 100,
+    bond_tolerance: float = BOND_TOLERANCE,
+    use_rdkit: bool = True,
+) -> MolecularCrystal:
+    """Split a full unit cell into whole, identical molecules.
+
+    Atoms closer than the sum of covalent radii plus ``bond_tolerance`` are bonded, across
+    cell edges too. Each molecule is unwrapped and shifted so its centroid lies in the home
+    cell. Atoms of a molecule are ordered by their spglib symmetry class, so symmetry copies
+    list their atoms in the same order.
+
+    Args:
+        crystal: the full unit cell.
+        max_atoms_per_molecule: larger molecules are rejected (``too_many_atoms``).
+        bond_tolerance: Å added to the covalent-radius sum.
+        use_rdkit: also check each independent molecule's bonding with RDKit.
+
+    Returns:
+        The molecules and the representatives of the symmetry-independent ones.
+
+    Raises:
+        CrystalRejected: with the first problem found.
+    """
+    cid = crystal.crystal_id
+    numbers = crystal.numbers
+    if len(numbers) == 0:
+        raise CrystalRejected("unparsable", f"{cid}: no atoms")
+    elements = set(numbers.tolist())
+    if 6 not in elements or not elements <= ORGANIC_ELEMENTS:
+        others = sorted(CHEMICAL_SYMBOLS[z] for z in elements - ORGANIC_ELEMENTS)
+        raise CrystalRejected("not_organic", f"{cid}: elements {others or 'without C'}")
+    if 1 not in elements:
+        raise CrystalRejected("missing_h", f"{cid}: no H atoms")
+
+    i, j, image = _periodic_bonds(crystal, bond_tolerance)
+    hh = (numbers[i] == 1) & (numbers[j] == 1)
+    if hh.any():
+        raise CrystalRejected("disorder", f"{cid}: H atoms {i[hh][0]} and {j[hh][0]} bonded (alternative H sites)")
+    components, shift = _connected_molecules(len(numbers), i, j, image, cid)
+    compositions = Counter(hill_formula(numbers[c]) for c in components)
+    if len(compositions) > 1:
+        kinds = ", ".join(f"{n}x {f}" for f, n in compositions.most_common())
+        raise CrystalRejected("multiple_molecules", f"{cid}: {kinds}")
+    size = len(components[0])
+    if size > max_atoms_per_molecule:
+        raise CrystalRejected("too_many_atoms", f"{cid}: {size} atoms per molecule > {max_atoms_per_molecule}")
+    _check_valence(numbers, i, j, cid)
+
+    classes = _symmetry_classes(crystal)
+    symmetric = classes is not None
+    if not symmetric:  # treat every molecule as a copy of one (Z' = 1)
+        classes = np.zeros(len(numbers), dtype=np.int64)
+    unwrapped = (crystal.frac + shift) @ crystal.cell
+    inverse_cell = np.linalg.inv(crystal.cell)
+    molecules = []
+    for atoms in components:
+        atoms = np.array(sorted(atoms, key=lambda a: (classes[a], a)), dtype=np.int64)
+        positions = unwrapped[atoms]
+        home_shift = np.floor(positions.mean(axis=0) @ inverse_cell)
+        positions = positions - home_shift @ crystal.cell
+        orbit = int(classes[atoms].min())
+        molecules.append(Molecule(numbers[atoms], positions, orbit, atoms))
+
+    independent = _independent_representatives(molecules)
+    formula = next(iter(compositions))
+    if use_rdkit:
+        for index in independent:
+            crystal.meta.setdefault("rdkit_smiles", check_with_rdkit(
+                molecules[index].numbers, molecules[index].positions, cid))
+    return MolecularCrystal(crystal, molecules, formula, independent)
+
+
+def _independent_representatives(molecules: list[Molecule]) -> list[int]:
+    first: dict[int, int] = {}
+    for index, molecule in enumerate(molecules):
+        first.setdefault(molecule.orbit, index)
+    return sorted(first.values())

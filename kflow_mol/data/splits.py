@@ -1,0 +1,98 @@
+"""Fixed train/val/test splits as crystal-id lists, written once and reused.
+
+Two splits are made together: ``random`` (ids shuffled) and ``formula`` (all crystals of
+one molecular formula, e.g. polymorphs, land in the same part). The top-level
+``train``/``val``/``test`` lists are the chosen default mode.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_MODES = ("formula", "random")
+
+
+def _assign(groups: list[list[str]], fractions: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
+    order = np.random.default_rng(seed).permutation(len(groups))
+    total = sum(len(g) for g in groups)
+    targets = np.cumsum(fractions) / sum(fractions) * total
+    parts: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
+    count = 0
+    for index in order:
+        part = next(k for k, edge in enumerate(targets) if count < edge - 1e-9)
+        parts[SPLIT_NAMES[part]].extend(groups[index])
+        count += len(groups[index])
+    return {name: sorted(ids) for name, ids in parts.items()}
+
+
+def make_splits(
+    formulas: dict[str, str],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    mode: str = "formula",
+) -> dict:
+    """Random and formula-disjoint splits of crystal ids.
+
+    Args:
+        formulas: crystal id → molecular formula.
+        fractions: train/val/test shares (by crystal count).
+        seed: shuffling seed (used once, when the file is first written).
+        mode: which split fills the top-level lists.
+
+    Returns:
+        A JSON-ready dict with ``train``, ``val``, ``test``, ``random``, ``formula``, ...
+    """
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"split mode must be one of {SPLIT_MODES}, got {mode!r}")
+    ids = sorted(formulas)
+    by_formula: dict[str, list[str]] = {}
+    for crystal_id in ids:
+        by_formula.setdefault(formulas[crystal_id], []).append(crystal_id)
+    splits = {
+        "random": _assign([[i] for i in ids], fractions, seed),
+        "formula": _assign([by_formula[f] for f in sorted(by_formula)], fractions, seed),
+    }
+    return {**splits[mode], "mode": mode, "seed": seed, "fractions": list(fractions), **splits}
+
+
+def all_in(part: str, ids: list[str], **info) -> dict:
+    """Splits that put every id in one part (synthetic: train; evaluation-only: test)."""
+    lists = {name: sorted(ids) if name == part else [] for name in SPLIT_NAMES}
+    return {**lists, "mode": f"all_{part}", **info}
+
+
+def write_splits_once(path: Path, splits: dict) -> dict:
+    """Write ``splits`` unless ``path`` exists; return what the file holds."""
+    path = Path(path)
+    if path.exists():
+        return read_splits(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(splits, indent=1) + "\n")
+    return splits
+
+
+def read_splits(path: Path) -> dict:
+    """Load a ``splits.json`` and check it has the three id lists."""
+    path = Path(path)
+    try:
+        splits = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read splits ({error})") from None
+    missing = [name for name in SPLIT_NAMES if not isinstance(splits.get(name), list)]
+    if missing:
+        raise ValueError(f"{path}: splits file lacks id lists {missing}")
+    return splits
+
+
+def split_ids(splits: dict, split: str, mode: str | None = None) -> set[str]:
+    """Crystal ids of one part, from the default lists or the named mode."""
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"split must be one of {SPLIT_NAMES} or None, got {split!r}")
+    source = splits if mode is None or mode == splits.get("mode") else splits.get(mode)
+    if source is None:
+        raise ValueError(f"splits have no {mode!r} mode (available: {[m for m in SPLIT_MODES if m in splits]})")
+    return set(source[split])
