@@ -6,7 +6,7 @@ message that names the transform and what went wrong.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -44,7 +44,7 @@ def assert_round_trip(
 
 def assert_orthonormal(
     transform: Any,
-    x: torch.Tensor,
+    x: torch.Tensor | Sequence[int],
     context: Any = None,
     atol: float | None = None,
     full_matrix_max_dim: int = 1024,
@@ -59,12 +59,14 @@ def assert_orthonormal(
 
     Args:
         transform: a ``KTransform``.
-        x: data, ``(B, *data_shape)``.
+        x: data ``(B, *data_shape)``, or a shape ``(B, *data_shape)`` for float64 Gaussian data.
         context: per-batch basis information, if the transform needs it.
         atol: absolute tolerance, relative to the squared norm scale (default by dtype).
         full_matrix_max_dim: largest data dimension for the full-matrix check.
         generator: RNG for ``y``.
     """
+    if not isinstance(x, torch.Tensor):
+        x = torch.randn(tuple(x), dtype=torch.float64, generator=generator)
     atol = _default_atol(x.dtype) if atol is None else atol
     y = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     fx, fy = transform.forward(x, context), transform.forward(y, context)

@@ -2,7 +2,13 @@
 import pytest
 import torch
 
-from kflow.transforms import FourierTransform, band_energy, coefficient_energy, group_bands
+from kflow.transforms import (
+    FourierTransform,
+    GraphSpectralTransform,
+    band_energy,
+    coefficient_energy,
+    group_bands,
+)
 
 
 def test_equal_count_splits_evenly():
@@ -83,3 +89,18 @@ def test_coefficient_energy_is_mean_square():
     transform = FourierTransform((4, 4), num_bands=2)
     x = torch.randn(3, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(coefficient_energy(transform, x), transform.forward(x).pow(2).mean(0))
+
+
+def test_band_energy_with_per_sample_graph_bands():
+    transform = GraphSpectralTransform(num_bands=3)
+    gen = torch.Generator().manual_seed(0)
+    basis = transform.basis(torch.randn(4, 17, 3, dtype=torch.float64, generator=gen))
+    x = torch.randn(4, 17, 6, dtype=torch.float64, generator=gen)
+    energy = band_energy(transform, x, basis)
+    coeffs = transform.forward(x, basis)
+    mask = basis.band_index == 1
+    torch.testing.assert_close(energy[1], (coeffs.pow(2) * mask).sum() / 4)
+    torch.testing.assert_close(energy.sum(), x.pow(2).sum() / 4)
+    # A field that is constant over the nodes lives entirely in band 0 (the constant mode).
+    constant = torch.ones(4, 17, 6, dtype=torch.float64)
+    torch.testing.assert_close(band_energy(transform, constant, basis)[1:], torch.zeros(2, dtype=torch.float64))

@@ -49,6 +49,7 @@ def test_assertions_pass_on_a_correct_transform():
     transform = FourierTransform((8,), 3)
     assert_round_trip(transform, _x())
     assert_orthonormal(transform, _x())
+    assert_orthonormal(transform, (2, 8))  # a shape: random float64 data
     assert_band_index_covers(transform, coeff_shape=(8,))
 
 
