@@ -35,7 +35,9 @@ def assert_round_trip(
     assert coeffs.dtype == x.dtype, f"{_name(transform)}.forward changed dtype {x.dtype} -> {coeffs.dtype}"
     assert coeffs.device == x.device, f"{_name(transform)}.forward moved data {x.device} -> {coeffs.device}"
     back = transform.inverse(coeffs, context)
-    assert back.shape == x.shape, f"{_name(transform)} round trip changed shape {tuple(x.shape)} -> {tuple(back.shape)}"
+    assert back.shape == x.shape, (
+        f"{_name(transform)} round trip changed shape {tuple(x.shape)} -> {tuple(back.shape)}"
+    )
     torch.testing.assert_close(
         back, x, atol=atol, rtol=0,
         msg=lambda m: f"{_name(transform)}: inverse(forward(x)) != x\n{m}",

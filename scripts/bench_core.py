@@ -79,20 +79,24 @@ def bench_pywt_loop(x: torch.Tensor, wavelet: str, levels: int, repeats: int) ->
     def loop():
         return np.stack(
             [
-                pywt.waverec2(pywt.wavedec2(image, wavelet, mode="periodization", level=levels), wavelet, mode="periodization")
+                pywt.waverec2(
+                    pywt.wavedec2(image, wavelet, mode="periodization", level=levels), wavelet, mode="periodization"
+                )
                 for image in images
             ]
         )
 
     error = float(np.abs(loop() - images).max())
     ms = time_median(loop, repeats, torch.device("cpu"))
-    return BenchRow(f"PyWavelets loop ({wavelet}, {levels} levels)", str(tuple(x.shape)), ms, x.shape[0] / ms * 1e3, error)
+    name = f"PyWavelets loop ({wavelet}, {levels} levels)"
+    return BenchRow(name, str(tuple(x.shape)), ms, x.shape[0] / ms * 1e3, error)
 
 
 def bench_graph_basis(points: torch.Tensor, repeats: int, device: torch.device) -> BenchRow:
     transform = GraphSpectralTransform(num_bands=3)
     ms = time_median(lambda: transform.basis(points), repeats, device)
-    return BenchRow("Graph spectral basis (Laplacian + eigh)", str(tuple(points.shape)), ms, points.shape[0] / ms * 1e3, float("nan"))
+    name = "Graph spectral basis (Laplacian + eigh)"
+    return BenchRow(name, str(tuple(points.shape)), ms, points.shape[0] / ms * 1e3, float("nan"))
 
 
 def run(args: argparse.Namespace) -> list[BenchRow]:
@@ -105,13 +109,16 @@ def run(args: argparse.Namespace) -> list[BenchRow]:
     features = torch.randn(256, 17, 6, device=device)
     graph = GraphSpectralTransform(num_bands=3)
     basis = graph.basis(points)
+    fourier = FourierTransform((3, 64, 64), 3, device=device)
+    wavelet = WaveletTransform((3, 64, 64), "db6", 3, device=device)
+    repeats = args.repeats
     return [
-        bench_transform("Fourier (Hartley, 3 bands)", FourierTransform((3, 64, 64), 3, device=device), images, args.repeats, device),
-        bench_transform("Wavelet (db6, 3 levels)", WaveletTransform((3, 64, 64), "db6", 3, device=device), images, args.repeats, device),
-        bench_pywt_loop(images, "db6", 3, args.repeats),
-        bench_transform("PCA (D = 3072, 3 bands)", pca, small, args.repeats, device),
-        bench_graph_basis(points, args.repeats, device),
-        bench_transform("Graph spectral forward + inverse (d = 6)", graph, features, args.repeats, device, context=basis),
+        bench_transform("Fourier (Hartley, 3 bands)", fourier, images, repeats, device),
+        bench_transform("Wavelet (db6, 3 levels)", wavelet, images, repeats, device),
+        bench_pywt_loop(images, "db6", 3, repeats),
+        bench_transform("PCA (D = 3072, 3 bands)", pca, small, repeats, device),
+        bench_graph_basis(points, repeats, device),
+        bench_transform("Graph spectral forward + inverse (d = 6)", graph, features, repeats, device, context=basis),
     ]
 
 
@@ -132,7 +139,9 @@ def to_markdown(rows: list[BenchRow], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=64, help="images per batch")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

@@ -61,7 +61,9 @@ class FourierTransform(KTransform):
         if num_bands == "per_coefficient":
             num_bands = None
         if isinstance(num_bands, str):
-            raise ValueError(f"FourierTransform: num_bands must be an int, None or 'per_coefficient', got {num_bands!r}")
+            raise ValueError(
+                f"FourierTransform: num_bands must be an int, None or 'per_coefficient', got {num_bands!r}"
+            )
         spatial_energy = None
         if energy is not None:
             spatial_energy = self._energy_per_frequency(energy)

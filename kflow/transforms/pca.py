@@ -11,7 +11,9 @@ from kflow.transforms.bands import group_bands
 from kflow.transforms.base import KTransform
 
 _FORMAT = "kflow.PCATransform"
-_KEYS = ("format", "version", "shape", "components", "explained_variance", "mean", "band_index", "grouping", "centered")
+_KEYS = (
+    "format", "version", "shape", "components", "explained_variance", "mean", "band_index", "grouping", "centered",
+)
 
 
 class PCATransform(KTransform):
@@ -51,8 +53,12 @@ class PCATransform(KTransform):
         self.shape = tuple(int(s) for s in shape)
         dim = math.prod(self.shape)
         if components.shape != (dim, dim):
-            raise ValueError(f"PCATransform: components must be ({dim}, {dim}) for shape {self.shape}, got {tuple(components.shape)}")
-        for name, tensor in (("explained_variance", explained_variance), ("mean", mean), ("band_index", band_index)):
+            raise ValueError(
+                f"PCATransform: components must be ({dim}, {dim}) for shape {self.shape}, "
+                f"got {tuple(components.shape)}"
+            )
+        vectors = {"explained_variance": explained_variance, "mean": mean, "band_index": band_index}
+        for name, tensor in vectors.items():
             if tensor.shape != (dim,):
                 raise ValueError(f"PCATransform: {name} must have shape ({dim},), got {tuple(tensor.shape)}")
         self.components = components
@@ -92,7 +98,9 @@ class PCATransform(KTransform):
         if not torch.isfinite(data).all():
             raise ValueError("PCATransform.fit: data contains NaN or Inf")
         if grouping not in ("equal_count", "equal_energy"):
-            raise ValueError(f"PCATransform.fit: grouping must be 'equal_count' or 'equal_energy', got {grouping!r}")
+            raise ValueError(
+                f"PCATransform.fit: grouping must be 'equal_count' or 'equal_energy', got {grouping!r}"
+            )
         shape = tuple(data.shape[1:])
         flat = data.detach().reshape(data.shape[0], -1).to(torch.float64)
         num_samples, dim = flat.shape
