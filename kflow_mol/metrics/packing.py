@@ -68,11 +68,12 @@ def distance_matrix(points: Tensor) -> Tensor:
     Returns:
         (..., N, N) distances.
     """
-    centred = points - points.mean(dim=-2, keepdim=True)
+    batch_shape, n = points.shape[:-2], points.shape[-2]
+    centred = (points - points.mean(dim=-2, keepdim=True)).reshape(-1, n, 3)
     squared_norm = centred.square().sum(-1)
-    squared = squared_norm.unsqueeze(-1) + squared_norm.unsqueeze(-2)
-    squared = squared - 2.0 * centred @ centred.transpose(-1, -2)
-    distances = squared.clamp_min_(0.0).sqrt_()
+    squared = torch.baddbmm(squared_norm.unsqueeze(-1) + squared_norm.unsqueeze(-2),
+                            centred, centred.transpose(-1, -2), alpha=-2.0)
+    distances = squared.clamp_min_(0.0).sqrt_().reshape(*batch_shape, n, n)
     distances.diagonal(dim1=-2, dim2=-1).zero_()
     return distances
 
@@ -96,7 +97,7 @@ def _squared_deviation_sum(points_true: Tensor, points_pred: Tensor, max_element
         stop = min(start + chunk, batch)
         deviation = distance_matrix(points_true[start:stop])
         deviation.sub_(distance_matrix(points_pred[start:stop]))
-        out[start:stop] = deviation.square_().sum(dim=(-1, -2))
+        out[start:stop] = torch.linalg.vector_norm(deviation, dim=(-1, -2)).square_()
     return out
 
 
