@@ -183,3 +183,93 @@ def assert_equivariant(
         actual, expected, atol=atol, rtol=rtol,
         msg=lambda m: f"{getattr(fn, '__name__', fn)} is not equivariant: f(g x) != g f(x)\n{m}",
     )
+
+
+# --------------------------------------------------------------------------- path assertions
+
+
+def assert_path_endpoints(path: Any, x0: torch.Tensor, x1: torch.Tensor, context: Any = None,
+                          atol: float | None = None) -> None:
+    """Assert ``Psi_0 = x0`` and ``Psi_K = x1`` for a :class:`~kflow.path.KAmplitudePath`.
+
+    Args:
+        path: the path under test.
+        x0: source, shape ``(B, *data_shape)``.
+        x1: target, shape ``(B, *data_shape)``.
+        context: transform context, for per-sample bases.
+        atol: tolerance (defaults by dtype).
+    """
+    atol = _default_atol(x0.dtype) if atol is None else atol
+    batch = x0.shape[0]
+    for k_value, expected, name in ((0.0, x0, "x0 at k=0"), (float(path.num_bands), x1, "x1 at k=K")):
+        k = torch.full((batch,), k_value, dtype=x0.dtype, device=x0.device)
+        got = path.sample(x0, x1, k, context).x_k
+        torch.testing.assert_close(got, expected, atol=atol, rtol=0, msg=lambda m: f"path must give {name}: {m}")
+
+
+def assert_velocity_matches_finite_difference(path: Any, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor,
+                                              context: Any = None, h: float = 1e-6,
+                                              atol: float = 1e-6) -> None:
+    """Assert ``dx_k`` equals the central difference of ``x_k`` in ``k`` (use float64, k away from edges).
+
+    Args:
+        path: the path under test.
+        x0: source, shape ``(B, *data_shape)``.
+        x1: target, shape ``(B, *data_shape)``.
+        k: amplitudes, shape ``(B,)``, at least ``h`` away from every integer.
+        context: transform context, for per-sample bases.
+        h: finite-difference half-step.
+        atol: tolerance.
+    """
+    if (torch.abs(k - torch.round(k)) <= h).any():
+        raise ValueError("finite differences need k away from band edges")
+    forward = path.sample(x0, x1, k + h, context).x_k
+    backward = path.sample(x0, x1, k - h, context).x_k
+    got = path.sample(x0, x1, k, context).dx_k
+    torch.testing.assert_close(got, (forward - backward) / (2 * h), atol=atol, rtol=0,
+                               msg=lambda m: f"dx_k differs from the finite difference of x_k: {m}")
+
+
+def assert_velocity_on_current_band(path: Any, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor,
+                                    context: Any = None, atol: float = 1e-10) -> None:
+    """Assert the path velocity has no component outside the band moving at ``k``.
+
+    Args:
+        path: the path under test.
+        x0: source, shape ``(B, *data_shape)``.
+        x1: target, shape ``(B, *data_shape)``.
+        k: amplitudes, shape ``(B,)``, in ``[0, K)``.
+        context: transform context, for per-sample bases.
+        atol: largest allowed off-band coefficient.
+    """
+    sample = path.sample(x0, x1, k, context)
+    coeffs = path.transform.forward(sample.dx_k, context)
+    position = path.schedule_position(context).to(coeffs.device)
+    moving = torch.floor(k).long().reshape(-1, *([1] * (coeffs.dim() - 1)))
+    off_band = coeffs.masked_fill((position == moving).expand_as(coeffs), 0)
+    worst = float(off_band.abs().max())
+    assert worst <= atol, f"velocity leaks {worst:.3g} outside the current band (allowed {atol:.3g})"
+
+
+def assert_sampler_reaches_target(path: Any, x0: torch.Tensor, x1: torch.Tensor, context: Any = None,
+                                  method: str = "rk4", steps_per_band: int = 20,
+                                  atol: float = 1e-4) -> None:
+    """Assert the sampler driven by the exact conditional velocity of one pair carries x0 to x1.
+
+    Args:
+        path: the path under test.
+        x0: source, shape ``(B, *data_shape)``.
+        x1: target, shape ``(B, *data_shape)``.
+        context: transform context, for per-sample bases.
+        method: sampler method.
+        steps_per_band: fixed steps per band.
+        atol: tolerance on the final state.
+    """
+    from kflow.sampling import KFlowSampler
+
+    def exact_velocity(x: torch.Tensor, s: torch.Tensor, cond: Any) -> torch.Tensor:
+        return path.sample(x0, x1, s * path.num_bands, context).dx_k
+
+    result = KFlowSampler(path).sample(exact_velocity, x0, method=method, steps_per_band=steps_per_band)
+    torch.testing.assert_close(result.x, x1, atol=atol, rtol=0,
+                               msg=lambda m: f"sampler with the exact velocity missed x1: {m}")
