@@ -165,7 +165,7 @@ class ImageFlowLoss:
         fm = flow_matching_loss(model(sample.x_k, k / self.path.num_bands, y), sample)
         balance = unwrap(model).balance_loss
         loss = fm + self.balance_weight * balance if balance.requires_grad else fm
-        return loss, {"fm": fm.item(), "balance": float(balance)}
+        return loss, {"fm": fm.item(), "balance": balance.detach().item()}
 
 
 def velocity_fn_for(model: nn.Module, cfg_scale: float = 1.0, project_to_band: KAmplitudePath | None = None):
