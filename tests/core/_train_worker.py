@@ -122,31 +122,50 @@ def parse_args(argv=None):
     parser.add_argument("--paired-noise", action="store_true")
     parser.add_argument("--ema-decay", type=float, default=None)
     parser.add_argument("--step-delay-s", type=float, default=0.0)
+    parser.add_argument("--resume-check-at", type=int, default=None,
+                        help="also train with global-RNG noise in OUT/rng_whole, and in "
+                             "OUT/rng_split stop at this step and resume with a new Trainer")
+    parser.add_argument("--compile-backend", default=None)
     return parser.parse_args(argv)
+
+
+def train_run(args, context: DistributedContext, out_dir: str, steps: int, resume: bool,
+              paired_noise: bool):
+    seed_everything(args.seed)
+    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr,
+                      ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed,
+                      out_dir=out_dir, resume=resume, ema_decay=args.ema_decay, progress=False,
+                      compile=args.compile_backend is not None,
+                      compile_backend=args.compile_backend or "inductor")
+    trainer = Trainer(VelocityMLP(), KFlowLoss(make_path(), args.step_delay_s),
+                      SmoothSignals(paired_noise=paired_noise), cfg, dist_context=context,
+                      signature={"problem": "smooth-signals-16"}, run_config=vars(args))
+    return trainer.fit()
+
+
+def resume_check(args, context: DistributedContext) -> dict:
+    """Unbroken vs stopped-and-resumed runs (global-RNG noise) inside this launch."""
+    whole = train_run(args, context, f"{args.out}/rng_whole", args.steps, False, False)
+    train_run(args, context, f"{args.out}/rng_split", args.resume_check_at, False, False)
+    resumed = train_run(args, context, f"{args.out}/rng_split", args.steps, True, False)
+    difference = max((a - b).abs().max().item() for a, b in
+                     zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
+    return {"whole_final_loss": whole.final_loss, "resumed_final_loss": resumed.final_loss,
+            "resumed_step": resumed.step, "max_param_difference": difference}
 
 
 def main(argv=None) -> None:
     torch.set_num_threads(1)
     args = parse_args(argv)
     context = DistributedContext.from_env("cpu")
-    seed_everything(args.seed)
-    model = VelocityMLP()
-    path = make_path()
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed,
-                      out_dir=args.out, resume=args.resume, ema_decay=args.ema_decay,
-                      progress=False)
-    trainer = Trainer(model, KFlowLoss(path, args.step_delay_s),
-                      SmoothSignals(paired_noise=args.paired_noise), cfg,
-                      dist_context=context, signature={"problem": "smooth-signals-16"},
-                      run_config=vars(args))
-    result = trainer.fit()
+    result = train_run(args, context, args.out, args.steps, args.resume, args.paired_noise)
     shard = list(range(32))[context.rank::context.world_size]
-    gathered = sorted(context.all_gather_objects(eval_losses(result.model, path, shard)))
+    gathered = sorted(context.all_gather_objects(eval_losses(result.model, make_path(), shard)))
+    check = resume_check(args, context) if args.resume_check_at is not None else None
     if context.is_main:
         Path(args.out, "result.json").write_text(json.dumps({
             "final_loss": result.final_loss, "step": result.step, "history": result.history,
-            "eval": gathered, "world_size": context.world_size}))
+            "eval": gathered, "world_size": context.world_size, "resume_check": check}))
         torch.save(result.model.state_dict(), Path(args.out, "params.pt"))
     context.shutdown()
 

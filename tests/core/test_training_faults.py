@@ -1,0 +1,50 @@
+"""A training process killed with SIGKILL resumes to the same final loss as an unbroken run."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from _subprocess import REPO, max_param_difference, run_worker, worker_command, worker_env
+from kflow.training import load_checkpoint
+
+ARGS = ("--steps", 30, "--ckpt-every", 10, "--log-every", 5, "--seed", 3)
+
+
+def wait_for(predicate, timeout: float, process: subprocess.Popen):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, "the worker ended before it could be killed"
+        assert time.monotonic() < deadline, "timed out waiting for the first checkpoint"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    unbroken = run_worker(tmp_path / "unbroken", *ARGS, in_process=True)
+
+    run_dir = tmp_path / "killed"
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    process = subprocess.Popen(worker_command(run_dir, *ARGS, "--step-delay-s", 0.1), cwd=REPO,
+                               env=worker_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for(checkpoint.exists, timeout=180, process=process)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_at = load_checkpoint(checkpoint)["step"]
+    assert 10 <= killed_at < 30
+    assert not (run_dir / "result.json").exists()
+
+    resumed = run_worker(run_dir, *ARGS, "--resume", in_process=True)
+    assert resumed["step"] == 30
+    assert resumed["final_loss"] == pytest.approx(unbroken["final_loss"], abs=1e-6)
+    assert [row["loss"] for row in resumed["history"]] == pytest.approx(
+        [row["loss"] for row in unbroken["history"]], abs=1e-6)
+    assert max_param_difference(resumed["params"], unbroken["params"]) <= 1e-6
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
