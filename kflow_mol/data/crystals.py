@@ -151,7 +151,10 @@ def read_cif(path: str | Path) -> Crystal:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parser = CifParser(path, occupancy_tolerance=1.0)
-            block = next(iter(parser.as_dict().values()))
+            blocks = list(parser.as_dict().values())
+            if not blocks:
+                raise CrystalRejected("unparsable", f"{path.name}: no CIF data block")
+            block = blocks[0]
             disorder = _cif_has_disorder(block)
             if disorder:
                 raise CrystalRejected("disorder", f"{path.name}: {disorder}")
@@ -338,7 +341,8 @@ def perceive_molecules(
     elements = set(numbers.tolist())
     if 6 not in elements or not elements <= ORGANIC_ELEMENTS:
         others = sorted(CHEMICAL_SYMBOLS[z] for z in elements - ORGANIC_ELEMENTS)
-        raise CrystalRejected("not_organic", f"{cid}: elements {others or 'without C'}")
+        problem = f"non-organic elements {others}" if others else "no carbon"
+        raise CrystalRejected("not_organic", f"{cid}: {problem}")
     if 1 not in elements:
         raise CrystalRejected("missing_h", f"{cid}: no H atoms")
 

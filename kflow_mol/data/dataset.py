@@ -428,7 +428,11 @@ def build_assembly_dataset(
     output.mkdir(parents=True, exist_ok=True)
     save_clusters(output / "clusters.pt", clusters)
     input_is_default = input is None or Path(input) == default_input(name)
-    splits = write_splits_once(output / "splits.json", _initial_splits(name, input_is_default, formulas, settings))
+    splits = _initial_splits(name, input_is_default, formulas, settings)
+    if name in SYNTHETIC or name in EVALUATION_ONLY:  # one fixed part: nothing to keep stable
+        (output / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
+    else:
+        splits = write_splits_once(output / "splits.json", splits)
     in_splits = set().union(*(set(splits[k]) for k in ("train", "val", "test")))
     counts: dict[str, int] = {}
     for r in rejected:

@@ -105,7 +105,41 @@ def synthetic_entries(parent: Path, per_molecule: int, seed: int) -> list[Source
             entries.append(SourceEntry(
                 crystal_id,
                 lambda n=numbers, p=positions, g=space_group, s=packing_seed, c=crystal_id:
-                    random_molecular_crystal(n, p, g, s, c),
+                    clash_free_crystal(n, p, g, s, c),
                 {"parent": parent_id, "space_group": space_group},
             ))
     return entries
+
+
+def clash_free_crystal(
+    numbers: np.ndarray, positions: np.ndarray, space_group: int, seed: int, crystal_id: str, attempts: int = 3
+) -> Crystal:
+    """A random packing whose cell splits back into whole copies of the molecule.
+
+    PyXtal's packings can put atoms of neighbouring molecules within bonding distance; such a
+    cell is drawn again (next seed), up to ``attempts`` times.
+
+    Args:
+        numbers: (n,) atomic numbers.
+        positions: (n, 3) one conformer, Å.
+        space_group: international number.
+        seed: first PyXtal seed.
+        crystal_id: id of the new crystal.
+
+    Raises:
+        CrystalRejected: ``generation_failed`` or ``overlap``.
+    """
+    from kflow_mol.data.crystals import hill_formula, perceive_molecules
+
+    formula, problem = hill_formula(numbers), ""
+    for attempt in range(attempts):
+        crystal = random_molecular_crystal(numbers, positions, space_group, seed + attempt, crystal_id)
+        try:
+            molecular = perceive_molecules(crystal, max_atoms_per_molecule=len(numbers), use_rdkit=False)
+        except CrystalRejected as error:
+            problem = error.detail
+            continue
+        if molecular.formula == formula:
+            return crystal
+        problem = f"molecules read back as {molecular.formula}, not {formula}"
+    raise CrystalRejected("overlap", f"{crystal_id}: packing clashes in {attempts} draws ({problem})")
