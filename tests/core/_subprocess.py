@@ -42,6 +42,11 @@ def run_worker(out_dir, *args, nproc: int = 1, timeout: float = 180,
         done = subprocess.run(worker_command(out_dir, *args, nproc=nproc), cwd=REPO,
                               env=worker_env(), capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run_worker_result(out_dir)
+
+
+def run_worker_result(out_dir) -> dict:
+    """result.json of a finished worker run, with its parameters under "params"."""
     result = json.loads(Path(out_dir, "result.json").read_text())
     result["params"] = torch.load(Path(out_dir, "params.pt"), weights_only=True)
     return result

@@ -1,4 +1,4 @@
-"""A training process killed with SIGKILL resumes to the same final loss as an unbroken run."""
+"""Runs in separate processes: SIGKILL then resume, and torch.compile with a C compiler."""
 
 import signal
 import subprocess
@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from _subprocess import REPO, max_param_difference, run_worker, worker_command, worker_env
+from _subprocess import (REPO, max_param_difference, run_worker, run_worker_result,
+                         worker_command, worker_env)
 from kflow.training import load_checkpoint
 
 ARGS = ("--steps", 30, "--ckpt-every", 10, "--log-every", 5, "--seed", 3)
@@ -48,3 +49,19 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         [row["loss"] for row in unbroken["history"]], abs=1e-6)
     assert max_param_difference(resumed["params"], unbroken["params"]) <= 1e-6
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_inductor_compiled_training_matches_eager(tmp_path):
+    """torch.compile with the default (inductor, C compiler) backend, when it builds within 60 s."""
+    args = ("--steps", 4, "--log-every", 1, "--paired-noise")
+    eager = run_worker(tmp_path / "eager", *args, in_process=True)
+    try:
+        subprocess.run(worker_command(tmp_path / "compiled", *args, "--compile-backend", "inductor"),
+                       cwd=REPO, env=worker_env(), capture_output=True, timeout=60, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.skip("torch.compile (inductor) on this CPU took over 60 s to build; not tested here")
+    compiled = run_worker_result(tmp_path / "compiled")
+    assert [r["loss"] for r in compiled["history"]] == pytest.approx(
+        [r["loss"] for r in eager["history"]], rel=1e-4, abs=1e-6)
+    assert max_param_difference(compiled["params"], eager["params"]) < 1e-4
