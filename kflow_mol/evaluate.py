@@ -1,0 +1,199 @@
+"""Library-level evaluation: predict clusters with a method, score them, summarise.
+
+A *method* is any ``predict(batch) -> Prediction``; the identity baseline returns the start
+state unchanged, a trained flow integrates its ODE. Scores per cluster (see
+:mod:`kflow_mol.metrics` for the exact definitions):
+
+- ``pm_atom``, ``pm_center``: Packing Matching (Å, full N×N convention);
+- ``rmsd_17``: permutation-invariant COMPACK-like RMSD (Å) and ``n_matched`` molecules;
+- ``collision``: % of atom pairs of different molecules closer than the sum of covalent radii;
+- ``separation``: % of molecule pairs whose closest atoms are > 0.5 Å apart.
+
+The summary gives the mean and std over clusters and, for PM, the mean after dropping
+non-finite values and values above 100 Å (with the number dropped).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch
+
+from kflow_mol.metrics import (aggregate_pm, collision_rate, pm_atom_batch, pm_center_batch, rmsd17_batch,
+                               separation_rate)
+
+METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation")
+
+
+@dataclass
+class Prediction:
+    """Predicted positions of a batch.
+
+    Attributes:
+        pos: atom positions, shape ``(A, 3)``.
+        nfe: network evaluations used (0 for the identity).
+        trajectory: positions along the flow, each ``(A, 3)``, or ``None``.
+        ks: the ``k`` of each trajectory frame.
+    """
+
+    pos: Tensor
+    nfe: int = 0
+    trajectory: list[Tensor] | None = None
+    ks: list[float] | None = None
+
+
+@dataclass
+class MethodScores:
+    """Per-cluster scores of one method on a set of clusters.
+
+    Attributes:
+        name: method name.
+        cluster_ids: ids of the scored clusters.
+        per_cluster: ``{metric: [value per cluster]}``.
+        nfe: network evaluations per cluster.
+        wall_s: prediction wall time (s) for all clusters.
+        predictions: per cluster :class:`Prediction` (CPU) when kept, else empty.
+    """
+
+    name: str
+    cluster_ids: list[str] = field(default_factory=list)
+    per_cluster: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    nfe: int = 0
+    wall_s: float = 0.0
+    predictions: list[Prediction] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        """Means and stds over clusters (plus filtered PM means), NFE and wall time."""
+        out: dict[str, float] = {"n_clusters": len(self.cluster_ids), "nfe": self.nfe, "wall_s": self.wall_s}
+        for metric, values in self.per_cluster.items():
+            tensor = torch.tensor(values, dtype=torch.float64)
+            out[metric] = float(tensor.mean()) if len(values) else math.nan
+            out[f"{metric}_std"] = float(tensor.std(unbiased=False)) if len(values) else math.nan
+        for metric in ("pm_atom", "pm_center"):
+            if self.per_cluster[metric]:
+                agg = aggregate_pm(torch.tensor(self.per_cluster[metric], dtype=torch.float64))
+                out[f"{metric}_filtered"] = agg.mean_filtered
+                out[f"{metric}_n_dropped"] = agg.n_dropped
+        return out
+
+
+def local_mol_index(batch: Batch) -> Tensor:
+    """Molecule index within each cluster, shape ``(A,)`` (batched ``mol_index`` is global)."""
+    atom_batch = batch.batch
+    first = torch.full((int(atom_batch.max()) + 1,), torch.iinfo(torch.long).max, device=atom_batch.device)
+    first = first.scatter_reduce(0, atom_batch, batch.mol_index, reduce="amin")
+    return batch.mol_index - first[atom_batch]
+
+
+def score_batch(batch: Batch, pos_pred: Tensor, *, with_rmsd: bool = True) -> dict[str, list[float]]:
+    """Scores of every cluster in ``batch``: ``{metric: [value per cluster]}``.
+
+    Args:
+        batch: a batch of clusters with ``pos_target``, ``z``, ``mol_index``, ``batch``.
+        pos_pred: predicted positions, shape ``(A, 3)``.
+        with_rmsd: compute RMSD_17 (the slowest metric); NaN otherwise.
+    """
+    pos_true, pos_pred = batch.pos_target.detach().cpu().double(), pos_pred.detach().cpu().double()
+    atom_batch, z = batch.batch.cpu(), batch.z.cpu()
+    mol_local = local_mol_index(batch).cpu()
+    scores = {"pm_atom": pm_atom_batch(pos_true, pos_pred, atom_batch).tolist(),
+              "pm_center": pm_center_batch(pos_true, pos_pred, mol_local, atom_batch).tolist(),
+              "rmsd_17": [], "n_matched": [], "collision": [], "separation": []}
+    if with_rmsd:
+        for result in rmsd17_batch(pos_true, pos_pred, z, mol_local, atom_batch):
+            scores["rmsd_17"].append(float(result.rmsd_17))
+            scores["n_matched"].append(float(result.n_matched))
+    for cluster in range(int(atom_batch.max()) + 1):
+        atoms = atom_batch == cluster
+        if not with_rmsd:
+            scores["rmsd_17"].append(math.nan)
+            scores["n_matched"].append(math.nan)
+        scores["collision"].append(100 * float(collision_rate(pos_pred[atoms], z[atoms], mol_local[atoms]).rate))
+        scores["separation"].append(100 * float(separation_rate(pos_pred[atoms], mol_local[atoms]).rate))
+    return scores
+
+
+def identity_method(batch: Batch) -> Prediction:
+    """The identity baseline: the start state, unchanged."""
+    return Prediction(pos=batch.pos_start)
+
+
+def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters: Sequence, *,
+                    batch_size: int = 8, device: str | torch.device = "cpu", with_rmsd: bool = True,
+                    keep_predictions: bool = False) -> MethodScores:
+    """Predict and score ``clusters`` in batches.
+
+    Args:
+        name: method name for the report.
+        predict: ``batch -> Prediction`` (called under ``torch.no_grad``).
+        clusters: a list of ``AssemblyData``.
+        batch_size: clusters per prediction call.
+        device: where to predict.
+        with_rmsd: compute RMSD_17.
+        keep_predictions: keep every cluster's :class:`Prediction` (on CPU) for export.
+
+    Returns:
+        :class:`MethodScores`.
+    """
+    result = MethodScores(name=name)
+    for start in range(0, len(clusters), batch_size):
+        chunk = list(clusters[start:start + batch_size])
+        batch = Batch.from_data_list(chunk).to(device)
+        tic = time.perf_counter()
+        with torch.no_grad():
+            prediction = predict(batch)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        result.wall_s += time.perf_counter() - tic
+        result.nfe = prediction.nfe
+        result.cluster_ids += [c.cluster_id for c in chunk]
+        for metric, values in score_batch(batch, prediction.pos, with_rmsd=with_rmsd).items():
+            result.per_cluster[metric] += values
+        if keep_predictions:
+            result.predictions += _split_prediction(batch, prediction)
+    return result
+
+
+def _split_prediction(batch: Batch, prediction: Prediction) -> list[Prediction]:
+    out = []
+    for cluster in range(batch.num_graphs):
+        atoms = (batch.batch == cluster).cpu()
+        frames = None if prediction.trajectory is None else [f.cpu()[atoms] for f in prediction.trajectory]
+        out.append(Prediction(pos=prediction.pos.cpu()[atoms], nfe=prediction.nfe, trajectory=frames, ks=prediction.ks))
+    return out
+
+
+def load_clusters(source: str, split: str, *, input: str | None = None, folder: str | None = None,
+                  start: str | None = "local", repeats: int | None = 1, limit: int | None = None,
+                  progress: bool = False) -> list:
+    """Clusters of one split from a data source (building it into the cache on first use).
+
+    Args:
+        source: ``"prepared"`` (a folder written by ``scripts/prepare_assembly_data.py``) or a
+            build source of :func:`kflow_mol.data.build_assembly_dataset` (``"pyxtal"``, ``"cif"``, ...).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        input: the raw input folder (cif sources).
+        folder: the processed folder (prepared) or where to build (``None``: the cache).
+        start: start-state preset when building.
+        repeats: start states per cluster centre when building.
+        limit: keep at most this many clusters (``None``: all).
+        progress: show the build progress bar.
+
+    Returns:
+        A list of ``AssemblyData``.
+    """
+    from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
+
+    if source == "prepared":
+        if folder is None:
+            raise FileNotFoundError("data=prepared needs data.folder=<folder written by scripts/prepare_assembly_data.py>")
+        clusters = load_assembly_dataset(folder, split)
+    else:
+        report = build_assembly_dataset(source, input=input, output=folder, start=start or "local",
+                                        repeats=repeats or 1, progress=progress)
+        clusters = load_assembly_dataset(report.output, split)
+    return clusters[:limit] if limit is not None else clusters
