@@ -2,7 +2,7 @@
 
 Each module's docstring states its definitions exactly:
 ``packing`` (PM-atom, PM-center), ``aggregate`` (min over samples, raw and filtered means),
-``rmsd`` (Kabsch, aligned RMSD), ``rmsd17`` (COMPACK-like RMSD_17), ``contacts`` (collision,
+``rmsd`` (Kabsch, aligned RMSD), ``assembly_rmsd`` (COMPACK-like RMSD_17), ``contacts`` (collision,
 separation), ``symmetry`` (bond perception, graph automorphisms), ``elements`` (radii).
 """
 
@@ -32,7 +32,7 @@ from kflow_mol.metrics.rmsd import (
     aligned_rmsd_center,
     kabsch,
 )
-from kflow_mol.metrics.rmsd17 import AssemblyRMSD, rmsd17, rmsd17_batch
+from kflow_mol.metrics.assembly_rmsd import AssemblyRMSD, rmsd17, rmsd17_batch
 from kflow_mol.metrics.symmetry import SymmetryCache, perceive_bonds
 
 __all__ = [

@@ -36,6 +36,11 @@ class RigidAlignment:
         return points @ self.rotation.transpose(-1, -2) + self.translation.unsqueeze(-2)
 
 
+def _det3(matrix: Tensor) -> Tensor:
+    """Determinant of (..., 3, 3) matrices (cheaper than linalg.det for tiny batches)."""
+    return (torch.linalg.cross(matrix[..., 0, :], matrix[..., 1, :]) * matrix[..., 2, :]).sum(-1)
+
+
 def kabsch(true: Tensor, pred: Tensor, weights: Tensor | None = None) -> RigidAlignment:
     """Optimal proper rigid motion of ``pred`` onto ``true`` (batched Kabsch).
 
@@ -56,10 +61,9 @@ def kabsch(true: Tensor, pred: Tensor, weights: Tensor | None = None) -> RigidAl
         true - mean_true.unsqueeze(-2)
     )
     u, _, vh = torch.linalg.svd(covariance)
-    sign = torch.sign(torch.linalg.det(vh.transpose(-1, -2) @ u.transpose(-1, -2)))
+    sign = torch.sign(_det3(u) * _det3(vh))  # det(V U^T)
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    correction = torch.ones(*sign.shape, 3, dtype=true.dtype, device=true.device)
-    correction[..., 2] = sign
+    correction = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], -1)
     rotation = vh.transpose(-1, -2) @ (correction.unsqueeze(-1) * u.transpose(-1, -2))
     translation = mean_true - (rotation @ mean_pred.unsqueeze(-1)).squeeze(-1)
     return RigidAlignment(rotation, translation, sign < 0)

@@ -27,6 +27,38 @@ from kflow_mol.metrics.elements import covalent_radii
 RDKIT_BOND_FACTOR = 1.3
 
 
+def intra_molecular_pairs(mol_index: Tensor) -> Tensor:
+    """All atom pairs i < j of the same molecule.
+
+    Args:
+        mol_index: (N,) molecule of each atom.
+
+    Returns:
+        (P, 2) long atom index pairs.
+    """
+    same = mol_index[:, None] == mol_index[None, :]
+    return torch.nonzero(torch.triu(same, diagonal=1))
+
+
+def bonded_pairs(pos: Tensor, z: Tensor, pairs: Tensor,
+                 bond_factor: float = RDKIT_BOND_FACTOR) -> Tensor:
+    """Which candidate pairs are covalently bonded, for a batch of structures.
+
+    Args:
+        pos: (..., N, 3) positions (use the true structures).
+        z: (N,) atomic numbers.
+        pairs: (P, 2) candidate atom pairs, e.g. ``intra_molecular_pairs``.
+        bond_factor: bond when distance < bond_factor * (r_i + r_j).
+
+    Returns:
+        (..., P) bool.
+    """
+    radii = covalent_radii(z.to(pos.device), dtype=pos.dtype)
+    limit = bond_factor * (radii[pairs[:, 0]] + radii[pairs[:, 1]])
+    distance = (pos[..., pairs[:, 0], :] - pos[..., pairs[:, 1], :]).norm(dim=-1)
+    return distance < limit
+
+
 def perceive_bonds(pos: Tensor, z: Tensor, mol_index: Tensor,
                    bond_factor: float = RDKIT_BOND_FACTOR) -> Tensor:
     """Covalent bonds within molecules, from coordinates.
@@ -40,12 +72,8 @@ def perceive_bonds(pos: Tensor, z: Tensor, mol_index: Tensor,
     Returns:
         (E, 2) long atom index pairs with i < j.
     """
-    radii = covalent_radii(z, dtype=pos.dtype).to(pos.device)
-    distance = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
-    bonded = distance < bond_factor * (radii[:, None] + radii[None, :])
-    bonded &= mol_index[:, None] == mol_index[None, :]
-    bonded = torch.triu(bonded, diagonal=1)
-    return torch.nonzero(bonded)
+    pairs = intra_molecular_pairs(mol_index.to(pos.device))
+    return pairs[bonded_pairs(pos, z, pairs, bond_factor)]
 
 
 @dataclass(frozen=True)
@@ -128,52 +156,77 @@ class SymmetryCache:
 
 
 @dataclass
+class CompoundCopies:
+    """All copies of one compound in a cluster.
+
+    Attributes:
+        members: (M_g,) long, molecule indices of the copies.
+        atoms: (M_g, T) long, global atom index of each canonical atom of each copy.
+        automorphisms: (S, T) long, shared graph automorphisms (identity first).
+    """
+
+    members: Tensor
+    atoms: Tensor
+    automorphisms: Tensor
+
+
+@dataclass
 class ClusterTopology:
     """Symmetry data of one cluster's molecules.
 
     Attributes:
         group: (M,) long, molecules with equal group are copies of one compound.
-        canonical_atoms: list of M (T_m,) long tensors: global atom index of each canonical atom.
-        automorphisms: list of M (S_m, T_m) long tensors (shared between copies).
+        slot: (M,) long, position of each molecule in its compound's ``members``.
+        compounds: one CompoundCopies per group.
         truncated: whether any automorphism enumeration hit the cap.
     """
 
     group: Tensor
-    canonical_atoms: list[Tensor]
-    automorphisms: list[Tensor]
+    slot: Tensor
+    compounds: list[CompoundCopies]
     truncated: bool
 
 
-def cluster_topology(pos_true: Tensor, z: Tensor, mol_index: Tensor, cache: SymmetryCache,
-                     bond_factor: float = RDKIT_BOND_FACTOR) -> ClusterTopology:
-    """Bonds, canonical orders and automorphisms of every molecule of one cluster.
+def cluster_topology(z: Tensor, mol_index: Tensor, bonds: Tensor, cache: SymmetryCache,
+                     device: torch.device | str = "cpu") -> ClusterTopology:
+    """Canonical orders and automorphisms of every molecule of one cluster.
 
     Args:
-        pos_true: (N, 3) true positions (bonds are perceived from them).
         z: (N,) atomic numbers.
         mol_index: (N,) molecule index 0..M-1.
+        bonds: (E, 2) intra-molecular bonds, e.g. from ``perceive_bonds`` on the true cluster.
         cache: shared SymmetryCache.
-        bond_factor: see ``perceive_bonds``.
+        device: where the index tensors of the result live.
 
     Returns:
         ClusterTopology.
     """
-    z_cpu, mol_cpu = z.long().cpu(), mol_index.long().cpu()
-    bonds = perceive_bonds(pos_true.detach().cpu(), z_cpu, mol_cpu, bond_factor)
+    z_cpu, mol_cpu, bonds = z.long().cpu(), mol_index.long().cpu(), bonds.long().cpu()
     num_molecules = int(mol_cpu.max()) + 1
-    bond_mol = mol_cpu[bonds[:, 0]] if bonds.numel() else torch.empty(0, dtype=torch.long)
+    bond_mol = mol_cpu[bonds[:, 0]]
+    local = torch.empty_like(mol_cpu)
     keys: dict[tuple, int] = {}
-    group, canonical_atoms, automorphisms, truncated = [], [], [], False
+    group, canonical_atoms, truncated = [], [], False
+    automorphisms: dict[int, Tensor] = {}
     for m in range(num_molecules):
         atoms = torch.nonzero(mol_cpu == m).flatten()
-        local = torch.full((mol_cpu.shape[0],), -1, dtype=torch.long)
         local[atoms] = torch.arange(atoms.shape[0])
         mol_bonds = local[bonds[bond_mol == m]]
         graph = cache.canonical(tuple(z_cpu[atoms].tolist()),
                                 tuple(map(tuple, mol_bonds.tolist())))
         group.append(keys.setdefault(graph.key, len(keys)))
-        canonical_atoms.append(atoms[list(graph.order)].to(pos_true.device))
-        aut, cut = cache.automorphisms(graph.key)
-        automorphisms.append(aut.to(pos_true.device))
-        truncated |= cut
-    return ClusterTopology(torch.tensor(group), canonical_atoms, automorphisms, truncated)
+        canonical_atoms.append(atoms[list(graph.order)])
+        if group[-1] not in automorphisms:
+            automorphisms[group[-1]], cut = cache.automorphisms(graph.key)
+            truncated |= cut
+    group_tensor = torch.tensor(group)
+    slot = torch.empty(num_molecules, dtype=torch.long)
+    compounds = []
+    for g in range(len(keys)):
+        members = torch.nonzero(group_tensor == g).flatten()
+        slot[members] = torch.arange(members.shape[0])
+        compounds.append(CompoundCopies(
+            members.to(device),
+            torch.stack([canonical_atoms[m] for m in members.tolist()]).to(device),
+            automorphisms[g].to(device)))
+    return ClusterTopology(group_tensor.to(device), slot.to(device), compounds, truncated)

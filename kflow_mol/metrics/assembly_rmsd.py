@@ -32,6 +32,10 @@ Reported (per cluster):
   it better); the search itself uses proper rotations only, so a mirror-image packing is not
   a match (it gets a large RMSD_17) and may end on a correspondence with the flag unset.
 
+Atom labels: predicted molecule m is the prediction of true molecule m, its atoms listed in the
+same order as true molecule m's (as a model that moves the atoms of the data produces); the
+molecule's graph, and so its symmetry, is taken from the true structure.
+
 Non-finite predictions are not matched: their values are NaN, ``n_matched`` is 0 and ``valid``
 is False. Data-dependent combinatorics run per cluster (Hungarian on CPU via SciPy); tensor work
 follows the device of the inputs.
@@ -51,7 +55,9 @@ from kflow_mol.metrics.symmetry import (
     RDKIT_BOND_FACTOR,
     ClusterTopology,
     SymmetryCache,
+    bonded_pairs,
     cluster_topology,
+    intra_molecular_pairs,
 )
 
 _MISMATCH_COST = 1e12
@@ -112,12 +118,23 @@ def _centroid_cost(c_true: Tensor, c_pred_aligned: Tensor, same_group: Tensor) -
     return torch.where(same_group, cost, torch.full_like(cost, _MISMATCH_COST))
 
 
-def _assign_molecules(c_true: Tensor, c_pred: Tensor, same_group: Tensor,
-                      rotations: Tensor, max_iterations: int) -> tuple[Tensor, RigidAlignment]:
+def _assign_molecules(c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor,
+                      rotations: Tensor, max_iterations: int
+                      ) -> tuple[Tensor, RigidAlignment, Tensor]:
     """Iterate Hungarian assignment and centroid Kabsch from several starting rotations.
 
-    Returns the best assignment (M,) (true molecule j <- predicted molecule assignment[j]) and
-    its centroid superposition.
+    Args:
+        c_true: (M, 3) true centroids.
+        c_pred: (M, 3) predicted centroids.
+        weights: (M,) atoms per molecule.
+        same_group: (M, M) bool, which molecules may be matched.
+        rotations: (S, 3, 3) starting rotations.
+        max_iterations: cap on rounds.
+
+    Returns:
+        assignments (S, M) (true molecule j <- predicted molecule assignment[j]), their
+        atom-weighted centroid superpositions, and (S,) weighted centroid mean squared
+        deviations: a lower bound of the atom mean squared deviation of that assignment.
     """
     starts = rotations.shape[0]
     translation = c_true.mean(0) - (rotations @ c_pred.mean(0).unsqueeze(-1)).squeeze(-1)
@@ -129,14 +146,40 @@ def _assign_molecules(c_true: Tensor, c_pred: Tensor, same_group: Tensor,
         if assignment is not None and torch.equal(new, assignment):
             break
         assignment = new
-        alignment = kabsch(c_true.expand(starts, -1, -1), c_pred[assignment])
-    deviation = (alignment.apply(c_pred[assignment]) - c_true).square().sum((-1, -2))
+        alignment = kabsch(c_true.expand(starts, -1, -1), c_pred[assignment], weights)
+    squared = (alignment.apply(c_pred[assignment]) - c_true).square().sum(-1)
+    bound = (squared * weights).sum(-1) / weights.sum()
     rows = torch.arange(c_true.shape[0], device=c_true.device)
-    mismatched = (~same_group[rows, assignment]).sum(-1).to(deviation.dtype)
-    deviation = deviation + _MISMATCH_COST * mismatched
-    best = int(torch.argmin(deviation))
-    return assignment[best], RigidAlignment(alignment.rotation[best], alignment.translation[best],
-                                            alignment.reflection[best])
+    mismatched = (~same_group[rows, assignment]).sum(-1).to(bound.dtype)
+    return assignment, alignment, bound + _MISMATCH_COST * mismatched
+
+
+@dataclass
+class _Correspondence:
+    msd: float
+    assignment: Tensor
+    permutation: Tensor
+    alignment: RigidAlignment
+
+
+def _refine_atoms(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pred: Tensor,
+                  same_group: Tensor, topology: ClusterTopology, assignment: Tensor,
+                  alignment: RigidAlignment, max_iterations: int) -> _Correspondence:
+    """Alternate best automorphisms, all-atom Kabsch and centroid Hungarian; keep the best."""
+    best = None
+    for _ in range(max_iterations):
+        permutation = _best_automorphisms(pos_true, alignment.apply(pos_pred), topology,
+                                          assignment)
+        alignment = kabsch(pos_true, pos_pred[permutation])
+        msd = (alignment.apply(pos_pred[permutation]) - pos_true).square().sum(-1).mean().item()
+        if best is None or msd < best.msd:
+            best = _Correspondence(msd, assignment, permutation, alignment)
+        cost = _centroid_cost(c_true, alignment.apply(c_pred), same_group)
+        new_assignment = _hungarian(cost[None])[0]
+        if torch.equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+    return best
 
 
 def _best_automorphisms(pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology,
@@ -148,16 +191,13 @@ def _best_automorphisms(pos_true: Tensor, aligned_pred: Tensor, topology: Cluste
     compound are scored at once from their (T, T) cross matrices.
     """
     permutation = torch.empty(pos_true.shape[0], dtype=torch.long, device=pos_true.device)
-    for group in torch.unique(topology.group).tolist():
-        true_mols = torch.nonzero(topology.group == group).flatten().tolist()
-        pred_mols = assignment[true_mols].tolist()
-        true_atoms = torch.stack([topology.canonical_atoms[m] for m in true_mols])
-        pred_atoms = torch.stack([topology.canonical_atoms[m] for m in pred_mols])
-        automorphisms = topology.automorphisms[true_mols[0]]
+    for compound in topology.compounds:
+        true_atoms = compound.atoms
+        pred_atoms = compound.atoms[topology.slot[assignment[compound.members]]]
         cross = pos_true[true_atoms] @ aligned_pred[pred_atoms].transpose(-1, -2)
-        rows = torch.arange(automorphisms.shape[1], device=cross.device)
-        score = cross[:, rows, automorphisms].sum(-1)
-        best = automorphisms[score.argmax(-1)]
+        rows = torch.arange(true_atoms.shape[1], device=cross.device)
+        score = cross[:, rows, compound.automorphisms].sum(-1)
+        best = compound.automorphisms[score.argmax(-1)]
         permutation[true_atoms] = pred_atoms.gather(1, best)
     return permutation
 
@@ -175,26 +215,32 @@ def _rmsd17_single(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor,
     c_pred = molecule_centroids(pos_pred, mol_index)
     group = topology.group.to(pos_true.device)
     same_group = group[:, None] == group[None, :]
-    identity = torch.arange(c_true.shape[0], device=pos_true.device)
+    counts = torch.bincount(mol_index, minlength=c_true.shape[0]).to(pos_true.dtype)
     rotations = torch.cat([
-        kabsch(c_true, c_pred).rotation[None],
+        kabsch(c_true, c_pred, counts).rotation[None],
         kabsch(pos_true, pos_pred).rotation[None],
         _principal_axes_starts(c_true, c_pred),
     ])
-    assignment, alignment = _assign_molecules(c_true, c_pred, same_group, rotations,
-                                              max_iterations)
-    permutation = identity  # placeholder, replaced in the first pass
-    for _ in range(max_iterations):
-        permutation = _best_automorphisms(pos_true, alignment.apply(pos_pred), topology,
-                                          assignment)
-        alignment = kabsch(pos_true, pos_pred[permutation])
-        cost = _centroid_cost(c_true, alignment.apply(c_pred), same_group)
-        new_assignment = _hungarian(cost[None])[0]
-        if torch.equal(new_assignment, assignment):
-            break
-        assignment = new_assignment
+    assignments, alignments, bounds = _assign_molecules(c_true, c_pred, counts, same_group,
+                                                        rotations, max_iterations)
+    # Crystal clusters are nearly symmetric, so several starts can fit the centroids equally
+    # well; refine each distinct one on all atoms, skipping those whose centroid bound already
+    # exceeds the best atom deviation found.
+    best, tried = None, set()
+    for start in torch.argsort(bounds).tolist():
+        key = tuple(assignments[start].tolist())
+        if key in tried or (best is not None and bounds[start].item() >= best.msd):
+            continue
+        tried.add(key)
+        start_alignment = RigidAlignment(alignments.rotation[start],
+                                         alignments.translation[start],
+                                         alignments.reflection[start])
+        candidate = _refine_atoms(pos_true, pos_pred, c_true, c_pred, same_group, topology,
+                                  assignments[start], start_alignment, max_iterations)
+        if best is None or candidate.msd < best.msd:
+            best = candidate
+    assignment, permutation, alignment = best.assignment, best.permutation, best.alignment
     squared = (alignment.apply(pos_pred[permutation]) - pos_true).square().sum(-1)
-    counts = torch.bincount(mol_index, minlength=c_true.shape[0]).to(squared.dtype)
     per_molecule = (squared.new_zeros(c_true.shape[0]).index_add_(0, mol_index, squared)
                     / counts).sqrt()
     matched = per_molecule <= distance_tolerance * _nearest_neighbour_distance(c_true)
@@ -232,23 +278,54 @@ def _invalid_single(pos_true: Tensor, num_molecules: int) -> dict[str, Tensor]:
     }
 
 
+class _TopologyFinder:
+    """Topology of each cluster, rebuilt only when its bond pattern or labels change."""
+
+    def __init__(self, cache: SymmetryCache, bond_factor: float):
+        self.cache = cache
+        self.bond_factor = bond_factor
+        self._known: dict[tuple, ClusterTopology] = {}
+
+    def __call__(self, pos_true: Tensor, z: Tensor, mol_index: Tensor) -> list[ClusterTopology]:
+        """Topologies of a batch (B, N, 3) sharing z (N,) and mol_index (N,)."""
+        z_cpu, mol_cpu = torch.as_tensor(z).long().cpu(), mol_index.long().cpu()
+        pairs = intra_molecular_pairs(mol_cpu)
+        positions = pos_true.detach().cpu()
+        bonded = torch.cat([bonded_pairs(chunk, z_cpu, pairs, self.bond_factor)
+                            for chunk in positions.split(128)])
+        labels = (z_cpu.numpy().tobytes(), mol_cpu.numpy().tobytes())
+        out = []
+        for mask in bonded:
+            key = (*labels, mask.numpy().tobytes())
+            if key not in self._known:
+                self._known[key] = cluster_topology(z_cpu, mol_cpu, pairs[mask], self.cache,
+                                                    pos_true.device)
+            out.append(self._known[key])
+        return out
+
+
 @torch.no_grad()
 def _evaluate(pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor,
-              cache: SymmetryCache, distance_tolerance: float, max_iterations: int,
-              bond_factor: float) -> dict[str, Tensor]:
+              topologies: _TopologyFinder, distance_tolerance: float,
+              max_iterations: int) -> list[dict[str, Tensor]]:
+    """Evaluate a batch (B, N, 3) of clusters sharing z and mol_index."""
     mol_index = torch.as_tensor(mol_index, device=pos_true.device).long()
-    num_molecules = int(molecule_centroids(pos_true, mol_index).shape[0])
-    valid = bool(torch.isfinite(pos_true).all()) and bool(torch.isfinite(pos_pred).all())
-    if not valid:
-        out = _invalid_single(pos_true, num_molecules)
-        out["automorphisms_truncated"] = torch.tensor(False, device=pos_true.device)
-    else:
-        topology = cluster_topology(pos_true, torch.as_tensor(z), mol_index, cache, bond_factor)
-        out = _rmsd17_single(pos_true, pos_pred, mol_index, topology, distance_tolerance,
-                             max_iterations)
-        out["automorphisms_truncated"] = torch.tensor(topology.truncated, device=pos_true.device)
-    out["valid"] = torch.tensor(valid, device=pos_true.device)
-    return out
+    num_molecules = int(molecule_centroids(pos_true[0], mol_index).shape[0])
+    valid = (torch.isfinite(pos_true).flatten(1).all(1)
+             & torch.isfinite(pos_pred).flatten(1).all(1)).tolist()
+    results = []
+    for cluster_true, cluster_pred, ok, topology in zip(
+            pos_true, pos_pred, valid, topologies(pos_true, z, mol_index)):
+        if ok:
+            out = _rmsd17_single(cluster_true, cluster_pred, mol_index, topology,
+                                 distance_tolerance, max_iterations)
+        else:
+            out = _invalid_single(cluster_true, num_molecules)
+        out["automorphisms_truncated"] = torch.tensor(ok and topology.truncated,
+                                                      device=pos_true.device)
+        out["valid"] = torch.tensor(ok, device=pos_true.device)
+        results.append(out)
+    return results
 
 
 def rmsd17(
@@ -281,12 +358,12 @@ def rmsd17(
         AssemblyRMSD (no batch dim for (N, 3) input).
     """
     pos_true, pos_pred = _check_pair(pos_true, pos_pred)
-    cache = cache or SymmetryCache(max_automorphisms)
     unbatched = pos_true.dim() == 2
     if unbatched:
         pos_true, pos_pred = pos_true[None], pos_pred[None]
-    results = [_evaluate(t, p, z, mol_index, cache, distance_tolerance, max_iterations,
-                         bond_factor) for t, p in zip(pos_true, pos_pred)]
+    topologies = _TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
+    results = _evaluate(pos_true, pos_pred, z, mol_index, topologies, distance_tolerance,
+                        max_iterations)
     return _stack(results, unbatched)
 
 
@@ -319,13 +396,14 @@ def rmsd17_batch(
     pos_true, pos_pred = _check_pair(pos_true, pos_pred)
     offsets, sizes = _cluster_slices(torch.as_tensor(batch, device=pos_true.device),
                                      pos_true.shape[0])
-    cache = cache or SymmetryCache(max_automorphisms)
+    topologies = _TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
+    z, mol_index = torch.as_tensor(z), torch.as_tensor(mol_index)
     results = []
     for start, size in zip(offsets.tolist(), sizes.tolist()):
         part = slice(start, start + size)
-        results.append(_stack([_evaluate(pos_true[part], pos_pred[part], z[part],
-                                         mol_index[part], cache, distance_tolerance,
-                                         max_iterations, bond_factor)], unbatched=True))
+        results.append(_stack(_evaluate(pos_true[None, part], pos_pred[None, part], z[part],
+                                        mol_index[part], topologies, distance_tolerance,
+                                        max_iterations), unbatched=True))
     return results
 
 
