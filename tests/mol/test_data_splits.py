@@ -1,0 +1,34 @@
+"""Fixed splits: random and formula-disjoint, written once."""
+
+import pytest
+
+from kflow_mol.data.splits import make_splits, read_splits, split_ids, write_splits_once
+
+
+def _formulas():
+    return {f"id{k:02d}": f"C{k % 7 + 1}H4" for k in range(40)}
+
+
+def test_formula_split_keeps_formulas_together():
+    formulas = _formulas()
+    splits = make_splits(formulas, seed=0, mode="formula")
+    parts = [set(splits[k]) for k in ("train", "val", "test")]
+    assert sum(len(p) for p in parts) == 40 and set().union(*parts) == set(formulas)
+    seen = [{formulas[i] for i in p} for p in parts]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert splits["random"] != splits["formula"]
+    assert [len(splits["random"][k]) for k in ("train", "val", "test")] == [32, 4, 4]
+    assert make_splits(formulas, seed=0) == splits and make_splits(formulas, seed=1) != splits
+
+
+def test_splits_are_written_once(tmp_path):
+    path = tmp_path / "splits.json"
+    first = write_splits_once(path, make_splits(_formulas(), seed=0))
+    again = write_splits_once(path, make_splits(_formulas(), seed=5))
+    assert again == first == read_splits(path)
+    assert split_ids(first, "val", "random") == set(first["random"]["val"])
+    with pytest.raises(ValueError, match="split must be"):
+        split_ids(first, "training")
+    (tmp_path / "bad.json").write_text('{"train": []}')
+    with pytest.raises(ValueError, match="bad.json"):
+        read_splits(tmp_path / "bad.json")
