@@ -9,7 +9,8 @@
   states of every rank are stored in the checkpoint.
 - Faults: `ConfigError` (bad settings, raised before work), `CheckpointMismatchError`
   (checkpoint of another model/version), `NonFiniteLossError` (NaN/inf loss; the last good
-  checkpoint is kept).
+  checkpoint is kept), `TrainingInterrupted` (SIGTERM/Ctrl-C: the current step finishes and a
+  checkpoint is written first).
 - `DistributedContext`: rank, world size, all-reduce, `all_gather_objects`, barrier.
 """
 
@@ -19,15 +20,17 @@ from .config import TrainConfig, check_choice, check_dir, check_range
 from .device import count_parameters, move_to_device, resolve_device, unwrap_model
 from .distributed import DistributedContext, launched_by_torchrun
 from .ema import EMA
-from .errors import CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError
+from .errors import (CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError,
+                     TrainingInterrupted)
 from .logs import CSVLogger, plot_loss_curve, read_csv_log
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .signals import StopRequest
 from .trainer import EpochBatches, Trainer, TrainResult, training_seed
 
 __all__ = [
     "FORMAT_VERSION", "CheckpointError", "CheckpointManager", "CheckpointMismatchError",
     "ConfigError", "CSVLogger", "DistributedContext", "EMA", "EpochBatches",
-    "NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer", "capture_rng_state",
+    "NonFiniteLossError", "StopRequest", "TrainConfig", "TrainingInterrupted", "TrainResult", "Trainer", "capture_rng_state",
     "check_choice", "check_dir", "check_range", "check_signature", "count_parameters",
     "kflow_version", "launched_by_torchrun", "load_checkpoint", "load_model_state",
     "move_to_device", "plot_loss_curve", "read_csv_log", "resolve_device", "restore_rng_state",

@@ -20,3 +20,12 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(message)
         self.step = step
         self.checkpoint_path = checkpoint_path
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on SIGTERM/Ctrl-C after writing a checkpoint; rerun with resume=true."""
+
+    def __init__(self, message: str, step: int, checkpoint_path: str | None = None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint_path = checkpoint_path

@@ -24,9 +24,11 @@ from .config import TrainConfig
 from .device import count_parameters, move_to_device, unwrap_model
 from .distributed import DistributedContext
 from .ema import EMA
-from .errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
+from .errors import (CheckpointMismatchError, ConfigError, NonFiniteLossError,
+                     TrainingInterrupted)
 from .logs import CSVLogger, plot_loss_curve
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .signals import StopRequest
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, float | torch.Tensor]]
 LossFn = Callable[[nn.Module, Any], LossOutput]
@@ -223,29 +225,22 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
-        """Train until `cfg.steps`, resuming from the last checkpoint when `cfg.resume`."""
+        """Train until `cfg.steps`, resuming from the last checkpoint when `cfg.resume`.
+
+        Raises:
+            NonFiniteLossError: the loss or gradient norm became NaN/inf.
+            TrainingInterrupted: SIGTERM or Ctrl-C; a checkpoint of the last finished step
+                was written first.
+        """
         self._start_time = time.perf_counter()
         self._begin()
         logger = CSVLogger(self.out_dir / "train_log.csv", self.history) if self.dist.is_main else None
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc="train", mininterval=2.0,
                    dynamic_ncols=True, file=sys.stderr,
                    disable=not (self.cfg.progress and self.dist.is_main))
-        last_path = None
         try:
-            for batch in self._batch_stream():
-                row = self._train_step(batch, logger)
-                bar.update(1)
-                if row is not None:
-                    self.history.append(row)
-                    if logger is not None:
-                        logger.log(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
-                if self.step % self.cfg.ckpt_every == 0:
-                    last_path = self.save()
-            if self._last_saved_step != self.step:
-                last_path = self.save()
-            elif self.dist.is_main and self.checkpoints.exists():
-                last_path = self.checkpoints.last_path
+            with StopRequest(announce=self.dist.is_main) as stop:
+                last_path = self._loop(logger, bar, stop)
         finally:
             bar.close()
             if logger is not None and logger.rows:
@@ -257,6 +252,27 @@ class Trainer:
                              checkpoint_path=str(last_path) if last_path else None)
         self._close_context()
         return result
+
+    def _loop(self, logger: CSVLogger | None, bar: tqdm, stop: StopRequest) -> Path | None:
+        """Steps until cfg.steps; returns the last checkpoint path (rank 0)."""
+        last_path = None
+        for batch in self._batch_stream():
+            row = self._train_step(batch, logger)
+            bar.update(1)
+            if row is not None:
+                self.history.append(row)
+                if logger is not None:
+                    logger.log(row)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+            if self.step % self.cfg.ckpt_every == 0:
+                last_path = self.save()
+            if self._any_rank(stop.requested is not None) and self.step < self.cfg.steps:
+                self._stop_interrupted(stop.requested or "a stop signal on another rank")
+        if self._last_saved_step != self.step:
+            last_path = self.save()
+        elif self.dist.is_main and self.checkpoints.exists():
+            last_path = self.checkpoints.last_path
+        return last_path
 
     def _begin(self) -> None:
         resumed = False
@@ -365,6 +381,21 @@ class Trainer:
         raise NonFiniteLossError(f"{what} became {value} at step {step}; training stopped, {kept}",
                                  step=step, checkpoint_path=str(path) if self._last_saved_step
                                  is not None else None)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank when `flag` is True on any rank (one tiny all-reduce)."""
+        if not self.dist.is_distributed:
+            return flag
+        return bool(self.dist.all_reduce_sum(torch.tensor([float(flag)], device=self.device)) > 0)
+
+    def _stop_interrupted(self, reason: str) -> None:
+        if self._last_saved_step != self.step:
+            self.save()
+        path = self.checkpoints.last_path
+        self._close_context()
+        raise TrainingInterrupted(f"training stopped by {reason} at step {self.step}; checkpoint "
+                                  f"{path} written; rerun with resume=true to continue",
+                                  step=self.step, checkpoint_path=str(path))
 
     def _close_context(self) -> None:
         """Destroy the process group if this Trainer created it (not when the caller did)."""

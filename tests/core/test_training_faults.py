@@ -22,15 +22,31 @@ def wait_for(predicate, timeout: float, process: subprocess.Popen):
         time.sleep(0.05)
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    unbroken = run_worker(tmp_path / "unbroken", *ARGS, in_process=True)
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    return run_worker(tmp_path_factory.mktemp("unbroken"), *ARGS, in_process=True)
 
-    run_dir = tmp_path / "killed"
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    process = subprocess.Popen(worker_command(run_dir, *ARGS, "--step-delay-s", 0.1), cwd=REPO,
-                               env=worker_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+
+def start_slow_worker(run_dir) -> subprocess.Popen:
+    return subprocess.Popen(worker_command(run_dir, *ARGS, "--step-delay-s", 0.1), cwd=REPO,
+                            env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def assert_resumes_like(unbroken, run_dir):
+    resumed = run_worker(run_dir, *ARGS, "--resume", in_process=True)
+    assert resumed["step"] == 30
+    assert resumed["final_loss"] == pytest.approx(unbroken["final_loss"], abs=1e-6)
+    assert [row["loss"] for row in resumed["history"]] == pytest.approx(
+        [row["loss"] for row in unbroken["history"]], abs=1e-6)
+    assert max_param_difference(resumed["params"], unbroken["params"]) <= 1e-6
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, unbroken):
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    process = start_slow_worker(tmp_path)
     try:
         wait_for(checkpoint.exists, timeout=180, process=process)
         process.send_signal(signal.SIGKILL)
@@ -40,15 +56,27 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
             process.kill()
     killed_at = load_checkpoint(checkpoint)["step"]
     assert 10 <= killed_at < 30
-    assert not (run_dir / "result.json").exists()
+    assert not (tmp_path / "result.json").exists()
+    assert_resumes_like(unbroken, tmp_path)
 
-    resumed = run_worker(run_dir, *ARGS, "--resume", in_process=True)
-    assert resumed["step"] == 30
-    assert resumed["final_loss"] == pytest.approx(unbroken["final_loss"], abs=1e-6)
-    assert [row["loss"] for row in resumed["history"]] == pytest.approx(
-        [row["loss"] for row in unbroken["history"]], abs=1e-6)
-    assert max_param_difference(resumed["params"], unbroken["params"]) <= 1e-6
-    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step_then_resume_matches(tmp_path, unbroken):
+    log = tmp_path / "train_log.csv"
+    process = start_slow_worker(tmp_path)
+    try:
+        wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2, timeout=180,
+                 process=process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert "TrainingInterrupted: training stopped by SIGTERM at step" in stderr
+    stopped_at = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
+    assert 5 <= stopped_at < 30 and f"at step {stopped_at};" in stderr
+    assert_resumes_like(unbroken, tmp_path)
 
 
 @pytest.mark.slow
