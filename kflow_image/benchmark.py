@@ -123,7 +123,8 @@ def _pm(entry: dict[str, Any], key: str, digits: int) -> str:
 
 def markdown_tables(summary: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
     """Generation and restoration tables in Markdown (mean ± std over seeds)."""
-    head = (f"Data: {cfg['data']['name']}, model {cfg['model']['preset']} {cfg['model'].get('overrides') or ''}, "
+    changed = {k: cfg["model"][k] for k in ("hidden", "depth", "heads", "patch") if cfg["model"].get(k) is not None}
+    head = (f"Data: {cfg['data']['name']}, model {cfg['model']['preset']} {changed or ''}, "
             f"{cfg['train']['steps']} steps x batch {cfg['train']['batch_size']}, {cfg['sample']['num_samples']} "
             f"samples, {cfg['sample']['method']} {cfg['sample']['total_steps']} steps total, seeds {cfg['seeds']}.\n"
             f"FD/KID/P/R on features of the in-project classifier ({cfg['data']['name']}-cnn) vs the held-out "

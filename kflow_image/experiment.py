@@ -60,7 +60,9 @@ def load_splits(data_cfg: dict) -> ImageSplits:
 def build_model(model_cfg: dict, splits: ImageSplits) -> DiT:
     """A DiT for the data set's image shape and classes from ``model_cfg`` (preset + overrides)."""
     channels, height, width = splits.image_shape
-    overrides = dict(model_cfg.get("overrides") or {})
+    overrides = dict(model_cfg.get("overrides") or {})  # older run configs
+    overrides.update({k: model_cfg[k] for k in ("hidden", "depth", "heads", "patch", "mlp_ratio")
+                      if model_cfg.get(k) is not None})
     try:
         return DiT.from_preset(model_cfg["preset"], image_size=(height, width), channels=channels,
                                num_classes=splits.num_classes if splits.num_classes > 1 else 0,

@@ -1,0 +1,46 @@
+"""scripts/train_image.py and scripts/sample_image.py end to end on a tiny budget."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *overrides], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_train_then_sample(tmp_path):
+    out = tmp_path / "run"
+    proc = run("train_image.py", "data=digits", "transform=wavelet", "train.steps=3", "train.batch_size=16",
+               "train.progress=false", "model.hidden=32", "model.depth=1", "model.heads=2",
+               "sample.num_samples=40", "sample.total_steps=6", "eval.classifier_epochs=1",
+               f"eval.cache_dir={tmp_path / 'cache'}", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("fd", "kid", "precision", "recall", "accuracy", "cdr"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["fd_net"] == "digits-cnn" and metrics["nfe"] == 6 and metrics["train_steps"] == 3
+    assert metrics["transform"] == "wavelet" and metrics["num_bands"] == 3
+    for name in ("samples.png", "spectra.png", "band_energy.png", "loss_curve.png", "checkpoints/last.pt"):
+        assert (out / name).exists(), name
+
+    proc = run("sample_image.py", f"run_dir={out}", "mode=noise_split", "noise_split.rows=2",
+               "noise_split.per_row=3", "sample.total_steps=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "samples" / "noise_split_share_high.png").exists()
+    assert json.loads(proc.stdout[proc.stdout.index("{"):])["nfe"] == 3
+
+
+def test_bad_transform_is_a_clear_config_error(tmp_path):
+    proc = run("train_image.py", "transform=fourier", "transform.name=dct", f"output_dir={tmp_path}",
+               f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert proc.returncode != 0
+    assert "transform.name='dct'" in proc.stderr
