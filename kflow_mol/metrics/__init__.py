@@ -10,8 +10,10 @@ from kflow_mol.metrics.aggregate import PMAggregate, aggregate_pm
 from kflow_mol.metrics.contacts import (
     ContactRate,
     collision_rate,
+    collision_rate_batch,
     molecule_min_distances,
     separation_rate,
+    separation_rate_batch,
 )
 from kflow_mol.metrics.elements import COVALENT_RADII, covalent_radii
 from kflow_mol.metrics.packing import (
@@ -48,6 +50,7 @@ __all__ = [
     "aligned_rmsd_center",
     "batch_molecule_centroids",
     "collision_rate",
+    "collision_rate_batch",
     "covalent_radii",
     "distance_matrix",
     "kabsch",
@@ -63,4 +66,5 @@ __all__ = [
     "rmsd17",
     "rmsd17_batch",
     "separation_rate",
+    "separation_rate_batch",
 ]

@@ -154,3 +154,47 @@ def separation_rate(pos: Tensor, mol_index: Tensor, *, threshold: float = 0.5) -
     count = ((closest > threshold) & upper).sum((-1, -2))
     finite = torch.isfinite(pos).all(-1).all(-1)
     return _finish(count, num_molecules * (num_molecules - 1) // 2, finite, pos.dtype, unbatched)
+
+
+def _per_cluster(batch: Tensor, num_atoms: int) -> list[slice]:
+    from kflow_mol.metrics.packing import _cluster_slices
+
+    offsets, sizes = _cluster_slices(batch, num_atoms)
+    return [slice(o, o + s) for o, s in zip(offsets.tolist(), sizes.tolist())]
+
+
+def collision_rate_batch(pos: Tensor, z: Tensor, mol_index: Tensor, batch: Tensor,
+                         **options) -> Tensor:
+    """Collision rate of every cluster of a PyG batch.
+
+    Args:
+        pos: (A, 3) positions of all clusters.
+        z: (A,) atomic numbers.
+        mol_index: (A,) molecule index within each cluster.
+        batch: (A,) sorted cluster index.
+        **options: ``radius_scale`` / ``reference_compatible`` of ``collision_rate``.
+
+    Returns:
+        (C,) rates.
+    """
+    batch = torch.as_tensor(batch, device=pos.device)
+    return torch.stack([collision_rate(pos[part], z[part], mol_index[part], **options).rate
+                        for part in _per_cluster(batch, pos.shape[0])])
+
+
+def separation_rate_batch(pos: Tensor, mol_index: Tensor, batch: Tensor, *,
+                          threshold: float = 0.5) -> Tensor:
+    """Separation rate of every cluster of a PyG batch.
+
+    Args:
+        pos: (A, 3) positions of all clusters.
+        mol_index: (A,) molecule index within each cluster.
+        batch: (A,) sorted cluster index.
+        threshold: separation distance in Å.
+
+    Returns:
+        (C,) rates.
+    """
+    batch = torch.as_tensor(batch, device=pos.device)
+    return torch.stack([separation_rate(pos[part], mol_index[part], threshold=threshold).rate
+                        for part in _per_cluster(batch, pos.shape[0])])

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from kflow_mol.metrics import collision_rate, covalent_radii, molecule_min_distances, separation_rate
+from kflow_mol.metrics import (
+    collision_rate,
+    collision_rate_batch,
+    covalent_radii,
+    molecule_min_distances,
+    separation_rate,
+    separation_rate_batch,
+)
 
 
 def two_hydrogen_molecules(gap):
@@ -54,3 +61,17 @@ def test_batched_and_nan():
     assert rates[:2].tolist() == pytest.approx([0.25, 0.0]) and torch.isnan(rates[2])
     separated = separation_rate(batch, mol).rate
     assert separated[:2].tolist() == pytest.approx([0.0, 1.0]) and torch.isnan(separated[2])
+
+
+def test_pyg_batch_of_different_sizes():
+    close, z, mol = two_hydrogen_molecules(gap=0.45)
+    far = torch.cat([two_hydrogen_molecules(gap=3.0)[0],
+                     torch.tensor([[0.0, 9.0, 0.0], [0.0, 9.74, 0.0]], dtype=torch.float64)])
+    pos = torch.cat([close, far])
+    z = torch.ones(10, dtype=torch.long)
+    mol = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1, 2, 2])
+    batch = torch.tensor([0] * 4 + [1] * 6)
+    assert collision_rate_batch(pos, z, mol, batch).tolist() == pytest.approx([0.25, 0.0])
+    assert collision_rate_batch(pos, z, mol, batch, reference_compatible=True).tolist() == \
+        pytest.approx([6 / 16, 6 / 36])
+    assert separation_rate_batch(pos, mol, batch).tolist() == pytest.approx([0.0, 1.0])
