@@ -17,10 +17,8 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
 from kflow_mol.data.clusters import CRITERIA
 from kflow_mol.data.sources import EVALUATION_ONLY, SOURCE_TAGS
 from kflow_mol.data.splits import SPLIT_MODES
@@ -45,8 +43,10 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"fractions must be three shares >= 0, got {list(cfg.fractions)}")
 
 
-def pair_mismatch(p: torch.Tensor, q: torch.Tensor) -> float:
-    """sqrt(mean over the full N x N matrix of (|p_i - p_j| - |q_i - q_j|)^2); p, q: (N, 3)."""
+def pair_mismatch(p, q) -> float:
+    """sqrt(mean over the full N x N matrix of (|p_i - p_j| - |q_i - q_j|)^2); p, q: (N, 3) tensors."""
+    import torch
+
     return ((torch.cdist(p, p) - torch.cdist(q, q)) ** 2).mean().sqrt().item()
 
 
@@ -67,6 +67,8 @@ def main(cfg: DictConfig) -> None:
         validate(cfg)
     except ValueError as error:
         sys.exit(f"prepare_assembly_data: {error}")
+    from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
+
     report = build_assembly_dataset(
         cfg.source, input=cfg.input, output=cfg.output, start=cfg.start, repeats=cfg.repeats, seed=cfg.seed,
         num_mols=cfg.num_mols, criterion=cfg.criterion, max_atoms=cfg.max_atoms, min_distance=cfg.min_distance,

@@ -1,26 +1,29 @@
 """Molecular assembly data: real crystals → 17-molecule clusters with rigid start states.
 
 Main entry points: :func:`build_assembly_dataset`, :func:`load_assembly_dataset`,
-:func:`load_embedded_dataset` and the record type :class:`AssemblyData`.
+:func:`load_embedded_dataset` and the record type :class:`AssemblyData`. They are imported
+on first use, so ``kflow_mol.data.<module>`` stays cheap to import.
 """
 
-from kflow_mol.data.dataset import (
-    AssemblyData,
-    BuildReport,
-    build_assembly_dataset,
-    default_cache_root,
-    load_assembly_dataset,
-    load_embedded_dataset,
-)
-from kflow_mol.data.start_states import START_PRESETS, StartScheme
+from importlib import import_module
 
-__all__ = [
-    "AssemblyData",
-    "BuildReport",
-    "START_PRESETS",
-    "StartScheme",
-    "build_assembly_dataset",
-    "default_cache_root",
-    "load_assembly_dataset",
-    "load_embedded_dataset",
-]
+_EXPORTS = {
+    "AssemblyData": "dataset",
+    "BuildReport": "dataset",
+    "build_assembly_dataset": "dataset",
+    "default_cache_root": "dataset",
+    "load_assembly_dataset": "dataset",
+    "load_embedded_dataset": "dataset",
+    "START_PRESETS": "start_states",
+    "StartScheme": "start_states",
+    "CrystalRejected": "crystals",
+    "REJECTION_REASONS": "crystals",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"kflow_mol.data.{_EXPORTS[name]}"), name)
