@@ -43,7 +43,8 @@ def random_rotations(count: int, generator: torch.Generator, angle_scale: float 
         return q
     axis_angle = angle_scale * torch.randn(count, 3, generator=generator, dtype=torch.float64)
     skew = torch.zeros(count, 3, 3, dtype=torch.float64)
-    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -axis_angle[:, 2], axis_angle[:, 1], -axis_angle[:, 0]
+    skew[:, 0, 1], skew[:, 0, 2] = -axis_angle[:, 2], axis_angle[:, 1]
+    skew[:, 1, 2] = -axis_angle[:, 0]
     return torch.linalg.matrix_exp(skew - skew.transpose(-1, -2))
 
 

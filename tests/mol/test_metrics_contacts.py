@@ -14,7 +14,8 @@ from kflow_mol.metrics import (
 def two_hydrogen_molecules(gap):
     """H2 (0.74 Å bond) at x = 0, 0.74 and a second H2 starting ``gap`` Å further."""
     x = torch.tensor([0.0, 0.74, 0.74 + gap, 1.48 + gap], dtype=torch.float64)
-    pos = torch.stack([x, torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)], -1)
+    pos = torch.zeros(4, 3, dtype=torch.float64)
+    pos[:, 0] = x
     return pos, torch.ones(4, dtype=torch.long), torch.tensor([0, 0, 1, 1])
 
 
