@@ -1,0 +1,1 @@
+"""K-Flow molecular assembly: crystal clusters (data), rigid-body flow, models and metrics."""
