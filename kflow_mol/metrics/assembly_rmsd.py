@@ -187,14 +187,17 @@ def _best_automorphisms(pos_true: Tensor, aligned_pred: Tensor, topology: Cluste
     """Atom correspondence (N,): each true atom's predicted atom under the best automorphism.
 
     For fixed atom sets the squared deviation differs between automorphisms only through the
-    cross term, so the best automorphism maximises sum_t x_t . y_aut(t); all copies of a
-    compound are scored at once from their (T, T) cross matrices.
+    cross term, so the best automorphism maximises sum_t x_t . y_aut(t) (taken about the true
+    molecule's centroid, which changes no difference and keeps float32 exact enough); all copies
+    of a compound are scored at once from their (T, T) cross matrices.
     """
     permutation = torch.empty(pos_true.shape[0], dtype=torch.long, device=pos_true.device)
     for compound in topology.compounds:
         true_atoms = compound.atoms
         pred_atoms = compound.atoms[topology.slot[assignment[compound.members]]]
-        cross = pos_true[true_atoms] @ aligned_pred[pred_atoms].transpose(-1, -2)
+        true_points = pos_true[true_atoms]
+        centre = true_points.mean(1, keepdim=True)
+        cross = (true_points - centre) @ (aligned_pred[pred_atoms] - centre).transpose(-1, -2)
         rows = torch.arange(true_atoms.shape[1], device=cross.device)
         score = cross[:, rows, compound.automorphisms].sum(-1)
         best = compound.automorphisms[score.argmax(-1)]

@@ -161,3 +161,16 @@ def test_pyg_batch_and_automorphism_cap():
     assert not bool(single.automorphisms_truncated)  # benzene has 12 automorphisms
     capped = rmsd17(pos[:60], pred[:60], z[:60], mol[:60], max_automorphisms=4)
     assert bool(capped.automorphisms_truncated)
+
+
+def test_float32_far_from_origin():
+    g = torch.Generator().manual_seed(5)
+    pos, z, mol = make_cluster([benzene()] * NUM_MOLECULES, g)
+    pos = (pos + 100.0).float()
+    order = torch.randperm(NUM_MOLECULES, generator=g)
+    pred = permute_molecules(pos, mol, order)
+    atoms = torch.nonzero(mol == 2).flatten()
+    pred[atoms] = pred[atoms[torch.tensor([3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8])]]
+    result = rmsd17(pos, pred, z, mol)
+    assert result.rmsd_17.dtype == torch.float32
+    assert result.rmsd_17.item() < 1e-3 and result.n_matched.item() == NUM_MOLECULES
