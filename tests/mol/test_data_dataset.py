@@ -151,3 +151,21 @@ def test_csv_reader_rejects_a_broken_file(tmp_path):
     assert reasons == {"bad": "bad_cluster_file", "warped": "not_rigid"}
     assert "unequal atom counts" in next(r.detail for r in report.rejected if r.entry_id == "bad")
     assert initial_path(tmp_path, "good").exists()
+
+
+def test_changed_input_file_triggers_a_rebuild(data_cod_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for name in ("7105573.cif", "2100348.cif"):
+        shutil.copy(data_cod_folder / name, folder / name)
+    first = build_assembly_dataset("cif", input=folder, progress=False, output=tmp_path / "out")
+    assert first.kept_crystals == 2 and not first.cached
+    assert build_assembly_dataset("cif", input=folder, progress=False, output=tmp_path / "out").cached
+    with open(folder / "2100348.cif", "a") as handle:
+        handle.write("\n# edited\n")
+    again = build_assembly_dataset("cif", input=folder, progress=False, output=tmp_path / "out")
+    assert not again.cached and again.settings_hash != first.settings_hash
+    splits = json.loads((tmp_path / "out" / "splits.json").read_text())
+    assert sorted(splits["train"] + splits["val"] + splits["test"]) == ["2100348", "7105573"]
