@@ -198,8 +198,9 @@ def _best_automorphisms(pos_true: Tensor, aligned_pred: Tensor, topology: Cluste
         true_points = pos_true[true_atoms]
         centre = true_points.mean(1, keepdim=True)
         cross = (true_points - centre) @ (aligned_pred[pred_atoms] - centre).transpose(-1, -2)
-        rows = torch.arange(true_atoms.shape[1], device=cross.device)
-        score = cross[:, rows, compound.automorphisms].sum(-1)
+        num_auts, size = compound.automorphisms.shape
+        flat = (compound.automorphisms + size * torch.arange(size, device=cross.device)).flatten()
+        score = cross.flatten(1).index_select(1, flat).view(-1, num_auts, size).sum(-1)
         best = compound.automorphisms[score.argmax(-1)]
         permutation[true_atoms] = pred_atoms.gather(1, best)
     return permutation
