@@ -4,7 +4,9 @@ Convention: ``pred`` is moved onto ``true``: ``aligned = pred @ rotation.T + tra
 ``rotation`` a proper rotation (det +1) minimising the (weighted) squared deviation. When the
 best orthogonal map would be a reflection (det(V U^T) < 0 in the SVD of the covariance), the
 proper rotation is still used and ``reflection`` is set: a mirror image of ``pred`` would fit
-better, which for a crystal packing means the wrong handedness.
+better, which for a crystal packing means the wrong handedness. For coplanar points a mirror
+image is also a rotated copy, so there the flag carries no information (it may be set at zero
+RMSD).
 """
 
 from __future__ import annotations
@@ -53,13 +55,13 @@ def kabsch(true: Tensor, pred: Tensor, weights: Tensor | None = None) -> RigidAl
         RigidAlignment with batch shape ``true.shape[:-2]``.
     """
     if weights is None:
-        weights = torch.ones(true.shape[:-1], dtype=true.dtype, device=true.device)
-    weights = (weights / weights.sum(-1, keepdim=True)).unsqueeze(-1)
-    mean_true = (weights * true).sum(-2)
-    mean_pred = (weights * pred).sum(-2)
-    covariance = ((pred - mean_pred.unsqueeze(-2)) * weights).transpose(-1, -2) @ (
-        true - mean_true.unsqueeze(-2)
-    )
+        mean_true, mean_pred = true.mean(-2), pred.mean(-2)
+        centred_pred = pred - mean_pred.unsqueeze(-2)
+    else:
+        weights = (weights / weights.sum(-1, keepdim=True)).unsqueeze(-1)
+        mean_true, mean_pred = (weights * true).sum(-2), (weights * pred).sum(-2)
+        centred_pred = (pred - mean_pred.unsqueeze(-2)) * weights
+    covariance = centred_pred.transpose(-1, -2) @ (true - mean_true.unsqueeze(-2))
     u, _, vh = torch.linalg.svd(covariance)
     sign = torch.sign(_det3(u) * _det3(vh))  # det(V U^T)
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
