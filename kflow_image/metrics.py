@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,7 +281,9 @@ def inception_features(images: torch.Tensor, weights_path: str | Path, batch_siz
     path = Path(weights_path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: Inception weights file not found")
-    net = torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():  # the published Inception files are TorchScript; jit.load warns in torch 2.13
+        warnings.simplefilter("ignore", DeprecationWarning)
+        net = torch.jit.load(str(path), map_location=device).eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(device).float()

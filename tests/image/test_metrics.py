@@ -105,3 +105,28 @@ def test_radial_power_spectrum_of_constant_and_single_frequency():
     total = sum(float(p) * int(((torch.fft.fftfreq(8, 1 / 8)[:, None] ** 2 + torch.fft.fftfreq(8, 1 / 8)[None] ** 2)
                                 .sqrt().round() == r).sum()) for r, p in zip(s.radius, s.power))
     assert total == pytest.approx(wave.square().sum().item())
+
+
+class FakeInception(torch.nn.Module):
+    """Stands in for a user's TorchScript Inception file: mean colour per 299x299 input as features."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        assert x.shape[1:] == (3, 299, 299)
+        return x.mean(dim=(2, 3))
+
+
+def test_inception_fid_only_with_a_weights_file(tmp_path):
+    from kflow_image.metrics import inception_features, inception_fid
+
+    images = torch.rand(6, 1, 8, 8) * 2 - 1
+    assert inception_fid(images, images, None) is None
+    path = tmp_path / "inception.pt"
+    torch.jit.script(FakeInception()).save(str(path))
+    feats = inception_features(images, path)
+    assert feats.shape == (6, 3)
+    # grey -> 3 equal channels, [-1, 1] -> [0, 255]; bilinear resizing preserves the mean up to edge effects
+    assert torch.allclose(feats[:, 0], feats[:, 2])
+    torch.testing.assert_close(feats[:, 0], ((images + 1) * 127.5).mean(dim=(1, 2, 3)).double(), atol=3.0, rtol=0)
+    assert inception_fid(images, images, path) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="Inception weights"):
+        inception_features(images, tmp_path / "missing.pt")
