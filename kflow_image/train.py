@@ -8,7 +8,6 @@ guidance, condition dropping and noise splitting as options.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
