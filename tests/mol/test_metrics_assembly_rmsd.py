@@ -174,3 +174,23 @@ def test_float32_far_from_origin():
     result = rmsd17(pos, pred, z, mol)
     assert result.rmsd_17.dtype == torch.float32
     assert result.rmsd_17.item() < 1e-3 and result.n_matched.item() == NUM_MOLECULES
+
+
+def test_never_worse_than_data_order_alignment(asym_cluster):
+    pos, z, mol = asym_cluster
+    g = torch.Generator().manual_seed(6)
+    centroids = torch.zeros(NUM_MOLECULES, 3, dtype=pos.dtype).index_add_(0, mol, pos)
+    centroids = centroids / (mol == 0).sum()
+    preds = []
+    for _ in range(4):  # scrambled: every molecule turned at random and shifted by ~3 Å
+        pred = pos.clone()
+        for m in range(NUM_MOLECULES):
+            atoms = mol == m
+            pred[atoms] = ((pos[atoms] - centroids[m]) @ random_rotation(g).T + centroids[m]
+                           + 3.0 * torch.randn(3, generator=g, dtype=pos.dtype))
+        preds.append(pred)
+    preds = torch.stack(preds)
+    result = rmsd17(pos.expand_as(preds), preds, z, mol)
+    plain = aligned_rmsd(pos.expand_as(preds), preds).rmsd
+    assert torch.all(result.rmsd_17 <= plain + 1e-9)
+    assert torch.all(result.n_matched < NUM_MOLECULES)
