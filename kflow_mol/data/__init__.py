@@ -9,11 +9,11 @@ from importlib import import_module
 
 _EXPORTS = {
     "AssemblyData": "dataset",
-    "BuildReport": "dataset",
-    "build_assembly_dataset": "dataset",
-    "default_cache_root": "dataset",
+    "BuildReport": "build",
+    "build_assembly_dataset": "build",
+    "default_cache_root": "build",
     "load_assembly_dataset": "dataset",
-    "load_embedded_dataset": "dataset",
+    "load_embedded_dataset": "build",
     "START_PRESETS": "start_states",
     "StartScheme": "start_states",
     "CrystalRejected": "crystals",

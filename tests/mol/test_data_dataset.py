@@ -9,7 +9,8 @@ from torch_geometric.data import Batch
 
 from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
 from kflow_mol.data.clusters import min_intermolecular_distance
-from kflow_mol.data.dataset import COMMITTED_SPLITS, load_clusters
+from kflow_mol.data.build import COMMITTED_SPLITS
+from kflow_mol.data.dataset import load_clusters
 
 
 def _rigid_errors(cluster):
