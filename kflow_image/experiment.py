@@ -29,7 +29,8 @@ from kflow_image.train import (TRANSFORMS, ImageFlowLoss, SamplerSpec, Transform
 DATA_KEYS = {"digits": ("reference_size", "pad_to", "seed"), "mnist": ("root", "pad_to"),
              "folder": ("root", "size", "channels", "reference_fraction", "seed")}
 TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
-              "log_every", "ckpt_every", "resume", "amp", "compile", "progress")
+              "log_every", "ckpt_every", "resume", "amp", "compile", "progress", "num_workers",
+              "find_unused_parameters")
 
 
 def validate_config(cfg: dict) -> None:
@@ -141,8 +142,10 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     path = build_path(cfg, splits, out_dir, device)
     torch.manual_seed(seed)
     model = build_model(cfg["model"], splits)
-    train_cfg = TrainConfig(**{k: cfg["train"][k] for k in TRAIN_KEYS if k in cfg["train"]},
-                            seed=seed, out_dir=str(out_dir), device=str(device))
+    train_args = {k: cfg["train"][k] for k in TRAIN_KEYS if k in cfg["train"]}
+    if cfg["model"].get("mlp") == "moe":  # under DDP, experts no token was routed to get no gradient
+        train_args["find_unused_parameters"] = True
+    train_cfg = TrainConfig(**train_args, seed=seed, out_dir=str(out_dir), device=str(device))
     loss_fn = ImageFlowLoss(path, conditional=splits.num_classes > 1,
                             balance_weight=float(cfg.get("balance_weight", 0.01)))
     signature = {"preset": cfg["model"]["preset"], "mlp": cfg["model"].get("mlp", "dense"),
