@@ -31,6 +31,7 @@ REJECTION_REASONS: dict[str, str] = {
     "multiple_molecules": "more than one kind of molecule in the cell",
     "too_many_atoms": "a molecule has more atoms than the configured limit",
     "valence": "an atom has more bonds than its element allows, or an H is not singly bonded",
+    "formula_mismatch": "the perceived molecule disagrees with the entry's own SMILES",
     "overlap": "atoms of different molecules closer than the minimum distance",
     "start_overlap": "no start state without atom overlaps was found",
     "not_rigid": "a start molecule is not a rigid motion of its target",
@@ -309,6 +310,21 @@ def check_with_rdkit(numbers: np.ndarray, positions: np.ndarray, crystal_id: str
     return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 
 
+def _check_against_smiles(formula: str, smiles: str | None, crystal_id: str) -> None:
+    """Compare with the formula of the entry's own SMILES (ASE-db rows carry one)."""
+    if not smiles:
+        return
+    from rdkit import Chem
+    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+    molecule = Chem.MolFromSmiles(smiles) if "." not in smiles else None  # one component only
+    if molecule is None:
+        return
+    expected = CalcMolFormula(molecule)
+    if expected != formula:
+        raise CrystalRejected("formula_mismatch", f"{crystal_id}: perceived {formula}, SMILES {smiles} gives {expected}")
+
+
 def perceive_molecules(
     crystal: Crystal,
     max_atoms_per_molecule: int = 100,
@@ -378,6 +394,7 @@ def perceive_molecules(
     independent = _independent_representatives(molecules)
     formula = next(iter(compositions))
     if use_rdkit:
+        _check_against_smiles(formula, crystal.meta.get("mol_smi"), cid)
         for index in independent:
             crystal.meta.setdefault("rdkit_smiles", check_with_rdkit(
                 molecules[index].numbers, molecules[index].positions, cid))

@@ -107,3 +107,14 @@ def test_rdkit_flags_missing_hydrogens():
 def test_unknown_reason_is_a_programming_error():
     with pytest.raises(ValueError, match="unknown rejection reason"):
         CrystalRejected("bad_luck")
+
+
+def test_entry_smiles_must_match_the_perceived_molecule():
+    methane = [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]]
+    crystal = _box_crystal([6, 1, 1, 1, 1], methane, [10, 10, 10])
+    crystal.meta["mol_smi"] = "C"
+    assert perceive_molecules(crystal).formula == "CH4"
+    crystal.meta["mol_smi"] = "CO"
+    with pytest.raises(CrystalRejected) as error:
+        perceive_molecules(crystal)
+    assert error.value.reason == "formula_mismatch" and "CH4O" in error.value.detail
