@@ -5,10 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import cdist
 from torch_geometric.data import Batch
 
 from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
 from kflow_mol.data.clusters import min_intermolecular_distance
+from kflow_mol.data.crystals import BOND_TOLERANCE, COVALENT_RADII
 from kflow_mol.data.build import COMMITTED_SPLITS
 from kflow_mol.data.dataset import load_clusters
 
@@ -25,9 +28,19 @@ def _rigid_errors(cluster):
             for a, b in ((start, "pos_start"), (target, "pos_target"), (moved, "pos_target"))]
 
 
+def _is_whole(numbers, positions):
+    """One covalently bonded group (covalent radii + 0.4 Å), no periodic images involved."""
+    radii = COVALENT_RADII[numbers]
+    bonded = cdist(positions, positions) < radii[:, None] + radii[None] + BOND_TOLERANCE
+    return connected_components(bonded, directed=False)[0] == 1
+
+
 def _check_clusters(clusters):
     for c in clusters:
         assert c.num_mols == 17
+        for m in range(17):
+            atoms = c.mol_index == m
+            assert _is_whole(c.z[atoms].numpy(), c.pos_target[atoms].double().numpy()), (c.cluster_id, m)
         counts = torch.bincount(c.mol_index, minlength=17)
         assert (counts == counts[0]).all()
         per_mol = c.z.view(17, -1).sort(dim=1).values
@@ -106,15 +119,16 @@ def test_embedded_splits_are_the_committed_lists(data_pyxtal_build):
 
 
 def test_mech_db_is_evaluation_only(tmp_path):
-    ids = ["BIYRIM01", "TEPHTH16"]
-    report = build_assembly_dataset("pyxtal_mech", output=tmp_path, ids=ids, progress=False)
-    assert report.reason_counts == {"disorder": 1}  # TEPHTH16: alternative H sites
+    report = build_assembly_dataset("pyxtal_mech", output=tmp_path, progress=False)
+    assert report.kept_crystals + len(report.rejected) == 50 and report.kept_crystals >= 35
+    assert {r.reason for r in report.rejected if r.entry_id == "TEPHTH16"} == {"disorder"}  # alternative H sites
     with pytest.raises(ValueError, match="evaluation-only"):
         load_assembly_dataset(tmp_path, split="train")
     with pytest.raises(ValueError, match="evaluation-only"):
         load_assembly_dataset(tmp_path)
     test = load_assembly_dataset(tmp_path, split="test")
-    assert {c.source for c in test} == {"pyxtal_mech"} and len(test) >= 1
+    assert {c.source for c in test} == {"pyxtal_mech"} and len(test) == report.kept_clusters
+    _check_clusters(test)
 
 
 def test_csv_layout_round_trips(data_cod_build, tmp_path):
