@@ -203,7 +203,10 @@ def _periodic_bonds(crystal: Crystal, tolerance: float) -> tuple[np.ndarray, np.
     """Bonded pairs ``(i, j, image)``: atom j in cell ``image`` is bonded to atom i in cell 0."""
     radii = COVALENT_RADII[crystal.numbers]
     cutoff = 2 * radii.max() + tolerance
-    images = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
+    volume = abs(np.linalg.det(crystal.cell))
+    spacing = [volume / np.linalg.norm(np.cross(crystal.cell[(k + 1) % 3], crystal.cell[(k + 2) % 3])) for k in range(3)]
+    reach = [np.arange(-r, r + 1) for r in np.ceil(cutoff / np.array(spacing)).astype(int)]
+    images = np.stack(np.meshgrid(*reach, indexing="ij"), -1).reshape(-1, 3)
     home = crystal.frac @ crystal.cell
     shifted = (crystal.frac[None] + images[:, None]).reshape(-1, 3) @ crystal.cell
     pairs = cKDTree(home).sparse_distance_matrix(cKDTree(shifted), cutoff, output_type="coo_matrix")
@@ -246,9 +249,8 @@ def _connected_molecules(
                     members.append(b)
                     queue.append(b)
                 elif not np.array_equal(shift[b], expected):
-                    raise CrystalRejected(
-                        "polymeric", f"{crystal_id}: atom {b} is bonded to its own image {img}"
-                    )
+                    offset = tuple((expected - shift[b]).tolist())
+                    raise CrystalRejected("polymeric", f"{crystal_id}: atom {b} is bonded to its own image {offset}")
         components.append(sorted(members))
     return components, shift
 
