@@ -149,9 +149,8 @@ class AssemblyFlow:
         """Network velocity ``dx/dk`` at state ``x``, same shape as ``x``; ``s`` is ``(B,)``."""
         layout = layout or cluster_layout(batch)
         pos = self.positions(batch, x, layout)
-        state = x.reshape(-1, 6) if self.mode == "rigid" else None
         out = model(z=batch.z, pos=pos, mol_index=batch.mol_index, atom_batch=layout.atom_batch,
-                    mol_batch=layout.mol_batch, s=s, state=state)
+                    mol_batch=layout.mol_batch, s=s)
         if self.mode == "cartesian":
             return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=x.shape[1])[0]
         return torch.cat([out.translation, out.rotation], -1).reshape(x.shape)

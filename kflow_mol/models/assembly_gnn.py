@@ -28,11 +28,11 @@ from kflow_mol.models.layers import (EquivariantConv, GaussianRBF, TimeEmbedding
                                      build_atom_edges, full_molecule_edges)
 
 PRESETS: dict[str, dict] = {
-    "S": dict(irreps_hidden="32x0e+8x1o+8x1e", atom_layers=0, mol_layers=2, z_dim=16,
+    "S": dict(irreps_hidden="32x0e+8x1o+8x1e+4x2e", atom_layers=0, mol_layers=2, z_dim=16,
               time_dim=16, num_radial=12, radial_hidden=32, k_intra=6, k_inter=6),
-    "M": dict(irreps_hidden="64x0e+16x1o+16x1e", atom_layers=1, mol_layers=3, z_dim=32,
+    "M": dict(irreps_hidden="64x0e+16x1o+16x1e+8x2e", atom_layers=1, mol_layers=3, z_dim=32,
               time_dim=32, num_radial=16, radial_hidden=64, k_intra=8, k_inter=8),
-    "L": dict(irreps_hidden="128x0e+32x1o+32x1e+8x2e", atom_layers=3, mol_layers=4, z_dim=64,
+    "L": dict(irreps_hidden="128x0e+32x1o+32x1e+16x2e", atom_layers=3, mol_layers=4, z_dim=64,
               time_dim=64, num_radial=16, radial_hidden=64, k_intra=8, k_inter=12),
 }
 """Size presets for :class:`AssemblyGNN`.
@@ -80,19 +80,23 @@ class AssemblyGNN(nn.Module):
         max_atom_radius: range (Å) of the atom-level radial basis.
         max_mol_radius: range (Å) of the molecule-level radial basis.
         max_z: largest atomic number embedded.
-        state_input: feed the accumulated flow state (``dc`` as ``1o``, ``omega`` as ``1e``)
-            to the molecule level.
+        readout_irreps: irreps of the molecule self tensor product feeding the rigid head.
+
+    The network sees the current positions and ``s`` only, never the start state or the flow
+    state ``x``: with the start known, ``x_k / k`` would reveal the target (the conditional
+    path is deterministic), a shortcut that fits the loss at ``k > 0`` and leaves the velocity
+    at ``k = 0`` untrained.
     """
 
     def __init__(self, head: str = "rigid", irreps_hidden: str = "32x0e+8x1o+8x1e",
                  atom_layers: int = 1, mol_layers: int = 2, z_dim: int = 16, time_dim: int = 16,
                  num_radial: int = 12, radial_hidden: int = 32, k_intra: int = 6, k_inter: int = 6,
                  edge_mode: str = "knn", radius: float = 5.0, max_atom_radius: float = 10.0,
-                 max_mol_radius: float = 30.0, max_z: int = 100, state_input: bool = True):
+                 max_mol_radius: float = 30.0, max_z: int = 100, readout_irreps: str = "8x0e+8x1o+8x1e"):
         super().__init__()
         if head not in ("rigid", "atom"):
             raise ValueError(f"head must be 'rigid' or 'atom', got {head!r}")
-        self.head, self.state_input = head, state_input
+        self.head = head
         self.edge_kwargs = dict(mode=edge_mode, k_intra=k_intra, k_inter=k_inter, radius=radius)
         hidden = o3.Irreps(irreps_hidden)
         self.irreps_sh = o3.Irreps.spherical_harmonics(2)
@@ -104,16 +108,18 @@ class AssemblyGNN(nn.Module):
         self.atom_init = o3.FullyConnectedTensorProduct(init_scalars, self.irreps_sh, hidden)
         self.atom_convs = nn.ModuleList(
             EquivariantConv(hidden, self.irreps_sh, num_radial + 2, radial_hidden) for _ in range(atom_layers))
-        mol_in = hidden + o3.Irreps(f"{time_dim}x0e") + o3.Irreps("1x1o+1x1e" if state_input else "")
-        self.mol_init = o3.Linear(mol_in, hidden)
+        self.mol_init = o3.Linear(hidden + o3.Irreps(f"{time_dim}x0e"), hidden)
         self.mol_convs = nn.ModuleList(
             EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers))
+        # Products of a molecule's own features (e.g. cross products of its 1o vectors give 1e):
+        # message passing alone pairs features only with edge directions.
         if head == "rigid":
-            self.mol_head = o3.Linear(hidden, "1x1o+1x1e")
+            self.mol_self = o3.FullyConnectedTensorProduct(hidden, hidden, readout_irreps)
+            self.mol_head = o3.Linear(hidden + self.mol_self.irreps_out, "1x1o+1x1e")
         self.atom_head = o3.Linear(hidden + hidden, "1x1o")
 
     def forward(self, z: Tensor, pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mol_batch: Tensor,
-                s: Tensor, state: Tensor | None = None) -> AssemblyVelocity:
+                s: Tensor) -> AssemblyVelocity:
         """Velocities of a batch of clusters.
 
         Args:
@@ -123,8 +129,6 @@ class AssemblyGNN(nn.Module):
             atom_batch: cluster of every atom, shape ``(A,)``.
             mol_batch: cluster of every molecule, shape ``(M,)``.
             s: flow position ``k / K`` per cluster, shape ``(B,)``.
-            state: accumulated rigid state ``[dc, omega]`` per molecule, shape ``(M, 6)``;
-                used when ``state_input`` (zeros if ``None``).
 
         Returns:
             :class:`AssemblyVelocity`.
@@ -139,10 +143,8 @@ class AssemblyGNN(nn.Module):
         if len(self.atom_convs):
             h = self._atom_messages(h, pos, mol_index, atom_batch)
 
-        mol_parts = [scatter(h, mol_index, dim=0, dim_size=num_mols, reduce="mean"), time[mol_batch]]
-        if self.state_input:
-            mol_parts.append(state if state is not None else pos.new_zeros(num_mols, 6))
-        g = self.mol_init(torch.cat(mol_parts, dim=-1))
+        g = self.mol_init(torch.cat([scatter(h, mol_index, dim=0, dim_size=num_mols, reduce="mean"),
+                                     time[mol_batch]], dim=-1))
         src, dst = full_molecule_edges(mol_batch)
         mol_vec = centroid[dst] - centroid[src]
         mol_sh, mol_scalars = self._sh(mol_vec), self.mol_rbf(mol_vec.norm(dim=-1))
@@ -152,7 +154,7 @@ class AssemblyGNN(nn.Module):
         force = self.atom_head(torch.cat([h, g[mol_index]], dim=-1))  # (A, 3), 1o
         if self.head == "atom":
             return AssemblyVelocity(translation=None, rotation=None, atom=force)
-        direct = self.mol_head(g)
+        direct = self.mol_head(torch.cat([g, self.mol_self(g, g)], dim=-1))
         torque = scatter(torch.linalg.cross(rel, force), mol_index, dim=0, dim_size=num_mols, reduce="mean")
         inertia = scatter((rel * rel).sum(-1), mol_index, dim=0, dim_size=num_mols, reduce="mean")
         translation = direct[:, :3] + scatter(force, mol_index, dim=0, dim_size=num_mols, reduce="mean")

@@ -17,8 +17,7 @@ def random_clusters(num_clusters=2, num_mols=5, atoms_per_mol=4, dtype=torch.flo
            + 4 * torch.randn(num_clusters * num_mols, 3, generator=g, dtype=dtype)[mol_index])
     z = torch.randint(1, 9, (atoms,), generator=g)
     s = torch.rand(num_clusters, generator=g, dtype=dtype)
-    state = torch.randn(num_clusters * num_mols, 6, generator=g, dtype=dtype)
-    return dict(z=z, pos=pos, mol_index=mol_index, atom_batch=atom_batch, mol_batch=mol_batch, s=s, state=state)
+    return dict(z=z, pos=pos, mol_index=mol_index, atom_batch=atom_batch, mol_batch=mol_batch, s=s)
 
 
 @pytest.mark.parametrize("head", ["rigid", "atom"])
@@ -29,8 +28,7 @@ def test_rotation_translation_equivariance(head, edge_mode):
     inputs = random_clusters()
     rot = o3.rand_matrix(dtype=torch.float64)
     shift = torch.tensor([3.0, -1.5, 7.0], dtype=torch.float64)
-    moved = dict(inputs, pos=inputs["pos"] @ rot.T + shift,
-                 state=torch.cat([inputs["state"][:, :3] @ rot.T, inputs["state"][:, 3:] @ rot.T], -1))
+    moved = dict(inputs, pos=inputs["pos"] @ rot.T + shift)
     out, out_moved = model(**inputs), model(**moved)
     if head == "rigid":
         assert out.translation.abs().max() > 1e-6 and out.rotation.abs().max() > 1e-6
@@ -49,7 +47,7 @@ def test_molecule_permutation_equivariance():
     inv = torch.argsort(perm)
     atom_order = torch.cat([torch.nonzero(inputs["mol_index"] == m).flatten() for m in perm])
     permuted = dict(inputs, z=inputs["z"][atom_order], pos=inputs["pos"][atom_order],
-                    mol_index=inv[inputs["mol_index"][atom_order]], state=inputs["state"][perm])
+                    mol_index=inv[inputs["mol_index"][atom_order]])
     out, out_perm = model(**inputs), model(**permuted)
     torch.testing.assert_close(out_perm.translation, out.translation[perm], atol=1e-8, rtol=0)
     torch.testing.assert_close(out_perm.rotation, out.rotation[perm], atol=1e-8, rtol=0)
@@ -63,12 +61,20 @@ def test_clusters_in_a_batch_are_independent():
     mols = both["mol_batch"] == 0
     single = dict(z=first["z"][atoms], pos=first["pos"][atoms], mol_index=first["mol_index"][atoms],
                   atom_batch=first["atom_batch"][atoms], mol_batch=first["mol_batch"][mols],
-                  s=first["s"][:1], state=first["state"][mols])
+                  s=first["s"][:1])
     torch.testing.assert_close(model(**single).translation, model(**both).translation[mols], atol=1e-10, rtol=0)
 
 
-def test_presets_build_and_unknown_preset_is_rejected():
-    for name in PRESETS:
-        assert sum(p.numel() for p in build_model(name).parameters()) > 0
+def test_presets_are_valid_and_unknown_preset_is_rejected():
+    import inspect
+
+    from kflow_mol.models import AssemblyGNN
+
+    accepted = set(inspect.signature(AssemblyGNN).parameters)
+    assert set(PRESETS) == {"S", "M", "L"}
+    for values in PRESETS.values():
+        assert set(values) <= accepted
+    sizes = [sum(p.numel() for p in build_model(name).parameters()) for name in ("S", "M")]
+    assert 0 < sizes[0] < sizes[1]
     with pytest.raises(ValueError, match="unknown model preset"):
         build_model("XL")
