@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from kflow_mol.data.crystals import CrystalRejected, MolecularCrystal
+from kflow_mol.data.crystals import CrystalRejected, MolecularCrystal, interplanar_spacings
 
 CRITERIA = ("centroid", "contact")
 
@@ -63,13 +63,36 @@ def body_frame(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return axes, centroid, centered @ axes
 
 
-def _interplanar_spacing(cell: np.ndarray) -> float:
-    volume = abs(np.linalg.det(cell))
-    return min(volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3))
-
-
 def _min_contact(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1).min()))
+
+
+def _periodic_copies(crystal: MolecularCrystal, center: int, num_mols: int, margin: float):
+    """Every periodic copy whose centroid is within the ``num_mols``-th centroid distance + margin.
+
+    The lattice is searched ``reach`` cells in every direction until that radius fits inside
+    the searched block (``reach`` times the smallest interplanar spacing), so no nearer copy
+    can be missed.
+
+    Returns:
+        ``(mol_id (C,), shift (C, 3) lattice offsets, centroid distance (C,))``.
+    """
+    cell = crystal.crystal.cell
+    centroids = np.stack([m.centroid for m in crystal.molecules])
+    spacing = interplanar_spacings(cell).min()
+    reach = 1
+    while True:
+        grid = np.arange(-reach, reach + 1)
+        shifts = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
+        distance = np.linalg.norm(centroids[None] + (shifts @ cell)[:, None] - centroids[center], axis=-1).reshape(-1)
+        if len(distance) >= num_mols:
+            radius = np.sort(distance)[num_mols - 1] + margin
+            if radius < reach * spacing:
+                break
+        reach += 1
+    shift_id, mol_id = np.divmod(np.arange(len(distance)), len(centroids))
+    near = distance <= radius + 1e-9
+    return mol_id[near], shifts[shift_id[near]], distance[near]
 
 
 def cut_cluster(
@@ -90,36 +113,20 @@ def cut_cluster(
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     cell = crystal.crystal.cell
     molecules = crystal.molecules
-    centroids = np.stack([m.centroid for m in molecules])
+    # a contact can be at most two molecular radii shorter than the centroid distance
     radius = max(np.linalg.norm(m.positions - m.centroid, axis=1).max() for m in molecules)
-    origin = centroids[center]
-    spacing = _interplanar_spacing(cell)
-    reach = 1
-    while True:
-        grid = np.arange(-reach, reach + 1)
-        shifts = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
-        candidates = (centroids[None] + (shifts @ cell)[:, None]).reshape(-1, 3)
-        distance = np.linalg.norm(candidates - origin, axis=1)
-        kth = np.sort(distance)[min(num_mols, len(distance)) - 1]
-        needed = kth + (2 * radius if criterion == "contact" else 0.0)
-        if len(distance) >= num_mols and needed < reach * spacing:
-            break
-        reach += 1
-    shift_id, mol_id = np.divmod(np.arange(len(distance)), len(molecules))
-    pick = np.flatnonzero(distance <= needed + 1e-9)
+    margin = 2 * radius if criterion == "contact" else 0.0
+    mol_id, shift, distance = _periodic_copies(crystal, center, num_mols, margin)
+    copies = [molecules[m].positions + s @ cell for m, s in zip(mol_id, shift)]
     if criterion == "contact":
         home = molecules[center].positions
-        score = np.array([
-            0.0 if (mol_id[p] == center and not shifts[shift_id[p]].any())
-            else _min_contact(home, molecules[mol_id[p]].positions + shifts[shift_id[p]] @ cell)
-            for p in pick
-        ])
+        score = np.array([0.0 if m == center and not s.any() else _min_contact(home, p)
+                          for m, s, p in zip(mol_id, shift, copies)])
     else:
-        score = distance[pick]
-    order = np.lexsort((mol_id[pick], shift_id[pick], np.round(score, 6)))[:num_mols]
-    chosen = pick[order]
-    positions = np.stack([molecules[mol_id[p]].positions + shifts[shift_id[p]] @ cell for p in chosen])
-    numbers = np.stack([molecules[mol_id[p]].numbers for p in chosen])
+        score = distance
+    order = np.lexsort((mol_id, shift[:, 2], shift[:, 1], shift[:, 0], np.round(score, 6)))[:num_mols]
+    positions = np.stack([copies[k] for k in order])
+    numbers = np.stack([molecules[mol_id[k]].numbers for k in order])
     return Cluster(crystal.crystal.crystal_id, center, numbers, positions, score[order])
 
 

@@ -199,13 +199,17 @@ def hill_formula(numbers: np.ndarray) -> str:
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
 
 
+def interplanar_spacings(cell: np.ndarray) -> np.ndarray:
+    """(3,) distances between the lattice planes spanned by each pair of cell vectors (rows of ``cell``)."""
+    volume = abs(np.linalg.det(cell))
+    return np.array([volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
+
+
 def _periodic_bonds(crystal: Crystal, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bonded pairs ``(i, j, image)``: atom j in cell ``image`` is bonded to atom i in cell 0."""
     radii = COVALENT_RADII[crystal.numbers]
     cutoff = 2 * radii.max() + tolerance
-    volume = abs(np.linalg.det(crystal.cell))
-    spacing = [volume / np.linalg.norm(np.cross(crystal.cell[(k + 1) % 3], crystal.cell[(k + 2) % 3])) for k in range(3)]
-    reach = [np.arange(-r, r + 1) for r in np.ceil(cutoff / np.array(spacing)).astype(int)]
+    reach = [np.arange(-r, r + 1) for r in np.ceil(cutoff / interplanar_spacings(crystal.cell)).astype(int)]
     images = np.stack(np.meshgrid(*reach, indexing="ij"), -1).reshape(-1, 3)
     home = crystal.frac @ crystal.cell
     shifted = (crystal.frac[None] + images[:, None]).reshape(-1, 3) @ crystal.cell
