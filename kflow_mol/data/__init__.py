@@ -10,6 +10,7 @@ from importlib import import_module
 _EXPORTS = {
     "AssemblyData": "dataset",
     "BuildReport": "build",
+    "collate_clusters": "dataset",
     "build_assembly_dataset": "build",
     "default_cache_root": "build",
     "load_assembly_dataset": "dataset",

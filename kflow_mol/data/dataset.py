@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from kflow_mol.data import cod_cluster17 as csv_layout
 from kflow_mol.data.clusters import Cluster, body_frame
@@ -51,6 +51,11 @@ class AssemblyData(Data):
         if key == "mol_batch":
             return 1
         return super().__inc__(key, value, *args, **kwargs)
+
+
+def collate_clusters(clusters: list[AssemblyData]) -> Batch:
+    """Batch clusters (global ``mol_index``, per-molecule ``mol_batch``); a ``collate_fn``."""
+    return Batch.from_data_list(clusters)
 
 
 # --------------------------------------------------------------------------- one cluster

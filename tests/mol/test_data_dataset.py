@@ -7,9 +7,8 @@ import pytest
 import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
-from torch_geometric.data import Batch
 
-from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
+from kflow_mol.data import build_assembly_dataset, collate_clusters, load_assembly_dataset
 from kflow_mol.data.clusters import min_intermolecular_distance
 from kflow_mol.data.crystals import BOND_TOLERANCE, COVALENT_RADII
 from kflow_mol.data.build import COMMITTED_SPLITS
@@ -74,7 +73,7 @@ def test_cod_clusters_are_rigid_and_whole(data_cod_build):
 
 def test_batching_makes_mol_index_global(data_pyxtal_build):
     clusters = load_assembly_dataset(data_pyxtal_build.output)[:3]
-    batch = Batch.from_data_list(clusters)
+    batch = collate_clusters(clusters)
     assert batch.mol_index.max().item() == 3 * 17 - 1
     assert torch.equal(batch.mol_batch, torch.arange(3).repeat_interleave(17))
     assert torch.equal(batch.mol_batch[batch.mol_index], batch.batch)
