@@ -81,7 +81,7 @@ def plot_loss_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike,
     if axis.lines:
         axis.legend()
     axis.grid(alpha=0.3)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.95)
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png_path, dpi=100)
