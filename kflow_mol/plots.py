@@ -32,7 +32,8 @@ def pm_bar_chart(summary: Mapping[str, Mapping[str, float]], path: str | Path,
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(metrics))]
         bars = ax.bar(xs, values, width, yerr=errors, capsize=3, label=method)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-    ax.set_xticks(range(len(metrics)), [m.replace("_", "-").upper().replace("PM-", "PM-") for m in metrics])
+    labels = {"pm_atom": "PM-atom", "pm_center": "PM-center", "rmsd_17": "RMSD_17"}
+    ax.set_xticks(range(len(metrics)), [labels.get(m, m) for m in metrics])
     ax.set_ylabel("Å (lower is better)")
     ax.set_title(title or "Packing Matching on the test split")
     ax.legend(fontsize=8)
