@@ -125,6 +125,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def check_signature(found: Mapping[str, Any], expected: Mapping[str, Any],
                     path: str | os.PathLike = "checkpoint") -> None:
     """Raise CheckpointMismatchError naming every expected key whose value differs."""
+    expected = to_plain(dict(expected), "expected_signature")
     missing = object()
     diffs = [(key, found.get(key, missing), value) for key, value in expected.items()
              if found.get(key, missing) != value]

@@ -284,6 +284,9 @@ class Trainer:
             if self.dist.is_main:
                 print(f"resumed from {path} at step {self.step}", file=sys.stderr)
         if not resumed:
+            if self.dist.is_main and self.checkpoints.exists():
+                print(f"resume=false: starting fresh; {self.checkpoints.last_path} will be "
+                      "overwritten", file=sys.stderr)
             seed_everything(training_seed(self.cfg.seed, self.dist.rank))
         if self.step > self.cfg.steps:
             raise ConfigError(f"checkpoint is at step {self.step}, beyond steps={self.cfg.steps}")
