@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kflow.path import KAmplitudePath
+from kflow.transforms import band_energy
 from kflow.training import ConfigError, Trainer, TrainConfig, load_checkpoint
 from kflow_image.classifier import PixelFeatures, train_classifier
 from kflow_image.data import ImageSplits, load_dataset, stack_dataset
@@ -90,10 +91,25 @@ def build_path(cfg: dict, splits: ImageSplits, out_dir: Path | None, device: tor
     return KAmplitudePath(transform, bump=spec.bump, reverse=spec.reverse)
 
 
-def sampler_spec(sample_cfg: dict) -> SamplerSpec:
-    """:class:`SamplerSpec` from the ``sample`` config group."""
+def sampler_spec(sample_cfg: dict, path: KAmplitudePath | None = None,
+                 splits: ImageSplits | None = None) -> SamplerSpec:
+    """:class:`SamplerSpec` from the ``sample`` config group.
+
+    ``sample.step_allocation=energy`` splits the step budget over bands in proportion to the
+    training images' band energies (needs ``path`` and ``splits``); ``uniform`` splits evenly.
+    """
     keys = ("method", "total_steps", "cfg_scale", "drop_cond_after", "project_to_band")
-    return SamplerSpec(**{k: sample_cfg[k] for k in keys if k in sample_cfg})
+    spec = SamplerSpec(**{k: sample_cfg[k] for k in keys if k in sample_cfg})
+    allocation = sample_cfg.get("step_allocation", "uniform")
+    if allocation not in ("uniform", "energy"):
+        raise ConfigError(f"sample.step_allocation={allocation!r}: choose 'uniform' or 'energy'")
+    if allocation == "energy":
+        if path is None or splits is None:
+            raise ConfigError("sample.step_allocation=energy needs the run's path and data")
+        images = stack_dataset(splits.train)[0]
+        energy = band_energy(path.transform, images)
+        spec.band_weights = energy.double().cpu().tolist()
+    return spec
 
 
 def feature_network(cfg: dict, splits: ImageSplits, device: torch.device):
@@ -154,7 +170,7 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     trained = trainer.fit()
     net = trained.ema_model if trained.ema_model is not None else trained.model
     net.eval()
-    sampler = sampler_spec(cfg.get("sample", {}))
+    sampler = sampler_spec(cfg.get("sample", {}), path, splits)
     features = feature_network(cfg, splits, device)
     sample_cfg = cfg.get("sample", {})
     metrics = evaluate_model(net, path, splits, features, num_samples=int(sample_cfg.get("num_samples", 1000)),

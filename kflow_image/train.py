@@ -154,6 +154,15 @@ class ImageFlowLoss:
         self.codec = codec or PixelCodec()
 
     def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss on one batch.
+
+        Args:
+            model: the (possibly DDP-wrapped) DiT.
+            batch: ``(images (B, C, H, W) in [-1, 1], labels (B,) long)``.
+
+        Returns:
+            ``(loss, {"fm": flow-matching MSE, "balance": MoE balance loss})``.
+        """
         images, labels = batch
         device = next(model.parameters()).device
         x1 = self.codec.encode(images.to(device))
@@ -204,6 +213,8 @@ class SamplerSpec:
         cfg_scale: classifier-free guidance scale (1 = plain conditional).
         drop_cond_after: fraction of K after which the class is dropped (``None`` = never).
         project_to_band: keep only the moving band's part of the predicted velocity.
+        band_weights: split ``total_steps`` over bands in proportion to these ``(K,)`` weights
+            (e.g. band energies of the data, the paper's energy-aware allocation); ``None`` = evenly.
     """
 
     method: str = "euler"
@@ -211,6 +222,7 @@ class SamplerSpec:
     cfg_scale: float = 1.0
     drop_cond_after: float | None = None
     project_to_band: bool = False
+    band_weights: Sequence[float] | None = None
 
 
 @dataclass
@@ -269,7 +281,7 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
         noise = torch.randn(num_samples, *data_shape, generator=torch.Generator().manual_seed(seed))
     if shared_bands:
         noise = share_bands(noise.to(device), path.transform, shared_bands).cpu()
-    steps = allocate_steps(sampler.total_steps, [1.0] * path.num_bands)
+    steps = allocate_steps(sampler.total_steps, sampler.band_weights or [1.0] * path.num_bands)
     velocity = velocity_fn_for(model, sampler.cfg_scale, path if sampler.project_to_band else None)
     kflow_sampler = KFlowSampler(path)
     images, nfe, trajectories, ks = [], 0, [], None

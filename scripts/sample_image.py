@@ -41,7 +41,8 @@ def run_mode(cfg: dict) -> dict:
         raise ValueError(f"mode={cfg['mode']!r}: choose one of {MODES}")
     run = load_run(cfg["run_dir"], cfg["device"])
     out_dir = Path(cfg["out_dir"] or Path(cfg["run_dir"]) / "samples")
-    sampler, shape, device, seed = sampler_spec(cfg["sample"]), run.splits.image_shape, cfg["device"], cfg["seed"]
+    sampler = sampler_spec(cfg["sample"], run.path, run.splits)
+    shape, device, seed = run.splits.image_shape, cfg["device"], cfg["seed"]
     classes = run.splits.num_classes
     info: dict = {"mode": cfg["mode"], "cfg_scale": sampler.cfg_scale}
     if cfg["mode"] == "grid":

@@ -177,3 +177,17 @@ def test_evaluate_model_reports_all_metrics(digits, tmp_path):
     for key in ("fd", "kid", "precision", "recall", "accuracy", "cdr", "nfe"):
         assert metrics[key] is not None
     assert metrics["fd_net"] == "digits-cnn" and metrics["nfe"] == 3 and metrics["inception_fid"] is None
+
+
+def test_energy_aware_step_allocation(digits):
+    from kflow.sampling import allocate_steps
+    from kflow_image.experiment import sampler_spec
+
+    path = make_path(digits, "fourier3")
+    spec = sampler_spec({"total_steps": 30, "step_allocation": "energy"}, path, digits)
+    assert len(spec.band_weights) == 3 and spec.band_weights[0] > spec.band_weights[2]
+    steps = allocate_steps(30, spec.band_weights)
+    assert sum(steps) == 30 and steps[0] > steps[2]
+    result = generate(tiny_dit(), path, 2, digits.image_shape, spec, labels=torch.tensor([0, 1]))
+    assert result.nfe == 30
+    assert sampler_spec({"total_steps": 30}).band_weights is None
