@@ -177,7 +177,8 @@ class Trainer:
             "data_position": {"epoch": self.step // self.batches.steps_per_epoch,
                               "batch_in_epoch": self.step % self.batches.steps_per_epoch,
                               "steps_per_epoch": self.batches.steps_per_epoch,
-                              "global_batch": self.cfg.batch_size, "seed": self.cfg.seed},
+                              "global_batch": self.cfg.batch_size, "seed": self.cfg.seed,
+                              "dataset_size": len(self.dataset)},
             "model": unwrap_model(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
@@ -193,7 +194,8 @@ class Trainer:
     def load_state_dict(self, state: Mapping[str, Any], path: str = "checkpoint") -> None:
         """Restore from a checkpoint written by `state_dict` (signature already checked)."""
         position = state["data_position"]
-        expected = {"global_batch": self.cfg.batch_size, "seed": self.cfg.seed}
+        expected = {"global_batch": self.cfg.batch_size, "seed": self.cfg.seed,
+                    "dataset_size": len(self.dataset)}
         check_signature({k: position.get(k) for k in expected}, expected, path)
         load_model_state(self.model, state["model"], path)
         if self.ema is not None:

@@ -12,7 +12,8 @@ from torch import nn
 from _train_worker import KFlowLoss, SmoothSignals, VelocityMLP, make_path
 from kflow.training import (EMA, CheckpointError, CheckpointMismatchError, ConfigError,
                             CSVLogger, DistributedContext, EpochBatches, NonFiniteLossError,
-                            TrainConfig, Trainer, capture_rng_state, load_checkpoint,
+                            TrainConfig, Trainer, capture_rng_state, check_choice, check_dir,
+                            check_range, load_checkpoint,
                             move_to_device, plot_loss_curve, read_csv_log, resolve_device,
                             restore_rng_state, save_checkpoint, seed_everything)
 
@@ -73,6 +74,18 @@ def test_trainer_rejects_impossible_setups_before_work(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_validators_name_the_key(tmp_path):
+    check_range("K", 1, minimum=1)
+    with pytest.raises(ConfigError, match="^K must be >= 1, got 0$"):
+        check_range("K", 0, minimum=1)
+    with pytest.raises(ConfigError, match="unknown transform 'fft'; choose one of"):
+        check_choice("transform", "fft", ["fourier", "wavelet"])
+    with pytest.raises(ConfigError, match="data folder .*nope.* does not exist"):
+        check_dir("data.root", tmp_path / "nope")
+    with pytest.raises(ConfigError, match="has no 'index.csv'"):
+        check_dir("data.root", tmp_path, must_contain="index.csv")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_resolve_device_refuses_missing_cuda():
     assert resolve_device("cpu") == torch.device("cpu")
@@ -128,8 +141,10 @@ def test_resume_refuses_checkpoint_of_another_model(tmp_path):
         train(tmp_path, steps=10, resume=True, model=VelocityMLP(hidden=16))
     with pytest.raises(CheckpointMismatchError, match="problem='smooth-signals-16'.*problem='other'"):
         train(tmp_path, steps=10, resume=True, signature={"problem": "other"})
-    with pytest.raises(CheckpointMismatchError, match="global_batch"):
+    with pytest.raises(CheckpointMismatchError, match="global_batch=8 but this run expects global_batch=16"):
         train(tmp_path, steps=10, resume=True, batch_size=16)
+    with pytest.raises(CheckpointMismatchError, match="dataset_size=64 but .* dataset_size=48"):
+        train(tmp_path, steps=10, resume=True, dataset=torch.utils.data.Subset(SmoothSignals(), range(48)))
 
 
 def test_bf16_autocast_runs_the_forward_in_bfloat16(tmp_path):
