@@ -28,11 +28,12 @@ from .signals import StopRequest
 from .trainer import EpochBatches, Trainer, TrainResult, training_seed
 
 __all__ = [
-    "FORMAT_VERSION", "CheckpointError", "CheckpointManager", "CheckpointMismatchError",
-    "ConfigError", "CSVLogger", "DistributedContext", "EMA", "EpochBatches",
-    "NonFiniteLossError", "StopRequest", "TrainConfig", "TrainingInterrupted", "TrainResult", "Trainer", "capture_rng_state",
-    "check_choice", "check_dir", "check_range", "check_signature", "count_parameters",
-    "kflow_version", "launched_by_torchrun", "load_checkpoint", "load_model_state",
-    "move_to_device", "plot_loss_curve", "read_csv_log", "resolve_device", "restore_rng_state",
-    "save_checkpoint", "seed_everything", "to_plain", "training_seed", "unwrap_model",
+    "capture_rng_state", "check_choice", "check_dir", "check_range", "check_signature",
+    "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "ConfigError",
+    "count_parameters", "CSVLogger", "DistributedContext", "EMA", "EpochBatches",
+    "FORMAT_VERSION", "kflow_version", "launched_by_torchrun", "load_checkpoint",
+    "load_model_state", "move_to_device", "NonFiniteLossError", "plot_loss_curve",
+    "read_csv_log", "resolve_device", "restore_rng_state", "save_checkpoint", "seed_everything",
+    "StopRequest", "to_plain", "TrainConfig", "Trainer", "training_seed", "TrainingInterrupted",
+    "TrainResult", "unwrap_model",
 ]

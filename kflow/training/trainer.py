@@ -162,6 +162,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self._elapsed_before = 0.0
+        self._start_time = time.perf_counter()
         self._last_saved_step: int | None = None
         self._wrapped: nn.Module | None = None
 

@@ -141,10 +141,12 @@ def test_resume_refuses_checkpoint_of_another_model(tmp_path):
         train(tmp_path, steps=10, resume=True, model=VelocityMLP(hidden=16))
     with pytest.raises(CheckpointMismatchError, match="problem='smooth-signals-16'.*problem='other'"):
         train(tmp_path, steps=10, resume=True, signature={"problem": "other"})
-    with pytest.raises(CheckpointMismatchError, match="global_batch=8 but this run expects global_batch=16"):
+    with pytest.raises(CheckpointMismatchError,
+                       match="global_batch=8 but this run expects global_batch=16"):
         train(tmp_path, steps=10, resume=True, batch_size=16)
     with pytest.raises(CheckpointMismatchError, match="dataset_size=64 but .* dataset_size=48"):
-        train(tmp_path, steps=10, resume=True, dataset=torch.utils.data.Subset(SmoothSignals(), range(48)))
+        train(tmp_path, steps=10, resume=True,
+              dataset=torch.utils.data.Subset(SmoothSignals(), range(48)))
 
 
 def test_bf16_autocast_runs_the_forward_in_bfloat16(tmp_path):

@@ -6,7 +6,6 @@ import subprocess
 import time
 
 import pytest
-import torch
 
 from _subprocess import (REPO, max_param_difference, run_worker, run_worker_result,
                          worker_command, worker_env)
