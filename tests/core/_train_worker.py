@@ -21,7 +21,8 @@ from torch import nn
 
 from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
-from kflow.training import DistributedContext, TrainConfig, Trainer, seed_everything
+from kflow.training import (DistributedContext, NonFiniteLossError, TrainConfig, Trainer,
+                            seed_everything)
 from kflow.transforms.fourier import FourierTransform
 
 LENGTH = 16
@@ -126,18 +127,20 @@ def parse_args(argv=None):
                         help="also train with global-RNG noise in OUT/rng_whole, and in "
                              "OUT/rng_split stop at this step and resume with a new Trainer")
     parser.add_argument("--compile-backend", default=None)
+    parser.add_argument("--nan-check-at", type=int, default=None,
+                        help="also train in OUT/nan_run with the last rank's loss NaN from this step")
     return parser.parse_args(argv)
 
 
 def train_run(args, context: DistributedContext, out_dir: str, steps: int, resume: bool,
-              paired_noise: bool):
+              paired_noise: bool, loss_fn=None):
     seed_everything(args.seed)
     cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr,
                       ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed,
                       out_dir=out_dir, resume=resume, ema_decay=args.ema_decay, progress=False,
                       compile=args.compile_backend is not None,
                       compile_backend=args.compile_backend or "inductor")
-    trainer = Trainer(VelocityMLP(), KFlowLoss(make_path(), args.step_delay_s),
+    trainer = Trainer(VelocityMLP(), loss_fn or KFlowLoss(make_path(), args.step_delay_s),
                       SmoothSignals(paired_noise=paired_noise), cfg, dist_context=context,
                       signature={"problem": "smooth-signals-16"}, run_config=vars(args))
     return trainer.fit()
@@ -154,6 +157,31 @@ def resume_check(args, context: DistributedContext) -> dict:
             "resumed_step": resumed.step, "max_param_difference": difference}
 
 
+class NaNOnLastRank(KFlowLoss):
+    """Fault injection: the last rank's loss is NaN from call `at_call` on."""
+
+    def __init__(self, path: KAmplitudePath, context: DistributedContext, at_call: int):
+        super().__init__(path)
+        self.poisoned = context.rank == context.world_size - 1
+        self.at_call, self.calls = at_call, 0
+
+    def __call__(self, model: nn.Module, batch: dict):
+        self.calls += 1
+        loss, extras = super().__call__(model, batch)
+        return (loss * math.nan if self.poisoned and self.calls >= self.at_call else loss), extras
+
+
+def nan_check(args, context: DistributedContext) -> dict:
+    """Every rank must stop at the step where only the last rank's loss became NaN."""
+    loss_fn = NaNOnLastRank(make_path(), context, args.nan_check_at)
+    try:
+        train_run(args, context, f"{args.out}/nan_run", args.steps, False, False, loss_fn)
+        stopped = None
+    except NonFiniteLossError as error:
+        stopped = error.step
+    return {"stopped_at_per_rank": context.all_gather_objects([stopped])}
+
+
 def main(argv=None) -> None:
     torch.set_num_threads(1)
     args = parse_args(argv)
@@ -162,10 +190,12 @@ def main(argv=None) -> None:
     shard = list(range(32))[context.rank::context.world_size]
     gathered = sorted(context.all_gather_objects(eval_losses(result.model, make_path(), shard)))
     check = resume_check(args, context) if args.resume_check_at is not None else None
+    nan = nan_check(args, context) if args.nan_check_at is not None else None
     if context.is_main:
         Path(args.out, "result.json").write_text(json.dumps({
             "final_loss": result.final_loss, "step": result.step, "history": result.history,
-            "eval": gathered, "world_size": context.world_size, "resume_check": check}))
+            "eval": gathered, "world_size": context.world_size, "resume_check": check,
+            "nan_check": nan}))
         torch.save(result.model.state_dict(), Path(args.out, "params.pt"))
     context.shutdown()
 
