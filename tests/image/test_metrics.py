@@ -115,6 +115,7 @@ class FakeInception(torch.nn.Module):
         return x.mean(dim=(2, 3))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_inception_fid_only_with_a_weights_file(tmp_path):
     from kflow_image.metrics import inception_features, inception_fid
 
