@@ -12,10 +12,13 @@
   checkpoint is kept), `TrainingInterrupted` (SIGTERM/Ctrl-C: the current step finishes and a
   checkpoint is written first).
 - `DistributedContext`: rank, world size, all-reduce, `all_gather_objects`, barrier.
+- `exit_on_training_error(prog)`: for scripts, one stderr line and an exit code instead of a
+  traceback for config/checkpoint errors (2), NaN loss (3) and SIGTERM/Ctrl-C stops (143/130).
 """
 
 from .checkpoint import (FORMAT_VERSION, CheckpointManager, check_signature, kflow_version,
                          load_checkpoint, load_model_state, save_checkpoint, to_plain)
+from .cli import exit_on_training_error
 from .config import TrainConfig, check_choice, check_dir, check_range
 from .device import count_parameters, move_to_device, resolve_device, unwrap_model
 from .distributed import DistributedContext, launched_by_torchrun
@@ -31,9 +34,9 @@ __all__ = [
     "capture_rng_state", "check_choice", "check_dir", "check_range", "check_signature",
     "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "ConfigError",
     "count_parameters", "CSVLogger", "DistributedContext", "EMA", "EpochBatches",
-    "FORMAT_VERSION", "kflow_version", "launched_by_torchrun", "load_checkpoint",
-    "load_model_state", "move_to_device", "NonFiniteLossError", "plot_loss_curve",
-    "read_csv_log", "resolve_device", "restore_rng_state", "save_checkpoint", "seed_everything",
-    "StopRequest", "to_plain", "TrainConfig", "Trainer", "training_seed", "TrainingInterrupted",
-    "TrainResult", "unwrap_model",
+    "exit_on_training_error", "FORMAT_VERSION", "kflow_version", "launched_by_torchrun",
+    "load_checkpoint", "load_model_state", "move_to_device", "NonFiniteLossError",
+    "plot_loss_curve", "read_csv_log", "resolve_device", "restore_rng_state", "save_checkpoint",
+    "seed_everything", "StopRequest", "to_plain", "TrainConfig", "Trainer", "training_seed",
+    "TrainingInterrupted", "TrainResult", "unwrap_model",
 ]

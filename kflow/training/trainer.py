@@ -270,7 +270,7 @@ class Trainer:
             if self.step % self.cfg.ckpt_every == 0:
                 last_path = self.save()
             if self._any_rank(stop.requested is not None) and self.step < self.cfg.steps:
-                self._stop_interrupted(stop.requested or "a stop signal on another rank")
+                self._stop_interrupted(stop.requested or "SIGTERM")
         if self._last_saved_step != self.step:
             last_path = self.save()
         elif self.dist.is_main and self.checkpoints.exists():
@@ -394,14 +394,16 @@ class Trainer:
             return flag
         return bool(self.dist.all_reduce_sum(torch.tensor([float(flag)], device=self.device)) > 0)
 
-    def _stop_interrupted(self, reason: str) -> None:
+    def _stop_interrupted(self, signal_name: str) -> None:
+        """Checkpoint the finished step, then raise TrainingInterrupted (on every rank)."""
         if self._last_saved_step != self.step:
             self.save()
         path = self.checkpoints.last_path
         self._close_context()
-        raise TrainingInterrupted(f"training stopped by {reason} at step {self.step}; checkpoint "
-                                  f"{path} written; rerun with resume=true to continue",
-                                  step=self.step, checkpoint_path=str(path))
+        raise TrainingInterrupted(f"training stopped by {signal_name} at step {self.step}; "
+                                  f"checkpoint {path} written; rerun with resume=true to continue",
+                                  step=self.step, checkpoint_path=str(path),
+                                  signal_name=signal_name)
 
     def _close_context(self) -> None:
         """Destroy the process group if this Trainer created it (not when the caller did)."""

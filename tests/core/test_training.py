@@ -12,8 +12,9 @@ from torch import nn
 from _train_worker import KFlowLoss, SmoothSignals, VelocityMLP, make_path
 from kflow.training import (EMA, CheckpointError, CheckpointMismatchError, ConfigError,
                             CSVLogger, DistributedContext, EpochBatches, NonFiniteLossError,
-                            TrainConfig, Trainer, capture_rng_state, check_choice, check_dir,
-                            check_range, load_checkpoint,
+                            TrainConfig, Trainer, TrainingInterrupted, capture_rng_state,
+                            check_choice, check_dir, check_range, exit_on_training_error,
+                            load_checkpoint,
                             move_to_device, plot_loss_curve, read_csv_log, resolve_device,
                             restore_rng_state, save_checkpoint, seed_everything)
 
@@ -283,3 +284,18 @@ def test_single_process_context_gathers_locally():
     assert context.is_main and not context.is_distributed
     assert context.all_gather_objects([1, 2]) == [1, 2]
     torch.testing.assert_close(context.all_reduce_mean(torch.tensor([2.0])), torch.tensor([2.0]))
+
+
+@pytest.mark.parametrize("error, code", [
+    (ConfigError("K must be >= 1, got 0"), 2),
+    (CheckpointMismatchError("checkpoint c.pt was written for model='A'"), 2),
+    (NonFiniteLossError("loss became nan at step 3", step=3), 3),
+    (TrainingInterrupted("training stopped by SIGTERM at step 4", step=4), 143),
+    (TrainingInterrupted("training stopped by SIGINT at step 4", step=4, signal_name="SIGINT"), 130),
+])
+def test_exit_on_training_error_prints_one_line_and_exits(error, code, capsys):
+    with pytest.raises(SystemExit) as info:
+        with exit_on_training_error("train_x"):
+            raise error
+    assert info.value.code == code
+    assert capsys.readouterr().err == f"train_x: error: {error}\n"
