@@ -299,3 +299,14 @@ def test_exit_on_training_error_prints_one_line_and_exits(error, code, capsys):
             raise error
     assert info.value.code == code
     assert capsys.readouterr().err == f"train_x: error: {error}\n"
+
+
+def test_resume_with_another_rank_count_warns_and_reseeds(tmp_path):
+    train(tmp_path, steps=5)
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    state["rng"] = state["rng"] * 2  # as if written by 2 ranks
+    save_checkpoint(path, state)
+    with pytest.warns(UserWarning, match="written by 2 rank"):
+        result = train(tmp_path, steps=8, resume=True)
+    assert result.step == 8 and [r["step"] for r in result.history] == [5, 8]
