@@ -76,7 +76,7 @@ def build_model(model_cfg: dict, splits: ImageSplits) -> DiT:
 
 def transform_spec(transform_cfg: dict) -> TransformSpec:
     """:class:`TransformSpec` from the ``transform`` config group."""
-    keys = ("name", "num_bands", "grouping", "wavelet", "levels", "bump", "reverse")
+    keys = ("name", "num_bands", "grouping", "wavelet", "levels", "bump", "reverse", "centered")
     return TransformSpec(**{k: transform_cfg[k] for k in keys if k in transform_cfg})
 
 

@@ -57,6 +57,8 @@ class TransformSpec:
         levels: wavelet decomposition levels (num_bands = levels + 1).
         bump: path bump ``linear``, ``smoothstep`` or ``cosine``.
         reverse: move bands from high to low scale.
+        centered: PCA only: order components by centred variance (classic PCA) or, if False,
+            by raw second moment (constant-background pixels then come first, not last).
     """
 
     name: str = "fourier"
@@ -66,6 +68,7 @@ class TransformSpec:
     levels: int = 2
     bump: str = "linear"
     reverse: bool = False
+    centered: bool = True
 
 
 DEFAULT_GROUPING = {"fourier": "equal_radius", "wavelet": "equal_count", "pca": "equal_count", "none": None}
@@ -118,8 +121,8 @@ def build_transform(spec: TransformSpec, data_shape: Sequence[int], train_data: 
 
     if train_data is None:
         raise ValueError("transform: pca needs train_data to fit its basis")
-    transform = PCATransform.fit(train_data.double(), spec.num_bands, grouping=grouping, dtype=torch.float32,
-                                 device=device)
+    transform = PCATransform.fit(train_data.double(), spec.num_bands, grouping=grouping, centered=spec.centered,
+                                 dtype=torch.float32, device=device)
     if save_dir is not None:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         transform.save(Path(save_dir) / "pca_basis.pt")
