@@ -18,7 +18,7 @@ from torch import nn
 
 from kflow.path import KAmplitudePath
 from kflow.transforms import band_energy
-from kflow.training import ConfigError, Trainer, TrainConfig, load_checkpoint
+from kflow.training import ConfigError, DistributedContext, Trainer, TrainConfig, load_checkpoint
 from kflow_image.classifier import PixelFeatures, train_classifier
 from kflow_image.data import ImageSplits, load_dataset, stack_dataset
 from kflow_image.evaluation import evaluate_model, reference_floor
@@ -29,9 +29,7 @@ from kflow_image.train import (TRANSFORMS, ImageFlowLoss, SamplerSpec, Transform
 
 DATA_KEYS = {"digits": ("reference_size", "pad_to", "seed"), "mnist": ("root", "pad_to"),
              "folder": ("root", "size", "channels", "reference_fraction", "seed")}
-TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay",
-              "log_every", "ckpt_every", "resume", "amp", "compile", "progress", "num_workers",
-              "find_unused_parameters")
+RUN_LEVEL_TRAIN_KEYS = ("seed", "out_dir", "device")  # set from the run's top-level seed/output_dir/device
 
 
 def validate_config(cfg: dict) -> None:
@@ -49,6 +47,19 @@ def validate_config(cfg: dict) -> None:
         raise ConfigError(f"model.mlp={model.get('mlp')!r}: choose 'dense' or 'moe'")
     if cfg["train"]["steps"] < 0:
         raise ConfigError(f"train.steps={cfg['train']['steps']} must be >= 0")
+    misplaced = sorted(set(cfg["train"]) & set(RUN_LEVEL_TRAIN_KEYS))
+    if misplaced:
+        raise ConfigError(f"train.{misplaced[0]} is set at the top level: use {misplaced[0].replace('out_dir', 'output_dir')}=...")
+    train_config(cfg, device="cpu")  # unknown or bad train.* keys fail here, before any work
+
+
+def train_config(cfg: dict, device: str) -> TrainConfig:
+    """The Trainer's config from ``cfg['train']`` plus the run's seed, output folder and device."""
+    train_args = dict(cfg["train"])
+    if cfg["model"].get("mlp") == "moe":  # under DDP, experts no token was routed to get no gradient
+        train_args["find_unused_parameters"] = True
+    train_args.update(seed=int(cfg.get("seed", 0)), out_dir=str(cfg["output_dir"]), device=device)
+    return TrainConfig.from_dict(train_args)
 
 
 def load_splits(data_cfg: dict) -> ImageSplits:
@@ -150,24 +161,29 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     """
     validate_config(cfg)
     out_dir = Path(cfg["output_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.get("device", "cpu"))
+    dist = DistributedContext.from_env(str(cfg.get("device", "cpu")))
+    device, is_main = dist.device, dist.is_main
     seed = int(cfg.get("seed", 0))
-    (out_dir / "run_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "run_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
     splits = load_splits(cfg["data"])
-    path = build_path(cfg, splits, out_dir, device)
+    path = build_path(cfg, splits, out_dir if is_main else None, device)
     torch.manual_seed(seed)
     model = build_model(cfg["model"], splits)
-    train_args = {k: cfg["train"][k] for k in TRAIN_KEYS if k in cfg["train"]}
-    if cfg["model"].get("mlp") == "moe":  # under DDP, experts no token was routed to get no gradient
-        train_args["find_unused_parameters"] = True
-    train_cfg = TrainConfig(**train_args, seed=seed, out_dir=str(out_dir), device=str(device))
+    train_cfg = train_config(cfg, device=str(device))
     loss_fn = ImageFlowLoss(path, conditional=splits.num_classes > 1,
                             balance_weight=float(cfg.get("balance_weight", 0.01)))
     signature = {"preset": cfg["model"]["preset"], "mlp": cfg["model"].get("mlp", "dense"),
                  "data": splits.name, "transform": cfg["transform"]["name"], "num_bands": path.num_bands}
-    trainer = Trainer(model, loss_fn, splits.train, train_cfg, run_config=cfg, signature=signature)
-    trained = trainer.fit()
+    trainer = Trainer(model, loss_fn, splits.train, train_cfg, run_config=cfg, signature=signature,
+                      dist_context=dist)
+    try:
+        trained = trainer.fit()
+    finally:
+        dist.shutdown()
+    if not is_main:  # rank 0 alone samples, scores and writes files
+        return {}
     net = trained.ema_model if trained.ema_model is not None else trained.model
     net.eval()
     sampler = sampler_spec(cfg.get("sample", {}), path, splits)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kflow.training import ConfigError  # noqa: E402
+from kflow.training import exit_on_training_error  # noqa: E402
 from kflow_image.experiment import run_experiment  # noqa: E402
 
 SUMMARY_KEYS = ("fd", "fd_net", "kid", "precision", "recall", "accuracy", "cdr", "nfe", "train_time_s")
@@ -24,10 +24,10 @@ SUMMARY_KEYS = ("fd", "fd_net", "kid", "precision", "recall", "accuracy", "cdr",
 
 @hydra.main(config_path="../configs/image", config_name="train_image", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_training_error("train_image"):
         metrics = run_experiment(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
-    except ConfigError as err:
-        sys.exit(f"config error: {err}")
+    if not metrics:  # a non-zero rank under torchrun: rank 0 reports
+        return
     summary = {k: metrics.get(k) for k in SUMMARY_KEYS}
     print(json.dumps(summary, indent=2))
     print(f"wrote {Path(cfg.output_dir) / 'metrics.json'}")
