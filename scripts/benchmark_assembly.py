@@ -29,7 +29,8 @@ from kflow_mol.flow import translation_scale_of
 from kflow_mol.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_assembly import flow_method, make_flow, model_kwargs, train_config_dict, validate  # noqa: E402
+from train_assembly import (flow_method, make_flow, model_kwargs, set_cpu_threads, train_config_dict,  # noqa: E402
+                            validate)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs" / "assembly")
 COLUMNS = ("pm_atom", "pm_center", "rmsd_17", "collision", "separation")
@@ -104,6 +105,7 @@ def write_tables(results: dict, cfg: DictConfig, out_dir: Path, command: str) ->
 
 def run(cfg: DictConfig) -> str:
     validate(cfg)
+    set_cpu_threads(cfg)
     for method in cfg.methods:
         if method != "identity":
             method_config(cfg, method, 0)  # rejects unknown methods before any work

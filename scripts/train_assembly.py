@@ -67,9 +67,18 @@ def validate(cfg: DictConfig) -> None:
                               f"{data.folder!r} has no manifest.json")
     elif data.source in ("cif", "cod_cluster17") and (not data.input or not Path(data.input).is_dir()):
         raise ConfigError(f"data.source={data.source} needs data.input=<existing folder>, got {data.input!r}")
+    if cfg.get("cpu_threads") is not None and (not isinstance(cfg.cpu_threads, int) or cfg.cpu_threads < 1):
+        raise ConfigError(f"cpu_threads must be a positive integer or null, got {cfg.cpu_threads}")
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine")
     TrainConfig.from_dict(train_config_dict(cfg))  # validates the train group
+
+
+def set_cpu_threads(cfg: DictConfig) -> None:
+    """Small molecule-level ops gain little from intra-op threads and lose a lot when cores are shared."""
+    threads = cfg.get("cpu_threads")
+    if str(cfg.device) == "cpu" and threads:
+        torch.set_num_threads(int(threads))
 
 
 def train_config_dict(cfg: DictConfig) -> dict:
@@ -121,6 +130,7 @@ def export_clusters(out_dir: Path, clusters: list, scores: MethodScores, count: 
 def run(cfg: DictConfig) -> dict:
     """Train, sample the test split, write outputs; returns metrics (rank 0) or {}."""
     validate(cfg)
+    set_cpu_threads(cfg)
     out_dir = Path(cfg.output_dir)
     data = cfg.data
     load = dict(input=data.input, folder=data.folder, start=data.start, repeats=data.repeats)
