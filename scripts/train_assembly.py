@@ -26,7 +26,7 @@ import torch
 from torch_geometric.data import Batch
 
 from kflow.path import BUMPS
-from kflow.training import ConfigError, TrainConfig, Trainer
+from kflow.training import ConfigError, TrainConfig, Trainer, exit_on_training_error
 from kflow_mol.evaluate import MethodScores, Prediction, evaluate_method, identity_method, load_clusters
 from kflow_mol.export import write_cluster_cif, write_xyz_trajectory
 from kflow_mol.flow import MODES, AssemblyFlow, translation_scale_of
@@ -188,11 +188,11 @@ def print_table(summary: dict) -> None:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train_assembly", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except (ConfigError, FileNotFoundError) as error:
-        print(f"train_assembly: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    with exit_on_training_error("train_assembly"):
+        try:
+            run(cfg)
+        except FileNotFoundError as error:
+            raise ConfigError(str(error)) from None
 
 
 if __name__ == "__main__":
