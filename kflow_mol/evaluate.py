@@ -14,8 +14,10 @@ non-finite values and values above 100 Å (with the number dropped).
 """
 from __future__ import annotations
 
+import csv
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -124,7 +126,7 @@ def identity_method(batch: Batch) -> Prediction:
 
 def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters: Sequence, *,
                     batch_size: int = 8, device: str | torch.device = "cpu", with_rmsd: bool = True,
-                    keep_predictions: bool = False) -> MethodScores:
+                    keep_predictions: bool = False, progress: bool = False) -> MethodScores:
     """Predict and score ``clusters`` in batches.
 
     Args:
@@ -135,12 +137,16 @@ def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters:
         device: where to predict.
         with_rmsd: compute RMSD_17.
         keep_predictions: keep every cluster's :class:`Prediction` (on CPU) for export.
+        progress: show a progress bar over batches.
 
     Returns:
         :class:`MethodScores`.
     """
+    from tqdm.auto import tqdm
+
     result = MethodScores(name=name)
-    for start in range(0, len(clusters), batch_size):
+    starts = range(0, len(clusters), batch_size)
+    for start in tqdm(starts, desc=f"evaluate {name}", disable=not progress, leave=False):
         chunk = list(clusters[start:start + batch_size])
         batch = Batch.from_data_list(chunk).to(device)
         tic = time.perf_counter()
@@ -156,6 +162,19 @@ def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters:
         if keep_predictions:
             result.predictions += _split_prediction(batch, prediction)
     return result
+
+
+def write_per_cluster_csv(path: str | Path, scores: dict[str, MethodScores]) -> Path:
+    """One row per (method, cluster) with every metric: the CSV log of an evaluation."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "cluster_id", *METRICS])
+        for name, method in scores.items():
+            for row, cluster_id in enumerate(method.cluster_ids):
+                writer.writerow([name, cluster_id, *(method.per_cluster[m][row] for m in METRICS)])
+    return path
 
 
 def _split_prediction(batch: Batch, prediction: Prediction) -> list[Prediction]:

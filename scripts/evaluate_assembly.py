@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kflow.training import CheckpointError, ConfigError, load_checkpoint
-from kflow_mol.evaluate import evaluate_method, identity_method, load_clusters
+from kflow_mol.evaluate import evaluate_method, identity_method, load_clusters, write_per_cluster_csv
 from kflow_mol.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +51,7 @@ def run(cfg: DictConfig) -> dict:
     name = f"kflow_K{run_cfg.K}" if run_cfg.flow.mode == "rigid" else "allatom_lerp"
     common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
     scores = {"identity": evaluate_method("identity", identity_method, clusters, **common),
-              name: evaluate_method(name, flow_method(flow, model, run_cfg), clusters, **common)}
+              name: evaluate_method(name, flow_method(flow, model, run_cfg), clusters, progress=True, **common)}
     summary = {key: value.summary() for key, value in scores.items()}
     output = Path(cfg.output) if cfg.output else path.parent.parent / f"eval_{cfg.split}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +59,7 @@ def run(cfg: DictConfig) -> dict:
                "per_cluster": {key: value.per_cluster for key, value in scores.items()},
                "cluster_ids": scores[name].cluster_ids}
     output.write_text(json.dumps(metrics, indent=2))
+    write_per_cluster_csv(output.with_suffix(".csv"), scores)
     print_table(summary)
     print(f"metrics written to {output}", file=sys.stderr)
     return metrics

@@ -7,7 +7,7 @@
 
 Writes into ``output_dir``: config.yaml, train_log.csv, loss_curve.png, checkpoints/last.pt,
 metrics.json (per method: pm_atom, pm_center, ... means over the test split; the identity
-baseline under "identity"), pm_bars.png, and per exported test cluster an XYZ trajectory along k
+baseline under "identity"), eval_per_cluster.csv, pm_bars.png, and per exported test cluster an XYZ trajectory along k
 (``trajectories/<id>.xyz``) and CIFs of the prediction and the crystal (``clusters/``).
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from torch_geometric.data import Batch
 
 from kflow.path import BUMPS
 from kflow.training import ConfigError, TrainConfig, Trainer, exit_on_training_error
-from kflow_mol.evaluate import MethodScores, Prediction, evaluate_method, identity_method, load_clusters
+from kflow_mol.evaluate import (MethodScores, Prediction, evaluate_method, identity_method, load_clusters,
+                               write_per_cluster_csv)
 from kflow_mol.export import write_cluster_cif, write_xyz_trajectory
 from kflow_mol.flow import MODES, AssemblyFlow, translation_scale_of
 from kflow_mol.models import PRESETS, build_model
@@ -164,7 +165,7 @@ def run(cfg: DictConfig) -> dict:
                                           device=device, with_rmsd=cfg.eval.rmsd),
               name: evaluate_method(name, flow_method(flow, model, cfg, trajectory=True), test_set,
                                     batch_size=cfg.sample.batch_size, device=device, with_rmsd=cfg.eval.rmsd,
-                                    keep_predictions=True)}
+                                    keep_predictions=True, progress=True)}
     summary = {key: value.summary() for key, value in scores.items()}
     metrics = {**summary, "run": {"train_steps": result.step, "train_wall_s": result.wall_time_s,
                                   "final_loss": result.final_loss, "eval_wall_s": time.perf_counter() - tic,
@@ -172,6 +173,7 @@ def run(cfg: DictConfig) -> dict:
                                   "translation_scale": sigma, "test_ids": scores[name].cluster_ids},
                "per_cluster": {key: value.per_cluster for key, value in scores.items()}}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_per_cluster_csv(out_dir / "eval_per_cluster.csv", scores)
     export_clusters(out_dir, test_set, scores[name], cfg.sample.export)
     pm_bar_chart(summary, out_dir / "pm_bars.png", title=f"{data.source} test split ({len(test_set)} clusters)")
     print_table(summary)

@@ -43,6 +43,8 @@ def test_demo_config_runs_end_to_end(demo_run):
     cifs = sorted(p.name for p in (out / "clusters").glob("*.cif"))
     assert len(cifs) == 3 and any(name.endswith("_pred.cif") for name in cifs)
     assert "PM-atom" in proc.stdout and "identity" in proc.stdout
+    rows = (out / "eval_per_cluster.csv").read_text().splitlines()
+    assert rows[0].startswith("method,cluster_id,pm_atom,pm_center") and len(rows) == 1 + 2 * 2
 
 
 def test_predicted_cif_reads_back_with_ase(demo_run):
