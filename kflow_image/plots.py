@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from kflow.plotting import new_figure, save_figure
 from kflow.transforms.bands import band_energy
 from kflow.transforms.base import KTransform
 from kflow_image.metrics import radial_power_spectrum
@@ -41,24 +42,14 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, upscale: i
 
 def plot_radial_spectra(image_sets: Mapping[str, torch.Tensor], path: str | Path) -> Path:
     """Log-scale mean radial power spectrum of each named ``(N, C, H, W)`` set (e.g. data vs samples)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = new_figure(figsize=(4.5, 3.2))
     for name, images in image_sets.items():
         spectrum = radial_power_spectrum(images)
         ax.semilogy(spectrum.radius.numpy(), spectrum.power.numpy(), marker="o", ms=3, label=name)
     ax.set_xlabel("radial frequency (cycles / image)")
     ax.set_ylabel("mean power")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def band_energy_along_k(trajectory: torch.Tensor, transform: KTransform) -> torch.Tensor:
@@ -84,12 +75,7 @@ def plot_band_energy(ks: Sequence[float], energies: torch.Tensor, path: str | Pa
         path: output PNG.
         data_energy: optional ``(num_bands,)`` energies of real data.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = new_figure(figsize=(4.5, 3.2))
     for b in range(energies.shape[1]):
         line, = ax.plot(ks, energies[:, b].numpy(), label=f"band {b}")
         if data_energy is not None:
@@ -101,9 +87,4 @@ def plot_band_energy(ks: Sequence[float], energies: torch.Tensor, path: str | Pa
     ax.set_yscale("log")
     if energies.shape[1] <= 8:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

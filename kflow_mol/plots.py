@@ -1,8 +1,10 @@
-"""Figures of the assembly runs (matplotlib, imported lazily, Agg backend)."""
+"""Figures of the assembly runs (matplotlib imported lazily, no pyplot)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
+
+from kflow.plotting import new_figure, save_figure
 
 
 def pm_bar_chart(summary: Mapping[str, Mapping[str, float]], path: str | Path,
@@ -18,14 +20,9 @@ def pm_bar_chart(summary: Mapping[str, Mapping[str, float]], path: str | Path,
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = list(summary)
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics) * max(len(methods), 1) ** 0.5, 3.6))
+    fig, ax = new_figure(figsize=(1.8 + 1.6 * len(metrics) * max(len(methods), 1) ** 0.5, 3.6))
     for i, method in enumerate(methods):
         values = [summary[method].get(m, float("nan")) for m in metrics]
         errors = [summary[method].get(f"{m}_std", 0.0) for m in metrics]
@@ -37,9 +34,4 @@ def pm_bar_chart(summary: Mapping[str, Mapping[str, float]], path: str | Path,
     ax.set_ylabel("Å (lower is better)")
     ax.set_title(title or "Packing Matching on the test split")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
