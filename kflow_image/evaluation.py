@@ -39,12 +39,13 @@ def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
                    feature_net: FeatureNet | PixelFeatures, num_samples: int = 1000,
                    sampler: SamplerSpec = SamplerSpec(), seed: int = 0, device: str | torch.device = "cpu",
                    cdr: bool = True, cdr_drop_after: float = 0.3, inception_weights: str | None = None,
-                   batch_size: int = 500) -> dict:
+                   batch_size: int = 500, progress: bool = False) -> dict:
     """Generate ``num_samples`` images and score them.
 
     Class-conditional data sets get balanced labels, ``accuracy`` (classifier agreement with
     the requested label) and, if ``cdr``, the class-drop ratio from a second pass with the
-    same noise and the label dropped after ``cdr_drop_after`` K.
+    same noise and the label dropped after ``cdr_drop_after`` K. ``progress`` shows a bar
+    over sample batches.
 
     Returns:
         Plain dict: ``fd``, ``fd_net``, ``kid``, ``kid_std``, ``precision``, ``recall``,
@@ -57,7 +58,7 @@ def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
     labels = balanced_labels(num_samples, splits.num_classes) if conditional else None
     start = time.perf_counter()
     result = generate(model, path, num_samples, splits.image_shape, sampler, labels=labels, seed=seed,
-                      device=device, batch_size=batch_size)
+                      device=device, batch_size=batch_size, progress=progress)
     metrics: dict = {"sample_time_s": time.perf_counter() - start, "nfe": result.nfe,
                      "cfg_scale": sampler.cfg_scale, "num_samples": num_samples,
                      "classifier_test_accuracy": feature_net.test_accuracy}
@@ -67,7 +68,7 @@ def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
     if conditional and cdr:
         dropped = generate(model, path, num_samples, splits.image_shape,
                            replace(sampler, drop_cond_after=cdr_drop_after), labels=labels,
-                           noise=result.noise, device=device, batch_size=batch_size)
+                           noise=result.noise, device=device, batch_size=batch_size, progress=progress)
         ratio = class_drop_ratio(feature_net.features(reference), reference_labels,
                                  feature_net.features(result.images), feature_net.features(dropped.images), labels)
         metrics.update(cdr=ratio.cdr, accuracy_dropped=classifier_accuracy(feature_net.predict(dropped.images), labels),

@@ -192,7 +192,8 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     metrics = evaluate_model(net, path, splits, features, num_samples=int(sample_cfg.get("num_samples", 1000)),
                              sampler=sampler, seed=seed, device=device, cdr=bool(cfg.get("eval", {}).get("cdr", True)),
                              inception_weights=cfg.get("eval", {}).get("inception_weights"),
-                             batch_size=int(sample_cfg.get("batch_size", 500)))
+                             batch_size=int(sample_cfg.get("batch_size", 500)),
+                             progress=bool(cfg["train"].get("progress", True)))
     metrics.update(
         data=splits.name, transform=cfg["transform"]["name"], num_bands=path.num_bands,
         model=cfg["model"]["preset"], mlp=cfg["model"].get("mlp", "dense"),

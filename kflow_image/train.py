@@ -259,7 +259,8 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
              sampler: SamplerSpec = SamplerSpec(), labels: torch.Tensor | None = None,
              noise: torch.Tensor | None = None, shared_bands: Sequence[int] | None = None,
              seed: int = 0, batch_size: int = 256, device: str | torch.device = "cpu",
-             codec: LatentCodec | None = None, return_trajectory: bool = False) -> GenerationResult:
+             codec: LatentCodec | None = None, return_trajectory: bool = False,
+             progress: bool = False) -> GenerationResult:
     """Sample images by integrating the learned velocity from k = 0 to K.
 
     Args:
@@ -277,7 +278,10 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
         device: where to integrate.
         codec: latent codec (default pixel space).
         return_trajectory: keep the (decoded) states after every step in ``trajectory``.
+        progress: show a progress bar over sample batches.
     """
+    from tqdm.auto import tqdm
+
     model.eval()
     codec = codec or PixelCodec()
     if noise is None:
@@ -288,7 +292,7 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
     velocity = velocity_fn_for(model, sampler.cfg_scale, path if sampler.project_to_band else None)
     kflow_sampler = KFlowSampler(path)
     images, nfe, trajectories, ks = [], 0, [], None
-    for start in range(0, num_samples, batch_size):
+    for start in tqdm(range(0, num_samples, batch_size), desc="sampling", disable=not progress, leave=False):
         x0 = noise[start:start + batch_size].to(device)
         y = None if labels is None else labels[start:start + batch_size].to(device)
         result = kflow_sampler.sample(velocity, x0, cond=y, method=sampler.method, steps_per_band=steps,

@@ -49,7 +49,7 @@ def run_mode(cfg: dict) -> dict:
         per = cfg["grid"]["per_class"]
         labels = class_rows(classes, per)
         n = len(labels) if labels is not None else 100
-        result = generate(run.model, run.path, n, shape, sampler, labels=labels, seed=seed, device=device)
+        result = generate(run.model, run.path, n, shape, sampler, labels=labels, seed=seed, device=device, progress=True)
         save_grid(result.images, out_dir / "grid.png", nrow=per if labels is not None else 10)
         info["nfe"] = result.nfe
     elif cfg["mode"] == "noise_split":
@@ -92,7 +92,7 @@ def run_mode(cfg: dict) -> dict:
     else:
         labels = class_rows(classes, 1)
         n = len(labels) if labels is not None else 10
-        result = generate(run.model, run.path, n, shape, sampler, labels=labels, seed=seed, device=device,
+        result = generate(run.model, run.path, n, shape, sampler, labels=labels, seed=seed, device=device, progress=True,
                           return_trajectory=True)
         stride = max(1, (result.trajectory.shape[1] - 1) // 10)
         frames = result.trajectory[:, ::stride].clamp(-1, 1)
