@@ -26,6 +26,7 @@ from torch_geometric.utils import scatter, to_dense_batch
 from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
 from kflow.sampling import KFlowSampler
+from kflow.training import StepDraws
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.rigid import apply_rigid_motion, centroids, so3_log
@@ -156,8 +157,12 @@ class AssemblyFlow:
         return torch.cat([out.translation, out.rotation], -1).reshape(x.shape)
 
     def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
-             ) -> tuple[Tensor, dict[str, float]]:
+             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
         """Conditional flow-matching loss at random ``k`` (the ``loss_fn`` of the Trainer).
+
+        ``k`` is uniform on ``[0, K)``. Under the Trainer it comes from ``draws`` (one value per
+        cluster, identical however the batch is split over DDP ranks); otherwise from
+        ``generator`` or the global torch RNG.
 
         Returns:
             The scalar loss and a dict of logged values (translation / rotation parts).
@@ -165,7 +170,10 @@ class AssemblyFlow:
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
         x1 = self.target(batch, layout)
-        k = sample_k(layout.num_clusters, self.num_bands, generator=generator, device=x1.device, dtype=x1.dtype)
+        if draws is not None:
+            k = draws.rand(layout.num_clusters, device=x1.device, dtype=x1.dtype) * self.num_bands
+        else:
+            k = sample_k(layout.num_clusters, self.num_bands, generator=generator, device=x1.device, dtype=x1.dtype)
         sample = self.path.sample(torch.zeros_like(x1), x1, k, context)
         pred = self.velocity(model, batch, sample.x_k, k / self.num_bands, layout)
         loss = flow_matching_loss(pred, sample)

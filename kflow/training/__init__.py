@@ -22,6 +22,7 @@ from .cli import exit_on_training_error
 from .config import TrainConfig, check_choice, check_dir, check_range
 from .device import count_parameters, move_to_device, resolve_device, unwrap_model
 from .distributed import DistributedContext, launched_by_torchrun
+from .draws import StepDraws
 from .ema import EMA
 from .errors import (CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError,
                      TrainingInterrupted)
@@ -37,6 +38,6 @@ __all__ = [
     "exit_on_training_error", "FORMAT_VERSION", "kflow_version", "launched_by_torchrun",
     "load_checkpoint", "load_model_state", "move_to_device", "NonFiniteLossError",
     "plot_loss_curve", "read_csv_log", "resolve_device", "restore_rng_state", "save_checkpoint",
-    "seed_everything", "StopRequest", "to_plain", "TrainConfig", "Trainer", "training_seed",
+    "seed_everything", "StepDraws", "StopRequest", "to_plain", "TrainConfig", "Trainer", "training_seed",
     "TrainingInterrupted", "TrainResult", "unwrap_model",
 ]

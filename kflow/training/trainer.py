@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import sys
 import time
@@ -23,6 +24,7 @@ from .checkpoint import (FORMAT_VERSION, CheckpointManager, check_signature, kfl
 from .config import TrainConfig
 from .device import count_parameters, move_to_device, unwrap_model
 from .distributed import DistributedContext
+from .draws import StepDraws
 from .ema import EMA
 from .errors import (CheckpointMismatchError, ConfigError, NonFiniteLossError,
                      TrainingInterrupted)
@@ -64,6 +66,16 @@ class TrainResult:
 def training_seed(seed: int, rank: int) -> int:
     """The seed of rank `rank`'s training RNG stream (k and noise draws) for a run seed."""
     return int(np.random.SeedSequence([seed, rank, 7]).generate_state(1)[0])
+
+
+def _accepts_keyword(fn: Callable, name: str) -> bool:
+    """Whether `fn` can be called with keyword argument `name`."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters and parameters[name].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 class EpochBatches:
@@ -109,7 +121,8 @@ class Trainer:
         loss_fn: `loss_fn(model, batch) -> loss | (loss, extras)`; `batch` is already on the
             device and `model` may be DDP/compile-wrapped, so call `model(...)` (its forward)
             for gradients to be synchronised. Draw random numbers from the global torch RNG
-            (it is checkpointed).
+            (it is checkpointed), or give `loss_fn` a `draws` keyword: it then receives a
+            `StepDraws` whose per-sample draws are identical in 1-process and N-rank runs.
         dataset: Map-style dataset (`len`, `getitem`).
         cfg: Optimisation settings.
         collate_fn: Turns a list of items into a batch (default: torch default_collate).
@@ -129,6 +142,7 @@ class Trainer:
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         cfg.validate()
         self.cfg = cfg
+        self._loss_takes_draws = _accepts_keyword(loss_fn, "draws")
         self._owns_context = dist_context is None
         self.dist = dist_context or DistributedContext.from_env(cfg.device)
         self.device = self.dist.device
@@ -333,7 +347,11 @@ class Trainer:
         self._wrapped.train()
         batch = move_to_device(batch, self.device, non_blocking=True)
         with self._autocast():
-            output = self.loss_fn(self._wrapped, batch)
+            if self._loss_takes_draws:
+                draws = StepDraws(self.cfg.seed, step, self.dist.rank, self.dist.world_size)
+                output = self.loss_fn(self._wrapped, batch, draws=draws)
+            else:
+                output = self.loss_fn(self._wrapped, batch)
         loss, extras = output if isinstance(output, tuple) else (output, {})
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError("loss_fn must return a scalar tensor (or (scalar tensor, dict)), got "
