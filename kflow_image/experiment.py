@@ -180,8 +180,10 @@ def run_experiment(cfg: dict[str, Any]) -> dict[str, Any]:
                       dist_context=dist)
     try:
         trained = trainer.fit()
-    finally:
-        dist.shutdown()
+    except BaseException:
+        dist.shutdown(barrier=False)
+        raise
+    dist.shutdown()
     if not is_main:  # rank 0 alone samples, scores and writes files
         return {}
     net = trained.ema_model if trained.ema_model is not None else trained.model

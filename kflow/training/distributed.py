@@ -106,8 +106,16 @@ class DistributedContext:
         dist.broadcast_object_list(holder, src=src)
         return holder[0]
 
-    def shutdown(self) -> None:
-        """Destroy the process group if this context created it."""
+    def shutdown(self, barrier: bool = True) -> None:
+        """Destroy the process group if this context created it.
+
+        Args:
+            barrier: let all ranks meet first, so none tears the group down while another
+                still has collectives in flight. Pass False on an error path, where a peer
+                may never arrive.
+        """
         if self.owns_process_group and dist.is_initialized():
+            if barrier and self.is_distributed:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_process_group = False
