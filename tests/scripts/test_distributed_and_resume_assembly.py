@@ -10,10 +10,12 @@ may write.
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,20 @@ def command(out_dir, *overrides, nproc: int = 1) -> list[str]:
 
 
 def train(out_dir, *overrides, nproc: int = 1) -> subprocess.CompletedProcess:
-    done = subprocess.run(command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(),
-                          capture_output=True, text=True, timeout=300)
+    try:
+        done = subprocess.run(command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(),
+                              capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as hang:
+        if nproc == 1:
+            raise
+        # Seen once on a loaded 2-core machine: every output written, then torchrun never
+        # returned. Not reproduced since ranks meet at a barrier before the group is destroyed;
+        # retried once so the report names it instead of failing the whole suite.
+        warnings.warn(f"2-rank torchrun did not exit within {hang.timeout} s; retrying once")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        Path(out_dir).mkdir(parents=True)
+        done = subprocess.run(command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(),
+                              capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
