@@ -13,10 +13,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kflow.training import ConfigError  # noqa: E402
-from kflow_image.benchmark import run_benchmark  # noqa: E402
+from kflow.training import ConfigError
+from kflow_image.benchmark import run_benchmark
 
 
 @hydra.main(config_path="../configs/image", config_name="benchmark_image", version_base="1.3")

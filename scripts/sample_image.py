@@ -19,14 +19,12 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kflow_image.data import stack_dataset  # noqa: E402
-from kflow_image.experiment import load_run, sampler_spec  # noqa: E402
-from kflow_image.plots import save_grid  # noqa: E402
-from kflow_image.restoration import fm_projection_restore, kflow_restore, observe, score  # noqa: E402
-from kflow_image.steering import kept_and_dropped, noise_split  # noqa: E402
-from kflow_image.train import generate  # noqa: E402
+from kflow_image.data import stack_dataset
+from kflow_image.experiment import load_run, sampler_spec
+from kflow_image.plots import save_grid
+from kflow_image.restoration import fm_projection_restore, kflow_restore, observe, score
+from kflow_image.steering import kept_and_dropped, noise_split
+from kflow_image.train import generate
 
 MODES = ("grid", "noise_split", "drop_cond", "restore", "trajectory")
 

@@ -8,16 +8,13 @@ checkpoints, train_log.csv, loss_curve.png, samples.png, spectra.png, band_energ
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kflow.training import exit_on_training_error  # noqa: E402
-from kflow_image.experiment import run_experiment  # noqa: E402
+from kflow.training import exit_on_training_error
+from kflow_image.experiment import run_experiment
 
 SUMMARY_KEYS = ("fd", "fd_net", "kid", "precision", "recall", "accuracy", "cdr", "nfe", "train_time_s")
 
