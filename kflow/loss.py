@@ -79,7 +79,5 @@ def flow_matching_loss(
     if path is None:
         raise ValueError("current_band_only needs the path (for its band layout)")
     coeff_error = path.transform.forward(error, context)
-    position = path.schedule_position(context).to(coeff_error.device)
-    moving = torch.floor(sample.k).long().reshape(-1, *([1] * (coeff_error.dim() - 1)))
-    mask = (position == moving).expand_as(coeff_error).to(coeff_error.dtype)
+    mask = path.band_mask(sample.k, context, like=coeff_error)
     return (coeff_error.pow(2) * mask).sum() / mask.sum().clamp_min(1.0)

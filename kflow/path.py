@@ -121,6 +121,63 @@ class KAmplitudePath:
             return position
         return self.num_bands - 1 - position
 
+    def moving_position(self, k: torch.Tensor) -> torch.Tensor:
+        """Schedule position ``floor(k)`` of the band moving at ``k``, clamped to ``0 .. K-1``.
+
+        ``k == K`` counts as the end of the last band (the velocity's limit from the left), so
+        a sampler evaluating exactly at the end of the range still gets a band.
+        """
+        return torch.floor(torch.as_tensor(k)).long().clamp(0, self.num_bands - 1)
+
+    def band_mask(
+        self, k: torch.Tensor, context: Any = None, like: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """1 on the coefficients of the band moving at ``k``, 0 elsewhere.
+
+        The band is the one at schedule position ``floor(k)`` (``K - 1`` at ``k == K``), so it
+        respects ``reverse``: reversed, band ``K - 1`` moves on ``[0, 1)``.
+
+        Args:
+            k: amplitude index, shape ``(B,)`` (or a scalar, broadcast over the batch).
+            context: transform context (per-sample bases), if any.
+            like: a coefficient tensor ``(B, *coeff_shape)``; when given, the mask is expanded
+                to its shape and takes its dtype and device.
+
+        Returns:
+            Float mask broadcastable to ``(B, *coeff_shape)`` (exactly that shape with ``like``).
+        """
+        position = self.schedule_position(context)
+        device = like.device if like is not None else position.device
+        position = position.to(device)
+        if like is not None:
+            coeff_ndim = like.dim() - 1
+        else:  # per-sample bands carry a batch axis, fixed ones do not
+            coeff_ndim = position.dim() - 1 if context is not None else position.dim()
+        moving = self.moving_position(torch.as_tensor(k, device=device)).reshape(-1, *([1] * coeff_ndim))
+        mask = (position == moving).to(like.dtype if like is not None else torch.get_default_dtype())
+        return mask.expand_as(like) if like is not None else mask
+
+    def project_to_band(self, v: torch.Tensor, k: torch.Tensor, context: Any = None) -> torch.Tensor:
+        """Keep only the part of ``v`` on the band moving at ``k``: ``F^-1(mask * F v)``.
+
+        The path velocity lies on that band (:meth:`sample`), so projecting a predicted
+        velocity removes exactly the components the true velocity does not have. For an
+        orthonormal ``F`` this is the orthogonal projection onto the band's subspace.
+
+        Args:
+            v: data-space tensor, shape ``(B, *data_shape)``.
+            k: amplitude index, shape ``(B,)`` or a scalar.
+            context: transform context, if any.
+
+        Returns:
+            The projected tensor, shape ``(B, *data_shape)``.
+        """
+        k = torch.as_tensor(k, device=v.device)
+        if k.dim() == 0:
+            k = k.expand(v.shape[0])
+        coeffs = self.transform.forward(v, context)
+        return self.transform.inverse(coeffs * self.band_mask(k, context, like=coeffs), context)
+
     def band_weights(
         self, k: torch.Tensor, context: Any = None, like: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

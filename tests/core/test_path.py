@@ -96,3 +96,68 @@ def test_scalar_k_and_float32():
 def test_unknown_bump_is_rejected():
     with pytest.raises(ValueError, match="unknown bump"):
         KAmplitudePath(IdentityTransform(), bump="sigmoid")
+
+
+# ----- band mask and projection ----------------------------------------------------------------
+
+
+def identity_bands_transform():
+    """The identity basis on 6 coefficients with bands [0, 0, 1, 1, 2, 2]: masks read off directly."""
+    return MatrixTransform(torch.eye(6, dtype=DTYPE), torch.tensor([0, 0, 1, 1, 2, 2]), (6,))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_band_mask_exact(reverse):
+    path = KAmplitudePath(identity_bands_transform(), reverse=reverse)
+    k = torch.tensor([0.0, 0.5, 1.0, 2.2, 3.0], dtype=DTYPE)
+    mask = path.band_mask(k, like=torch.zeros(5, 6, dtype=DTYPE))
+    forward = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0],
+                            [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]], dtype=DTYPE)
+    expected = forward.flip(1) if reverse else forward  # reversed: band 2 moves first
+    assert torch.equal(mask, expected)
+    assert mask.dtype == DTYPE and mask.shape == (5, 6)
+
+
+def test_band_mask_without_like_broadcasts():
+    path = KAmplitudePath(identity_bands_transform())
+    mask = path.band_mask(torch.tensor([1.5]))
+    assert torch.equal(mask, torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_project_to_band_keeps_the_moving_band_exactly(reverse):
+    path = KAmplitudePath(identity_bands_transform(), reverse=reverse)
+    v = torch.arange(1.0, 7.0, dtype=DTYPE).expand(3, 6)
+    projected = path.project_to_band(v, torch.tensor([0.25, 1.75, 2.5], dtype=DTYPE))
+    expected = torch.tensor([[1, 2, 0, 0, 0, 0], [0, 0, 3, 4, 0, 0], [0, 0, 0, 0, 5, 6]], dtype=DTYPE)
+    assert torch.equal(projected, expected.flip(0) if reverse else expected)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_project_to_band_leaves_the_path_velocity_unchanged(reverse):
+    transform = random_matrix_transform()
+    path = KAmplitudePath(transform, bump="smoothstep", reverse=reverse)
+    x0, x1 = pair()
+    k = torch.tensor([0.2, 0.7, 1.5, 2.1, 2.99], dtype=DTYPE)
+    dx_k = path.sample(x0, x1, k).dx_k
+    torch.testing.assert_close(path.project_to_band(dx_k, k), dx_k, atol=1e-12, rtol=0)
+    noise = torch.randn(dx_k.shape, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
+    projected = path.project_to_band(noise, k)
+    torch.testing.assert_close(path.project_to_band(projected, k), projected, atol=1e-12, rtol=0)  # idempotent
+    # the removed part is orthogonal to the kept part (orthogonal projection)
+    inner = ((noise - projected) * projected).flatten(1).sum(1)
+    torch.testing.assert_close(inner, torch.zeros(5, dtype=DTYPE), atol=1e-12, rtol=0)
+
+
+def test_band_mask_per_sample_bases():
+    from kflow.transforms import GraphSpectralTransform
+
+    transform = GraphSpectralTransform(num_bands=2)
+    points = torch.randn(2, 6, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(0))
+    basis = transform.basis(points)
+    path = KAmplitudePath(transform)
+    like = torch.zeros(2, 6, 3, dtype=DTYPE)
+    mask = path.band_mask(torch.tensor([0.5, 1.5], dtype=DTYPE), basis, like=like)
+    bands = basis.band_index.expand(2, 6, 3)
+    assert torch.equal(mask[0], (bands[0] == 0).to(DTYPE)) and torch.equal(mask[1], (bands[1] == 1).to(DTYPE))
+    assert torch.equal(path.band_mask(torch.tensor([0.5, 1.5]), basis), mask[..., :1].float())
