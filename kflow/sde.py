@@ -17,9 +17,10 @@ or the probability-flow ODE ``dx/dt = f - g^2 score / 2`` (``"ode"``, Euler, det
 """
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -271,7 +272,7 @@ class ReverseSDESampler:
         trajectory = [x] if return_trajectory else None
         ts = [grid[0]] if return_trajectory else None
         batch = x.shape[0]
-        for i, (t_now, t_next) in enumerate(zip(grid[:-1], grid[1:])):
+        for i, (t_now, t_next) in enumerate(itertools.pairwise(grid)):
             h = t_now - t_next
             t = torch.full((batch,), t_now, dtype=x.dtype, device=x.device)
             if method == "pc":

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kflow.sde import ReverseSDESampler, VESDE, VPSDE, dsm_loss
+from kflow.sde import VESDE, VPSDE, ReverseSDESampler, dsm_loss
 
 DTYPE = torch.float64
 
