@@ -11,6 +11,19 @@ known at inference: smooth collective modes of the cluster first, local moves la
 State (cartesian mode, the CrystalFlow-LERP-style baseline): free atom displacements
 ``x = (pos - pos_start) / sigma``, padded to ``(B, A_max, 3)``; one band (linear flow matching).
 
+Band awareness (issue 10). ``project`` (default on for K > 1) projects every predicted
+velocity onto the band moving at k before the sampler integrates it: the basis is that of the
+START centroids, known at k = 0, so the projection is exact and bands not yet reached stay at
+the start while finished bands stay where they ended. ``loss_current_band`` trains on the
+moving band's coefficients only (for use with ``project``). A start-aware network
+(``AssemblyGNN(start_aware=True)``) gets :class:`~kflow_mol.models.StartFeatures`: per molecule
+its weight in the moving / settled / pending bands (invariant projector diagonals) and its
+displacement and rotation from the start (equivariant). ``start_motion="settled"`` (default)
+gives only the settled bands' part of that motion: the moving band's own part equals
+``mu(t)`` times its target, so showing it would let the network read the answer off its input
+at k > 0 (the shortcut the blind network avoids) and leave k = 0 untrained; ``"full"`` gives
+the whole motion.
+
 Batches are torch-geometric batches of ``kflow_mol.data.AssemblyData``: ``z``, ``mol_index``
 (global), ``pos_start``, ``pos_target``, ``rot_start_to_target`` (M, 3, 3), ``batch``.
 """
@@ -29,9 +42,24 @@ from kflow.sampling import KFlowSampler
 from kflow.training import StepDraws
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
+from kflow_mol.models.assembly_gnn import StartFeatures
 from kflow_mol.rigid import apply_rigid_motion, centroids, so3_log
 
 MODES = ("rigid", "cartesian")
+START_MOTIONS = ("settled", "full")
+BAND_EDGE_TOLERANCE = 1e-6
+"""Added to ``k = s K`` before taking its band at sampling: ``s`` is rounded to the state's dtype,
+which may put the first evaluation of a band a rounding error below its left edge. Smaller than
+the sampler's ``edge_eps`` (1e-5), so the last evaluation of a band never reaches the next."""
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The network inside DDP / torch.compile wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
 
 
 @dataclass
@@ -95,17 +123,25 @@ class AssemblyFlow:
         kernel_width: graph kernel width (Å) or ``"median"``.
         grouping: ``"equal_count"`` or ``"equal_radius"`` eigenvalue grouping.
         reverse: move local (high) bands first.
+        project: project the predicted velocity onto the moving band at sampling; ``None``
+            means on for ``num_bands > 1`` (with one band it is the identity).
+        loss_current_band: regress only the moving band's coefficients of the velocity.
+        start_motion: what a start-aware network is told of each molecule's motion from its
+            start: ``"settled"`` (finished bands only) or ``"full"``.
     """
 
     def __init__(self, num_bands: int = 3, mode: str = "rigid", bump: str = "linear",
                  translation_scale: float = 1.0, kernel_width: float | str = "median",
-                 grouping: str = "equal_count", reverse: bool = False):
+                 grouping: str = "equal_count", reverse: bool = False, project: bool | None = None,
+                 loss_current_band: bool = False, start_motion: str = "settled"):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
         if num_bands < 1:
             raise ValueError(f"num_bands (K) must be >= 1, got {num_bands}")
         if mode == "cartesian" and num_bands != 1:
             raise ValueError("the cartesian (all-atom) baseline is plain flow matching: num_bands must be 1")
+        if start_motion not in START_MOTIONS:
+            raise ValueError(f"start_motion must be one of {START_MOTIONS}, got {start_motion!r}")
         if not translation_scale > 0:
             raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
         self.mode, self.num_bands, self.translation_scale = mode, num_bands, float(translation_scale)
@@ -113,6 +149,9 @@ class AssemblyFlow:
                      if mode == "rigid" else IdentityTransform())
         self.path = KAmplitudePath(transform, bump=bump, reverse=reverse)
         self.sampler = KFlowSampler(self.path)
+        self.project = (num_bands > 1) if project is None else bool(project)
+        self.loss_current_band = bool(loss_current_band)
+        self.start_motion = start_motion
 
     # ----- states --------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout | None = None):
@@ -145,13 +184,49 @@ class AssemblyFlow:
                                   state[:, 3:], layout.centroid_start)
 
     # ----- network ---------------------------------------------------------------------------
+    def start_features(self, x: Tensor, k: Tensor, context) -> StartFeatures:
+        """What a start-aware network is told about every molecule (rigid mode).
+
+        Args:
+            x: flow state, shape ``(B, M, 6)``.
+            k: amplitude index per cluster, shape ``(B,)``.
+            context: the ``GraphBasis`` of the start centroids.
+
+        Returns:
+            :class:`StartFeatures` with ``scalars (B*M, 3)`` = projector diagonals of the moving,
+            settled and pending bands and ``vectors (B*M, 6)`` = displacement (Å) and rotation
+            vector from the start (settled bands only unless ``start_motion="full"``).
+        """
+        if self.mode != "rigid":
+            raise ValueError("start-aware networks need flow.mode=rigid (the bands are per molecule)")
+        eigvecs = context.eigvecs.to(x)  # (B, M, M), column j = eigenvector j
+        position = self.path.schedule_position(context).to(x.device).squeeze(-1)  # (B, M) per column
+        moving = self.path.moving_position(k.to(x.device)).unsqueeze(-1)  # (B, 1)
+        groups = torch.stack([position == moving, position < moving, position > moving], dim=-1).to(x)
+        scalars = eigvecs.pow(2) @ groups  # (B, M, 3): sum over the group's columns of U_ij^2
+        motion = x
+        if self.start_motion == "settled":
+            settled = groups[..., 1:2]  # (B, M, 1) over columns
+            motion = eigvecs @ (settled * (eigvecs.transpose(1, 2) @ x))
+        vectors = torch.cat([self.translation_scale * motion[..., :3], motion[..., 3:]], dim=-1)
+        return StartFeatures(scalars=scalars.reshape(-1, 3), vectors=vectors.reshape(-1, 6))
+
     def velocity(self, model: nn.Module, batch: Any, x: Tensor, s: Tensor,
-                 layout: ClusterLayout | None = None) -> Tensor:
-        """Network velocity ``dx/dk`` at state ``x``, same shape as ``x``; ``s`` is ``(B,)``."""
+                 layout: ClusterLayout | None = None, context=None, k: Tensor | None = None) -> Tensor:
+        """Network velocity ``dx/dk`` at state ``x``, same shape as ``x``; ``s`` is ``(B,)``.
+
+        ``context`` (the start basis) and ``k`` (default ``s K``) are needed only by a
+        start-aware network; the context is built when missing.
+        """
         layout = layout or cluster_layout(batch)
         pos = self.positions(batch, x, layout)
+        extra = {}
+        if getattr(_unwrapped(model), "start_aware", False):
+            context = context if context is not None else self.context(batch, layout)
+            k = k if k is not None else s.double() * self.num_bands + BAND_EDGE_TOLERANCE
+            extra["start"] = self.start_features(x, k, context)
         out = model(z=batch.z, pos=pos, mol_index=batch.mol_index, atom_batch=layout.atom_batch,
-                    mol_batch=layout.mol_batch, s=s)
+                    mol_batch=layout.mol_batch, s=s, **extra)
         if self.mode == "cartesian":
             return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=x.shape[1])[0]
         return torch.cat([out.translation, out.rotation], -1).reshape(x.shape)
@@ -175,8 +250,11 @@ class AssemblyFlow:
         else:
             k = sample_k(layout.num_clusters, self.num_bands, generator=generator, device=x1.device, dtype=x1.dtype)
         sample = self.path.sample(torch.zeros_like(x1), x1, k, context)
-        pred = self.velocity(model, batch, sample.x_k, k / self.num_bands, layout)
-        loss = flow_matching_loss(pred, sample)
+        pred = self.velocity(model, batch, sample.x_k, k / self.num_bands, layout, context=context, k=k)
+        if self.loss_current_band and self.mode == "rigid":
+            loss = flow_matching_loss(pred, sample, self.path, context, current_band_only=True)
+        else:
+            loss = flow_matching_loss(pred, sample)
         if self.mode == "cartesian":
             return loss, {}
         error = (pred - sample.dx_k).detach().pow(2)
@@ -186,14 +264,29 @@ class AssemblyFlow:
     @torch.no_grad()
     def sample(self, model: nn.Module, batch: Any, *, method: str = "euler", steps_per_band: int = 10,
                return_trajectory: bool = False) -> AssemblySample:
-        """Integrate the learned velocity from the start state (``k = 0``) to ``k = K``."""
+        """Integrate the learned velocity from the start state (``k = 0``) to ``k = K``.
+
+        With ``project`` every velocity is first projected onto the band moving at ``k``.
+        """
         layout = cluster_layout(batch)
+        context = self.context(batch, layout)
         x0 = torch.zeros_like(self.target(batch, layout))
+        velocity_fn = self.sampling_velocity(model, batch, layout, context)
+        return self._integrate(velocity_fn, batch, x0, layout, method, steps_per_band, return_trajectory)
+
+    def sampling_velocity(self, model: nn.Module, batch: Any, layout: ClusterLayout | None = None, context=None):
+        """The sampler's ``velocity_fn(x, s, cond)`` of a network (projected when ``project``)."""
+        layout = layout or cluster_layout(batch)
+        context = context if context is not None else self.context(batch, layout)
 
         def velocity_fn(x: Tensor, s: Tensor, cond: Any) -> Tensor:
-            return self.velocity(model, batch, x, s, layout)
+            k = s.double() * self.num_bands + BAND_EDGE_TOLERANCE
+            v = self.velocity(model, batch, x, s, layout, context=context, k=k)
+            if self.project and self.mode == "rigid":
+                v = self.path.project_to_band(v, k, context)
+            return v
 
-        return self._integrate(velocity_fn, batch, x0, layout, method, steps_per_band, return_trajectory)
+        return velocity_fn
 
     @torch.no_grad()
     def sample_exact(self, batch: Any, *, method: str = "euler", steps_per_band: int = 10,

@@ -24,7 +24,7 @@ from e3nn import o3
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from kflow_mol.models.layers import (EquivariantConv, GaussianRBF, TimeEmbedding,
+from kflow_mol.models.layers import (EquivariantConv, GaussianRBF, TimeEmbedding, atom_conv_layer,
                                      build_atom_edges, full_molecule_edges)
 
 PRESETS: dict[str, dict] = {
@@ -42,6 +42,31 @@ orientation, and messages run between molecules. It trains ~4x faster per step t
 atom-level layer on CPU and reached a similar test PM in the same number of steps. M and L add
 atom-level contact messages (k-nearest intra/inter-molecular edges) for GPUs or longer runs.
 """
+
+
+START_SCALARS = 3
+"""Invariant start features per molecule: its weight in the moving, the settled and the pending bands."""
+START_IRREPS = o3.Irreps(f"{START_SCALARS + 2}x0e+1x1o+1x1e")
+"""What a start-aware network adds to every molecule: the band weights, the two vector norms
+and the displacement (``1o``) and rotation vector (``1e``) from the start."""
+
+
+@dataclass
+class StartFeatures:
+    """What a start-aware network knows about each molecule's start state (see :mod:`kflow_mol.flow`).
+
+    Attributes:
+        scalars: invariant band coordinates, shape ``(M, START_SCALARS)``: the diagonal entry of
+            the projector onto the moving band, onto the settled (finished) bands and onto the
+            pending bands of the graph-spectral basis of the START centroids. Projector
+            diagonals ``sum_{j in band} U_ij^2`` do not depend on eigenvector signs or on the
+            choice of basis inside a degenerate eigenspace.
+        vectors: displacement of the centroid from its start (Å, ``1o``) and rotation vector
+            from the start orientation (rad, ``1e``), shape ``(M, 6)``.
+    """
+
+    scalars: Tensor
+    vectors: Tensor
 
 
 @dataclass
@@ -81,8 +106,14 @@ class AssemblyGNN(nn.Module):
         max_mol_radius: range (Å) of the molecule-level radial basis.
         max_z: largest atomic number embedded.
         readout_irreps: irreps of the molecule self tensor product feeding the rigid head.
+        start_aware: also take :class:`StartFeatures` (band coordinates of every molecule and
+            its displacement / rotation from the start) at the molecule level. ``False`` keeps
+            the blind network (current positions and ``s`` only) for ablations.
+        atom_conv: atom-level block, ``"contact"`` (:class:`~kflow_mol.models.layers.ContactConv`,
+            ``l <= 1`` messages, fast) or ``"e3nn"`` (full ``l <= 2`` tensor product, the original).
+        atom_channels: message channels of the ``"contact"`` block.
 
-    The network sees the current positions and ``s`` only, never the start state or the flow
+    The blind network sees the current positions and ``s`` only, never the start state or the flow
     state ``x``: with the start known, ``x_k / k`` would reveal the target (the conditional
     path is deterministic), a shortcut that fits the loss at ``k > 0`` and leaves the velocity
     at ``k = 0`` untrained.
@@ -92,11 +123,13 @@ class AssemblyGNN(nn.Module):
                  atom_layers: int = 1, mol_layers: int = 2, z_dim: int = 16, time_dim: int = 16,
                  num_radial: int = 12, radial_hidden: int = 32, k_intra: int = 6, k_inter: int = 6,
                  edge_mode: str = "knn", radius: float = 5.0, max_atom_radius: float = 10.0,
-                 max_mol_radius: float = 30.0, max_z: int = 100, readout_irreps: str = "8x0e+8x1o+8x1e"):
+                 max_mol_radius: float = 30.0, max_z: int = 100, readout_irreps: str = "8x0e+8x1o+8x1e",
+                 start_aware: bool = False, atom_conv: str = "e3nn", atom_channels: int = 16):
         super().__init__()
         if head not in ("rigid", "atom"):
             raise ValueError(f"head must be 'rigid' or 'atom', got {head!r}")
         self.head = head
+        self.start_aware = bool(start_aware)
         self.edge_kwargs = dict(mode=edge_mode, k_intra=k_intra, k_inter=k_inter, radius=radius)
         hidden = o3.Irreps(irreps_hidden)
         self.irreps_sh = o3.Irreps.spherical_harmonics(2)
@@ -107,8 +140,10 @@ class AssemblyGNN(nn.Module):
         init_scalars = o3.Irreps(f"{z_dim + num_radial + time_dim}x0e")
         self.atom_init = o3.FullyConnectedTensorProduct(init_scalars, self.irreps_sh, hidden)
         self.atom_convs = nn.ModuleList(
-            EquivariantConv(hidden, self.irreps_sh, num_radial + 2, radial_hidden) for _ in range(atom_layers))
-        self.mol_init = o3.Linear(hidden + o3.Irreps(f"{time_dim}x0e"), hidden)
+            atom_conv_layer(atom_conv, hidden, self.irreps_sh, num_radial + 2, radial_hidden, atom_channels)
+            for _ in range(atom_layers))
+        mol_in = hidden + o3.Irreps(f"{time_dim}x0e") + (START_IRREPS if self.start_aware else o3.Irreps(""))
+        self.mol_init = o3.Linear(mol_in, hidden)
         self.mol_convs = nn.ModuleList(
             EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers))
         # Products of a molecule's own features (e.g. cross products of its 1o vectors give 1e):
@@ -119,7 +154,7 @@ class AssemblyGNN(nn.Module):
         self.atom_head = o3.Linear(hidden + hidden, "1x1o")
 
     def forward(self, z: Tensor, pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mol_batch: Tensor,
-                s: Tensor) -> AssemblyVelocity:
+                s: Tensor, start: StartFeatures | None = None) -> AssemblyVelocity:
         """Velocities of a batch of clusters.
 
         Args:
@@ -129,6 +164,7 @@ class AssemblyGNN(nn.Module):
             atom_batch: cluster of every atom, shape ``(A,)``.
             mol_batch: cluster of every molecule, shape ``(M,)``.
             s: flow position ``k / K`` per cluster, shape ``(B,)``.
+            start: per-molecule :class:`StartFeatures`; required iff the network is start-aware.
 
         Returns:
             :class:`AssemblyVelocity`.
@@ -143,8 +179,12 @@ class AssemblyGNN(nn.Module):
         if len(self.atom_convs):
             h = self._atom_messages(h, pos, mol_index, atom_batch)
 
-        g = self.mol_init(torch.cat([scatter(h, mol_index, dim=0, dim_size=num_mols, reduce="mean"),
-                                     time[mol_batch]], dim=-1))
+        mol_parts = [scatter(h, mol_index, dim=0, dim_size=num_mols, reduce="mean"), time[mol_batch]]
+        if self.start_aware:
+            mol_parts.append(self._start_inputs(start, num_mols, pos.dtype))
+        elif start is not None:
+            raise ValueError("AssemblyGNN: start features given to a blind network (build it with start_aware=True)")
+        g = self.mol_init(torch.cat(mol_parts, dim=-1))
         src, dst = full_molecule_edges(mol_batch)
         mol_vec = centroid[dst] - centroid[src]
         mol_sh, mol_scalars = self._sh(mol_vec), self.mol_rbf(mol_vec.norm(dim=-1))
@@ -160,6 +200,18 @@ class AssemblyGNN(nn.Module):
         translation = direct[:, :3] + scatter(force, mol_index, dim=0, dim_size=num_mols, reduce="mean")
         rotation = direct[:, 3:] + torque / (inertia.unsqueeze(-1) + 1.0)
         return AssemblyVelocity(translation=translation, rotation=rotation, atom=None)
+
+    @staticmethod
+    def _start_inputs(start: StartFeatures | None, num_mols: int, dtype: torch.dtype) -> Tensor:
+        """``(M, START_IRREPS.dim)``: band weights, vector norms, displacement (1o), rotation (1e)."""
+        if start is None:
+            raise ValueError("AssemblyGNN: a start-aware network needs start=StartFeatures(...)")
+        if start.scalars.shape != (num_mols, START_SCALARS) or start.vectors.shape != (num_mols, 6):
+            raise ValueError(f"AssemblyGNN: start features must be ({num_mols}, {START_SCALARS}) and "
+                             f"({num_mols}, 6), got {tuple(start.scalars.shape)} and {tuple(start.vectors.shape)}")
+        vectors = start.vectors.to(dtype)
+        norms = torch.stack([vectors[:, :3].norm(dim=-1), vectors[:, 3:].norm(dim=-1)], dim=-1)
+        return torch.cat([start.scalars.to(dtype), norms, vectors], dim=-1)
 
     def _atom_messages(self, h: Tensor, pos: Tensor, mol_index: Tensor, atom_batch: Tensor) -> Tensor:
         edges = build_atom_edges(pos, mol_index, atom_batch, **self.edge_kwargs)

@@ -124,3 +124,128 @@ def test_short_training_lowers_loss_and_beats_identity_on_its_training_clusters(
     pm_model = pm_atom_batch(batch.pos_target, predicted, batch.batch).mean()
     pm_identity = pm_atom_batch(batch.pos_target, batch.pos_start, batch.batch).mean()
     assert pm_model < 0.8 * pm_identity
+
+
+# ----- band awareness: projection and the start-aware network (issue 10) ----------------------
+
+
+def _double(batch):
+    """The batch in float64, with rotations re-orthonormalised (float32 ones are off by ~1e-7)."""
+    for key in ("pos_start", "pos_target", "rot_start_to_target"):
+        batch[key] = batch[key].double()
+    u, _, vt = torch.linalg.svd(batch.rot_start_to_target)
+    batch.rot_start_to_target = u @ vt
+    return batch
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_projected_sampling_velocity_has_no_off_band_component(reverse):
+    """Every velocity the sampler integrates lies on the moving band (off-band coefficients < 1e-6)."""
+    torch.manual_seed(0)
+    batch = Batch.from_data_list([synthetic_cluster(i) for i in range(2)])
+    flow = AssemblyFlow(num_bands=3, translation_scale=2.0, reverse=reverse)
+    assert flow.project  # default on for K > 1
+    model = build_model("S", start_aware=True).eval()
+    context = flow.context(batch)
+    velocity_fn = flow.sampling_velocity(model, batch, context=context)
+    seen = []
+
+    def recording(x, s, cond):
+        v = velocity_fn(x, s, cond)
+        seen.append((s.clone(), v))
+        return v
+
+    x0 = torch.zeros_like(flow.target(batch))
+    flow.sampler.sample(recording, x0, method="rk4", steps_per_band=2)
+    assert len(seen) == 3 * 2 * 4
+    position = flow.path.schedule_position(context).squeeze(-1)  # (B, M)
+    for s, v in seen:
+        coeffs = context.eigvecs.transpose(1, 2) @ v
+        moving = torch.floor(s * 3 + 1e-6).long().clamp(max=2)
+        off = position != moving[:, None]
+        assert coeffs[off].abs().max() < 1e-6
+        assert coeffs[~off].abs().max() > 1e-4  # the moving band itself is not zeroed
+    blind = flow.sampling_velocity(build_model("S").eval(), batch, context=context)
+    flow_off = AssemblyFlow(num_bands=3, translation_scale=2.0, project=False)
+    raw = flow_off.sampling_velocity(build_model("S").eval(), batch)(x0, torch.full((2,), 0.1), None)
+    assert (context.eigvecs.transpose(1, 2) @ raw)[position != 0].abs().max() > 1e-4  # unprojected leaks
+    assert blind(x0, torch.full((2,), 0.1), None).shape == x0.shape
+
+
+def test_projected_sampling_keeps_pending_bands_at_the_start():
+    """After integrating band 0 only, the coefficients of bands 1 and 2 are still exactly 0."""
+    torch.manual_seed(1)
+    batch = Batch.from_data_list([synthetic_cluster(5)])
+    flow = AssemblyFlow(num_bands=3, translation_scale=2.0)
+    context = flow.context(batch)
+    velocity_fn = flow.sampling_velocity(build_model("S").eval(), batch, context=context)
+    x0 = torch.zeros_like(flow.target(batch))
+    result = flow.sampler.sample(velocity_fn, x0, method="euler", steps_per_band=3, return_trajectory=True)
+    after_band0 = result.trajectory[3]
+    coeffs = context.eigvecs.transpose(1, 2) @ after_band0
+    pending = context.band_index.squeeze(-1) > 0
+    assert coeffs[pending].abs().max() < 1e-6 and coeffs[~pending].abs().max() > 1e-4
+
+
+def test_current_band_loss_ignores_off_band_error():
+    torch.manual_seed(0)
+    batch = Batch.from_data_list([synthetic_cluster(i) for i in range(2)])
+    flow = AssemblyFlow(num_bands=3, translation_scale=2.0, loss_current_band=True)
+    model = build_model("S", start_aware=True)
+    loss, _ = flow.loss(model, batch, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0
+
+
+@pytest.mark.parametrize("start_motion", ["settled", "full"])
+def test_start_aware_velocity_is_equivariant(start_motion):
+    """Rotate and translate every input (start and crystal), float64: the velocity rotates with them."""
+    from kflow.testing import random_rotation
+
+    torch.manual_seed(0)
+    flow = AssemblyFlow(num_bands=3, translation_scale=2.0, start_motion=start_motion)
+    model = build_model("S", start_aware=True, atom_layers=1).double().eval()
+    q = random_rotation(generator=torch.Generator().manual_seed(7))
+    shift = torch.tensor([4.0, -2.0, 9.0], dtype=torch.float64)
+
+    def state_and_velocity(batch):
+        context = flow.context(batch)
+        x1 = flow.target(batch)
+        k = torch.tensor([1.4, 2.6], dtype=torch.float64)
+        x = flow.path.sample(torch.zeros_like(x1), x1, k, context).x_k
+        features = flow.start_features(x, k, context)
+        return x, features, flow.velocity(model, batch, x, k / 3, context=context, k=k)
+
+    batch = _double(Batch.from_data_list([synthetic_cluster(i) for i in range(2)]))
+    moved = batch.clone()
+    moved.pos_start = batch.pos_start @ q.T + shift
+    moved.pos_target = batch.pos_target @ q.T + shift
+    moved.rot_start_to_target = q @ batch.rot_start_to_target @ q.T
+    x, features, v = state_and_velocity(batch)
+    x_moved, features_moved, v_moved = state_and_velocity(moved)
+
+    def rotate(state):
+        return torch.cat([state[..., :3] @ q.T, state[..., 3:] @ q.T], -1)
+
+    torch.testing.assert_close(x_moved, rotate(x), atol=1e-9, rtol=0)
+    torch.testing.assert_close(features_moved.scalars, features.scalars, atol=1e-9, rtol=0)
+    torch.testing.assert_close(features_moved.vectors, rotate(features.vectors), atol=1e-9, rtol=0)
+    assert features.vectors.abs().max() > 1e-3 and v.abs().max() > 1e-6
+    torch.testing.assert_close(v_moved, rotate(v), atol=1e-8, rtol=0)
+    # band weights of every molecule sum to 1 (rows of an orthogonal matrix)
+    torch.testing.assert_close(features.scalars.sum(-1), torch.ones(34, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_settled_motion_hides_the_moving_band():
+    """In band 0 nothing is settled: a start-aware network sees no motion (no shortcut to the target)."""
+    batch = _double(Batch.from_data_list([synthetic_cluster(2)]))
+    flow = AssemblyFlow(num_bands=2, translation_scale=2.0)
+    context = flow.context(batch)
+    x1 = flow.target(batch)
+    x = flow.path.sample(torch.zeros_like(x1), x1, torch.tensor([0.7], dtype=torch.float64), context).x_k
+    assert flow.start_features(x, torch.tensor([0.7]), context).vectors.abs().max() < 1e-12
+    x = flow.path.sample(torch.zeros_like(x1), x1, torch.tensor([1.5], dtype=torch.float64), context).x_k
+    settled = flow.start_features(x, torch.tensor([1.5]), context).vectors
+    low = (context.band_index == 0).to(x1.dtype)
+    expected = context.eigvecs @ (low * (context.eigvecs.transpose(1, 2) @ x1))  # band 0 of the target
+    torch.testing.assert_close(settled, torch.cat([2.0 * expected[..., :3], expected[..., 3:]], -1).reshape(-1, 6))
