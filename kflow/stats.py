@@ -14,9 +14,9 @@ median bias of the resamples and, through a jackknife, for a skewed statistic).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -15,8 +15,9 @@ same start in a 1-process run, in every N-rank split of the batch, and after a r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,12 @@ from torch_geometric.data import Batch
 from kflow.training import StepDraws
 from kflow_mol.data.crystals import CrystalRejected
 from kflow_mol.data.dataset import AssemblyData, rigid_cluster_data
-from kflow_mol.data.start_states import START_PRESETS, StartScheme, draw_start_state, start_scheme
+from kflow_mol.data.start_states import (
+    START_PRESETS,
+    StartScheme,
+    draw_start_state,
+    start_scheme,
+)
 
 FIXED_START_SCHEMES = frozenset({"published"})
 """Start schemes that are data, not ours to redraw (the COD-Cluster17 CSV layout)."""

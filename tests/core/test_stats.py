@@ -2,7 +2,13 @@
 import numpy as np
 import pytest
 
-from kflow.stats import BootstrapCI, format_ci, mean_ci, paired_difference_ci, paired_ratio_ci
+from kflow.stats import (
+    BootstrapCI,
+    format_ci,
+    mean_ci,
+    paired_difference_ci,
+    paired_ratio_ci,
+)
 
 
 @pytest.mark.parametrize("method", ["percentile", "bca"])
