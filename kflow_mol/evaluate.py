@@ -186,33 +186,11 @@ def _split_prediction(batch: Batch, prediction: Prediction) -> list[Prediction]:
     return out
 
 
-def load_clusters(source: str, split: str, *, input: str | None = None, folder: str | None = None,
-                  start: str | None = "local", repeats: int | None = 1, limit: int | None = None,
-                  progress: bool = False) -> list:
-    """Clusters of one split from a data source (building it into the cache on first use).
-
-    Args:
-        source: ``"prepared"`` (a folder written by ``scripts/prepare_assembly_data.py``) or a
-            build source of :func:`kflow_mol.data.build_assembly_dataset` (``"pyxtal"``, ``"cif"``, ...).
-        split: ``"train"``, ``"val"`` or ``"test"``.
-        input: the raw input folder (cif sources).
-        folder: the processed folder (prepared) or where to build (``None``: the cache).
-        start: start-state preset when building.
-        repeats: start states per cluster centre when building.
-        limit: keep at most this many clusters (``None``: all).
-        progress: show the build progress bar.
-
-    Returns:
-        A list of ``AssemblyData``.
-    """
-    from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
-
-    if source == "prepared":
-        if folder is None:
-            raise FileNotFoundError("data=prepared needs data.folder=<folder written by scripts/prepare_assembly_data.py>")
-        clusters = load_assembly_dataset(folder, split)
-    else:
-        report = build_assembly_dataset(source, input=input, output=folder, start=start or "local",
-                                        repeats=repeats or 1, progress=progress)
-        clusters = load_assembly_dataset(report.output, split)
-    return clusters[:limit] if limit is not None else clusters
+def format_table(summary: dict[str, dict[str, float]]) -> str:
+    """A fixed-width text table of method summaries (PM-atom, PM-center, RMSD_17, collision, separation, NFE)."""
+    lines = [f"{'method':<18}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}"
+             f"{'NFE':>5}"]
+    for method, s in summary.items():
+        lines.append(f"{method:<18}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
+                     f"{s['collision']:>11.2f}{s['separation']:>12.1f}{int(s['nfe']):>5}")
+    return "\n".join(lines)

@@ -1,21 +1,36 @@
-"""Writers for predicted clusters: XYZ trajectories along k and CIF files.
+"""Writers for predicted clusters, through ``ase.io``: XYZ trajectories along k and CIF files.
 
 Both formats open in OVITO, VESTA, Mercury, ASE and Avogadro. The XYZ files are extended
-XYZ (one frame per saved ``k``, with a ``mol`` column holding the molecule index); the CIF
-puts the (non-periodic) cluster in a P1 box with ``padding`` Å of vacuum on every side.
+XYZ (one frame per saved ``k`` in the ``k`` key of the comment line, with a ``mol`` column
+holding the molecule index); the CIF puts the (non-periodic) cluster in a P1 box with
+``padding`` Å of vacuum on every side, its atom labels carry the molecule (``C12_m3``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import torch
-from ase.data import chemical_symbols
+from ase import Atoms
+from ase.io import write
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from kflow_mol.evaluate import MethodScores
 
-def _symbols(z: Tensor) -> list[str]:
-    return [chemical_symbols[int(n)] for n in z.tolist()]
+
+def _atoms(z: Tensor, pos: Tensor, mol_index: Tensor | None, path: str | Path) -> Atoms:
+    pos = pos.detach().double().cpu()
+    if pos.shape != (len(z), 3):
+        raise ValueError(f"{path}: frame shape {tuple(pos.shape)} does not match {len(z)} atoms")
+    if not torch.isfinite(pos).all():
+        raise ValueError(f"{path}: positions contain NaN or inf")
+    atoms = Atoms(numbers=z.cpu().numpy(), positions=pos.numpy())
+    mols = mol_index.cpu().numpy() if mol_index is not None else np.zeros(len(z), dtype=int)
+    atoms.set_array("mol", mols.astype(int))
+    return atoms
 
 
 def write_xyz_trajectory(path: str | Path, z: Tensor, frames: Sequence[Tensor], ks: Sequence[float],
@@ -28,26 +43,21 @@ def write_xyz_trajectory(path: str | Path, z: Tensor, frames: Sequence[Tensor], 
         frames: positions per frame, each shape ``(A, 3)`` in Å.
         ks: the ``k`` of every frame (same length as ``frames``).
         mol_index: molecule of every atom (within the cluster), shape ``(A,)``.
-        title: text added to every comment line.
+        title: text stored as ``comment`` on every frame.
 
     Returns:
         The path written.
     """
     if len(frames) != len(ks):
         raise ValueError(f"{path}: {len(frames)} frames but {len(ks)} k values")
-    symbols = _symbols(z)
-    mols = mol_index.tolist() if mol_index is not None else [0] * len(symbols)
-    lines = []
+    images = []
     for pos, k in zip(frames, ks):
-        if pos.shape != (len(symbols), 3):
-            raise ValueError(f"{path}: frame shape {tuple(pos.shape)} does not match {len(symbols)} atoms")
-        lines.append(str(len(symbols)))
-        lines.append(f'Properties=species:S:1:pos:R:3:mol:I:1 k={k:.6g} pbc="F F F" comment="{title}"')
-        for symbol, (x, y, zz), mol in zip(symbols, pos.tolist(), mols):
-            lines.append(f"{symbol} {x:.6f} {y:.6f} {zz:.6f} {mol}")
+        atoms = _atoms(z, pos, mol_index, path)
+        atoms.info.update(k=float(k), comment=title)
+        images.append(atoms)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write(path, images, format="extxyz")
     return path
 
 
@@ -59,30 +69,43 @@ def write_cluster_cif(path: str | Path, z: Tensor, pos: Tensor, name: str = "clu
         path: output file (``.cif``).
         z: atomic numbers, shape ``(A,)``.
         pos: positions in Å, shape ``(A, 3)``.
-        name: data block name.
+        name: unused by the CIF writer of ASE (kept for the file name of callers).
         mol_index: molecule of every atom, shape ``(A,)`` (used in the atom labels).
         padding: vacuum on each side of the bounding box, Å.
 
     Returns:
         The path written.
     """
-    pos = pos.detach().double().cpu()
-    if not torch.isfinite(pos).all():
-        raise ValueError(f"{path}: positions contain NaN or inf")
-    low = pos.min(0).values - padding
-    lengths = (pos.max(0).values + padding - low).clamp_min(1.0)
-    frac = (pos - low) / lengths
-    mols = mol_index.tolist() if mol_index is not None else [0] * len(z)
-    safe_name = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
-    lines = [f"data_{safe_name}", "_symmetry_space_group_name_H-M   'P 1'", "_symmetry_Int_Tables_number   1",
-             f"_cell_length_a   {lengths[0]:.4f}", f"_cell_length_b   {lengths[1]:.4f}",
-             f"_cell_length_c   {lengths[2]:.4f}", "_cell_angle_alpha   90", "_cell_angle_beta   90",
-             "_cell_angle_gamma   90", "loop_", "_symmetry_equiv_pos_as_xyz", "  'x, y, z'", "loop_",
-             "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
-             "_atom_site_fract_z", "_atom_site_occupancy"]
-    for i, (symbol, (fx, fy, fz), mol) in enumerate(zip(_symbols(z), frac.tolist(), mols)):
-        lines.append(f"  {symbol}{i + 1}_m{mol} {symbol} {fx:.6f} {fy:.6f} {fz:.6f} 1")
+    atoms = _atoms(z, pos, mol_index, path)
+    low = atoms.positions.min(0) - padding
+    lengths = np.maximum(atoms.positions.max(0) + padding - low, 1.0)
+    atoms.positions -= low
+    atoms.set_cell(np.diag(lengths))
+    atoms.pbc = True
+    labels = [f"{symbol}{i + 1}_m{mol}" for i, (symbol, mol) in
+              enumerate(zip(atoms.get_chemical_symbols(), atoms.get_array("mol")))]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write(path, atoms, format="cif", labels=[labels])
     return path
+
+
+def export_clusters(out_dir: Path, clusters: list, scores: MethodScores, count: int) -> None:
+    """XYZ trajectories along k and CIFs (prediction, crystal, start) of the first ``count`` clusters.
+
+    Args:
+        out_dir: the run folder (writes ``trajectories/<id>.xyz`` and ``clusters/<id>_<tag>.cif``).
+        clusters: the scored ``AssemblyData`` clusters.
+        scores: their scores, with ``predictions`` kept.
+        count: how many to export (-1: all).
+    """
+    count = len(clusters) if count < 0 else min(count, len(clusters))
+    for cluster, prediction in zip(clusters[:count], scores.predictions[:count]):
+        name = cluster.cluster_id
+        mol = cluster.mol_index - cluster.mol_index.min()
+        frames = list(prediction.trajectory or [prediction.pos]) + [cluster.pos_target]
+        ks = list(prediction.ks or [float("nan")]) + [float("inf")]  # last frame: the crystal
+        write_xyz_trajectory(out_dir / "trajectories" / f"{name}.xyz", cluster.z, frames, ks, mol,
+                             title=f"{name} {scores.name}; last frame = crystal")
+        for tag, pos in (("pred", prediction.pos), ("crystal", cluster.pos_target), ("start", cluster.pos_start)):
+            write_cluster_cif(out_dir / "clusters" / f"{name}_{tag}.cif", cluster.z, pos, f"{name}_{tag}", mol)

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch
 
-from kflow_mol.evaluate import load_clusters
+from kflow_mol.config import DataConfig
+from kflow_mol.experiment import load_split
 from kflow_mol.flow import AssemblyFlow, translation_scale_of
 from kflow_mol.models import build_model
 
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--output", default="outputs/bench_assembly.json")
     args = parser.parse_args()
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    clusters = load_clusters("pyxtal", "train")
+    clusters = load_split(DataConfig(), "train")
     atoms = [c.num_nodes for c in clusters]
     print(f"{len(clusters)} pyxtal training clusters, {statistics.mean(atoms):.0f} atoms on average; "
           f"batch {args.batch_size}, K={args.K}, threads {torch.get_num_threads()}")

@@ -68,29 +68,30 @@ def test_evaluate_script_scores_the_checkpoint(demo_run):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("K=0", "K must be an integer >= 1"),
+    ("K=0", "num_bands \\(K\\) must be >= 1"),
+    ("K=abc", "could not be converted to Integer"),
+    ("foo=1", "Key 'foo' not in 'AssemblyConfig'"),
     ("train.steps=-1", "steps"),
+    ("train.out_dir=x", "use output_dir="),
     ("data=prepared", "data.folder"),
-    ("flow.mode=cartesian", "needs K=1 and model.head=atom"),
-    ("bump=wiggly", "bump must be one of"),
+    ("flow.mode=cartesian", "num_bands must be 1"),
+    ("flow.mode=cartesian K=1", "needs model.head=atom"),
+    ("bump=wiggly", "unknown bump"),
     ("data=cod_organic", "needs data.input"),
+    ("sample.method=leapfrog", "sample.method"),
 ])
 def test_bad_config_is_rejected_before_work(override, message):
-    from hydra import compose, initialize_config_dir
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from train_assembly import CONFIG_DIR, validate
-
     from kflow.training import ConfigError
+    from kflow_mol.cli import compose
+    from kflow_mol.config import AssemblyConfig
+    from kflow_mol.experiment import validate
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train_assembly", overrides=[override])
     with pytest.raises(ConfigError, match=message):
-        validate(cfg)
+        validate(compose("train_assembly", override.split(), AssemblyConfig))
 
 
 def test_bad_config_exits_non_zero_with_one_line(tmp_path):
     proc = _run("train_assembly.py", "K=0", f"output_dir={tmp_path / 'x'}", timeout=120)
     assert proc.returncode == 2
-    assert "K must be an integer >= 1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "num_bands (K) must be >= 1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

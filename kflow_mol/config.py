@@ -1,0 +1,314 @@
+"""The typed configuration of the molecular branch: every default lives here, once.
+
+The dataclasses are plain (no Hydra import at module level). The scripts register them as
+Hydra structured configs with :func:`register_configs`, so the YAML files under
+``configs/assembly/`` only pick groups and change values: an unknown key or a value of the
+wrong type is refused by Hydra before any work, and :func:`to_config` turns the composed
+config into these dataclasses, whose ``__post_init__`` checks the choices.
+
+Values that a library constructor checks itself (``K`` by :class:`~kflow_mol.flow.AssemblyFlow`,
+the preset by :func:`~kflow_mol.models.build_model`, the train group by
+:class:`~kflow.training.TrainConfig`) are not checked here again: :func:`kflow_mol.experiment.validate`
+builds those objects before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kflow.training import ConfigError, TrainConfig
+from kflow.training.config import check_choice, check_range
+
+DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "pyxtal_mech")
+START_PRESETS = ("local", "scrambled")
+SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5")
+EDGE_MODES = ("knn", "radius")
+
+
+@dataclass
+class DataConfig:
+    """Where the clusters come from.
+
+    Attributes:
+        source: one of ``DATA_SOURCES`` (``pyxtal``: the embedded test.db crystals).
+        input: raw input folder (``cif`` and ``cod_cluster17`` sources).
+        folder: processed folder (``prepared``), or where to build (``None``: the cache).
+        start: start-state preset when building (``None``: fixed by a prepared dataset).
+        repeats: start states per cluster centre when building.
+        max_train: cap on training clusters (``None``: all).
+        max_test: cap on test clusters (``None``: all).
+    """
+
+    source: str = "pyxtal"
+    input: str | None = None
+    folder: str | None = None
+    start: str | None = "local"
+    repeats: int | None = 1
+    max_train: int | None = None
+    max_test: int | None = None
+
+    def __post_init__(self):
+        check_choice("data.source", self.source, DATA_SOURCES)
+        if self.start is not None:
+            check_choice("data.start", self.start, START_PRESETS)
+        for name in ("repeats", "max_train", "max_test"):
+            if getattr(self, name) is not None:
+                check_range(f"data.{name}", getattr(self, name), minimum=1)
+
+
+@dataclass
+class ModelConfig:
+    """The AssemblyGNN: a size preset and the overrides of it (``None`` keeps the preset's value).
+
+    Attributes:
+        preset: ``S``, ``M`` or ``L`` (``kflow_mol.models.PRESETS``).
+        head: ``rigid`` (per-molecule translation + rotation) or ``atom`` (per-atom velocity).
+        edge_mode: ``knn`` or ``radius`` atom-level edges.
+        k_intra: intra-molecular neighbours per atom.
+        k_inter: inter-molecular neighbours per atom.
+        radius: cutoff (Å) in radius mode.
+    """
+
+    preset: str = "S"
+    head: str = "rigid"
+    edge_mode: str = "knn"
+    k_intra: int | None = None
+    k_inter: int | None = None
+    radius: float = 5.0
+
+    def __post_init__(self):
+        check_choice("model.edge_mode", self.edge_mode, EDGE_MODES)
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`kflow_mol.models.build_model` (``None`` entries dropped)."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
+@dataclass
+class FlowConfig:
+    """The rigid K-Flow path.
+
+    Attributes:
+        mode: ``rigid`` (per-molecule translation + rotation) or ``cartesian`` (all-atom
+            linear flow matching, CrystalFlow-LERP; needs ``K = 1`` and ``model.head = atom``).
+        kernel_width: graph kernel width over the START centroids, in Å, or ``"median"``.
+        grouping: ``equal_count`` or ``equal_radius`` grouping of graph eigenvalues into bands.
+        reverse: move local (high) bands first.
+    """
+
+    mode: str = "rigid"
+    kernel_width: float | str = "median"
+    grouping: str = "equal_count"
+    reverse: bool = False
+
+
+@dataclass
+class SampleConfig:
+    """Sampling of the trained flow.
+
+    Attributes:
+        method: ``euler``, ``heun``, ``rk4`` or ``dopri5``.
+        steps: fixed steps in total, split over the K bands by :func:`kflow.sampling.allocate_steps`.
+        batch_size: clusters per sampling batch.
+        export: test clusters written as XYZ trajectories and CIFs (-1: all).
+    """
+
+    method: str = "euler"
+    steps: int = 12
+    batch_size: int = 8
+    export: int = 4
+
+    def __post_init__(self):
+        check_choice("sample.method", self.method, SAMPLE_METHODS)
+        check_range("sample.steps", self.steps, minimum=1)
+        check_range("sample.batch_size", self.batch_size, minimum=1)
+
+
+@dataclass
+class EvalConfig:
+    """Scoring. Attributes: rmsd: also compute RMSD_17 (the slowest metric)."""
+
+    rmsd: bool = True
+
+
+def assembly_train_defaults() -> TrainConfig:
+    """The assembly branch's optimisation defaults (``out_dir``, ``device``, ``resume`` come
+    from the top-level ``output_dir``, ``device`` and ``resume``)."""
+    return TrainConfig(steps=800, batch_size=8, lr=2e-3, warmup_steps=20, grad_clip=1.0, log_every=10,
+                       ckpt_every=100)
+
+
+RUN_LEVEL_TRAIN_KEYS = ("out_dir", "device", "resume")
+
+
+@dataclass
+class AssemblyConfig:
+    """One training run of ``scripts/train_assembly.py`` (``make demo`` = the defaults).
+
+    Attributes:
+        K: number of graph-spectral bands (1: plain rigid flow matching).
+        bump: ``linear``, ``smoothstep`` or ``cosine`` (``kflow.path.BUMPS``).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        cpu_threads: torch threads on CPU (``None``: torch's default); 1 was fastest for
+            preset S on a busy 2-core machine.
+        resume: continue from ``<output_dir>/checkpoints/last.pt``.
+        output_dir: the run folder.
+    """
+
+    K: int = 2
+    bump: str = "linear"
+    device: str = "cpu"
+    cpu_threads: int | None = 1
+    resume: bool = False
+    output_dir: str = "outputs/assembly_demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    train: TrainConfig = field(default_factory=assembly_train_defaults)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if self.cpu_threads is not None:
+            check_range("cpu_threads", self.cpu_threads, minimum=1)
+        defaults = assembly_train_defaults()
+        for key in RUN_LEVEL_TRAIN_KEYS:
+            if getattr(self.train, key) != getattr(defaults, key):
+                top = "output_dir" if key == "out_dir" else key
+                raise ConfigError(f"train.{key} is set from the top level: use {top}=... instead")
+
+    def train_config(self) -> TrainConfig:
+        """The Trainer's config: the train group plus the run's folder, device and resume flag."""
+        return dataclasses.replace(self.train, out_dir=str(self.output_dir), device=str(self.device),
+                                   resume=bool(self.resume))
+
+
+@dataclass
+class BenchmarkConfig(AssemblyConfig):
+    """``scripts/benchmark_assembly.py``: every method at the same budget and seeds.
+
+    Attributes:
+        methods: method names (see :func:`method_overrides`).
+        starts: start-state presets of built data (ignored for ``data.source = prepared``).
+        seeds: training seeds of every trained method.
+    """
+
+    methods: list[str] = field(default_factory=lambda: ["identity", "crystalflow_lerp", "rigid_K1", "kflow_K2",
+                                                        "kflow_K3"])
+    starts: list[str] = field(default_factory=lambda: list(START_PRESETS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    output_dir: str = "outputs/assembly_benchmark"
+    train: TrainConfig = field(default_factory=lambda: dataclasses.replace(
+        assembly_train_defaults(), steps=150, progress=False, ckpt_every=100000))
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(export=0))
+
+    def __post_init__(self):
+        super().__post_init__()
+        for start in self.starts:
+            check_choice("starts", start, START_PRESETS)
+        for method in self.methods:
+            method_overrides(method)
+
+
+@dataclass
+class EvaluateSampleConfig:
+    """Sampling overrides of an evaluation (``None``: as trained)."""
+
+    method: str | None = None
+    steps: int | None = None
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if self.method is not None:
+            check_choice("sample.method", self.method, SAMPLE_METHODS)
+        if self.steps is not None:
+            check_range("sample.steps", self.steps, minimum=1)
+        check_range("sample.batch_size", self.batch_size, minimum=1)
+
+
+@dataclass
+class EvaluateConfig:
+    """``scripts/evaluate_assembly.py``: score a saved model on any dataset's split.
+
+    Attributes:
+        checkpoint: ``<run>/checkpoints/last.pt``.
+        use_run_data: score the data group saved in the checkpoint (else the one given here).
+        split: ``train``, ``val``, ``test`` (or ``all`` for a folder built as one set).
+        device: where to sample.
+        output: metrics JSON path (``None``: ``<checkpoint dir>/../eval_<split>.json``).
+    """
+
+    checkpoint: str = "???"
+    use_run_data: bool = True
+    split: str = "test"
+    device: str = "cpu"
+    output: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    sample: EvaluateSampleConfig = field(default_factory=EvaluateSampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SCHEMAS: dict[str, type] = {"assembly_schema": AssemblyConfig, "benchmark_assembly_schema": BenchmarkConfig,
+                            "evaluate_assembly_schema": EvaluateConfig}
+"""Structured-config names (used in the ``defaults`` of ``configs/assembly/*.yaml``) of each schema."""
+
+
+def to_config(cfg: Any, schema: type = AssemblyConfig):
+    """The dataclass config of a composed Hydra/OmegaConf config or a plain dict.
+
+    Raises:
+        ConfigError: one line naming the first unknown key or bad value.
+    """
+    from omegaconf import OmegaConf
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        return OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except Exception as error:  # omegaconf's key and type errors: keep their first line
+        raise ConfigError(str(error).splitlines()[0]) from None
+
+
+# ----- method names ---------------------------------------------------------------------------
+SYSTEM_PATTERN = re.compile(r"kflow_K(\d+)|rigid_K1|crystalflow_lerp|allatom_lerp")
+
+
+def run_name(cfg: AssemblyConfig) -> str:
+    """The one name of a run's method: ``rigid_K1``, ``kflow_K<n>`` or ``crystalflow_lerp``."""
+    if cfg.flow.mode == "cartesian":
+        return "crystalflow_lerp"
+    return "rigid_K1" if cfg.K == 1 else f"kflow_K{cfg.K}"
+
+
+def method_overrides(method: str) -> dict[str, Any]:
+    """Config changes that make a run of ``method`` (the inverse of :func:`run_name`).
+
+    Raises:
+        ConfigError: for an unknown method name.
+    """
+    if method in ("crystalflow_lerp", "allatom_lerp"):
+        return {"K": 1, "flow.mode": "cartesian", "model.head": "atom"}
+    if method == "rigid_K1":
+        return {"K": 1}
+    match = re.fullmatch(r"kflow_K(\d+)", method)
+    if match:
+        return {"K": int(match.group(1))}
+    if method == "identity":
+        return {}
+    raise ConfigError(f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1 or kflow_K<n>")
+
+
+def with_method(cfg: AssemblyConfig, method: str, seed: int | None = None) -> AssemblyConfig:
+    """A copy of ``cfg`` set up for ``method`` (and the training ``seed``)."""
+    run = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), model=dataclasses.replace(cfg.model),
+                              flow=dataclasses.replace(cfg.flow), train=dataclasses.replace(cfg.train))
+    for key, value in method_overrides(method).items():
+        group, _, name = key.rpartition(".")
+        setattr(getattr(run, group) if group else run, name, value)
+    if seed is not None:
+        run.train.seed = seed
+    return run

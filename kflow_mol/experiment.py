@@ -1,0 +1,280 @@
+"""The molecular branch's run logic: build, train, evaluate (the twin of ``kflow_image.experiment``).
+
+The Hydra scripts turn their composed config into the dataclasses of :mod:`kflow_mol.config`
+and make one call here:
+
+- ``scripts/train_assembly.py`` -> :func:`run_training` (the main job, ``make demo``);
+- ``scripts/evaluate_assembly.py`` -> :func:`run_evaluation`;
+- ``scripts/benchmark_assembly.py`` -> :func:`kflow_mol.benchmark.run_benchmark`.
+
+:func:`validate` builds every object a config names (flow, network, trainer settings) before
+any data is loaded, so a bad value fails in one line before work.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from kflow.sampling import allocate_steps
+from kflow.training import ConfigError, Trainer, TrainResult, load_checkpoint
+from kflow_mol.config import AssemblyConfig, DataConfig, EvaluateConfig, run_name, to_config
+from kflow_mol.evaluate import (MethodScores, Prediction, evaluate_method, format_table, identity_method,
+                                write_per_cluster_csv)
+from kflow_mol.export import export_clusters
+from kflow_mol.flow import AssemblyFlow, translation_scale_of
+from kflow_mol.models import build_model
+from kflow_mol.plots import pm_bar_chart
+
+
+# ----- building ------------------------------------------------------------------------------
+def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> AssemblyFlow:
+    """The flow (path, loss, sampler) a config names; its constructor checks ``K`` and the mode."""
+    return AssemblyFlow(num_bands=cfg.K, mode=cfg.flow.mode, bump=cfg.bump, translation_scale=translation_scale,
+                        kernel_width=cfg.flow.kernel_width, grouping=cfg.flow.grouping, reverse=cfg.flow.reverse)
+
+
+def required_head(flow: Any) -> str:
+    """The network head a flow integrates: ``atom`` for all-atom flows, ``rigid`` otherwise."""
+    return getattr(flow, "head", "atom" if getattr(flow, "mode", "rigid") == "cartesian" else "rigid")
+
+
+def validate(cfg: AssemblyConfig) -> None:
+    """Build what ``cfg`` names (flow, network, trainer settings) and check its data and device.
+
+    Raises:
+        ConfigError: one line naming the problem, before any data is loaded.
+    """
+    try:
+        flow = build_flow(cfg)
+        build_model(**cfg.model.build_kwargs())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if required_head(flow) != cfg.model.head:
+        raise ConfigError(f"flow.mode={cfg.flow.mode} needs model.head={required_head(flow)}"
+                          + (" and K=1" if cfg.flow.mode == "cartesian" else ""))
+    check_data(cfg.data)
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine")
+    cfg.train_config()
+
+
+def check_data(data: DataConfig) -> None:
+    """Raise ConfigError when the data group points at a folder that is not there."""
+    if data.source == "prepared":
+        if not data.folder or not (Path(data.folder) / "manifest.json").is_file():
+            raise ConfigError(f"data=prepared needs data.folder=<a folder from scripts/prepare_assembly_data.py>; "
+                              f"{data.folder!r} has no manifest.json")
+    elif data.source in ("cif", "cod_cluster17") and (not data.input or not Path(data.input).is_dir()):
+        raise ConfigError(f"data.source={data.source} needs data.input=<existing folder>, got {data.input!r}")
+
+
+def set_cpu_threads(cfg: AssemblyConfig) -> None:
+    """Small molecule-level ops gain little from intra-op threads and lose a lot when cores are shared."""
+    if str(cfg.device) == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(int(cfg.cpu_threads))
+
+
+def load_split(data: DataConfig, split: str, *, start: str | None = None, limit: int | None = None,
+               progress: bool = False) -> list:
+    """Clusters of one split of a data group (building it into the cache on first use).
+
+    Args:
+        data: the data group.
+        split: ``train``, ``val``, ``test`` (or ``all``).
+        start: start-state preset (``None``: the data group's).
+        limit: keep at most this many clusters (``None``: all).
+        progress: show the build progress bar.
+
+    Returns:
+        A list of ``AssemblyData``.
+    """
+    from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
+
+    if data.source == "prepared":
+        check_data(data)
+        clusters = load_assembly_dataset(data.folder, split)
+    else:
+        report = build_assembly_dataset(data.source, input=data.input, output=data.folder,
+                                        start=start or data.start or "local", repeats=data.repeats or 1,
+                                        progress=progress)
+        clusters = load_assembly_dataset(report.output, split)
+    return clusters[:limit] if limit is not None else clusters
+
+
+def steps_per_band(total_steps: int, num_bands: int) -> list[int]:
+    """Fixed sampling steps of each band: ``total_steps`` split evenly (at least one each)."""
+    return allocate_steps(total_steps, [1.0] * num_bands)
+
+
+def flow_predictor(flow: AssemblyFlow, model: nn.Module, method: str, total_steps: int,
+                   trajectory: bool = False):
+    """The ``predict(batch) -> Prediction`` of a trained flow."""
+    model.eval()
+    per_band = steps_per_band(total_steps, flow.num_bands)
+
+    def predict(batch: Batch) -> Prediction:
+        out = flow.sample(model, batch, method=method, steps_per_band=per_band, return_trajectory=trajectory)
+        return Prediction(pos=out.pos, nfe=out.nfe, trajectory=out.trajectory, ks=out.ks)
+
+    return predict
+
+
+# ----- training ------------------------------------------------------------------------------
+@dataclass
+class TrainedRun:
+    """A trained method.
+
+    Attributes:
+        name: the method name (:func:`kflow_mol.config.run_name`).
+        flow: its flow (path, sampler, translation scale).
+        model: the trained network (the EMA copy when training kept one).
+        result: the Trainer's result.
+    """
+
+    name: str
+    flow: AssemblyFlow
+    model: nn.Module
+    result: TrainResult
+
+    def predictor(self, cfg: AssemblyConfig, trajectory: bool = False):
+        return flow_predictor(self.flow, self.model, cfg.sample.method, cfg.sample.steps, trajectory)
+
+
+def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None = None,
+          on_start=None) -> TrainedRun:
+    """Train the flow and network that ``cfg`` names on ``train_set``.
+
+    Args:
+        cfg: a validated config.
+        train_set: ``AssemblyData`` clusters.
+        run_config: extra values saved in the checkpoint (the run's full config).
+        on_start: called with the Trainer before fitting (rank 0 writes its files there).
+    """
+    sigma = translation_scale_of(train_set)
+    flow = build_flow(cfg, sigma)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(**cfg.model.build_kwargs())
+    signature = {"preset": cfg.model.preset, "head": cfg.model.head, "num_bands": cfg.K, "mode": cfg.flow.mode}
+    config = {**(run_config or asdict(cfg)), "translation_scale": sigma}
+    trainer = Trainer(model, flow.loss, train_set, cfg.train_config(), collate_fn=Batch.from_data_list,
+                      run_config=config, signature=signature)
+    if on_start is not None:
+        on_start(trainer, model, sigma)
+    result = trainer.fit()
+    return TrainedRun(name=run_name(cfg), flow=flow, model=result.ema_model or result.model, result=result)
+
+
+def run_training(cfg: AssemblyConfig) -> dict:
+    """The main job: train, sample the test split, write every output; returns the metrics (rank 0) or {}."""
+    validate(cfg)
+    set_cpu_threads(cfg)
+    out_dir, data = Path(cfg.output_dir), cfg.data
+    train_set = load_split(data, "train", limit=data.max_train, progress=True)
+    test_set = load_split(data, "test", limit=data.max_test)
+    if not train_set or not test_set:
+        raise ConfigError(f"data {data.source}: {len(train_set)} train / {len(test_set)} test clusters; need both")
+    run_config = asdict(cfg)
+
+    def announce(trainer, model, sigma):
+        if trainer.dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(_yaml({**run_config, "translation_scale": sigma}))
+            print(f"data: {len(train_set)} train / {len(test_set)} test clusters ({data.source}, start={data.start}); "
+                  f"translation scale {sigma:.2f} Å; model {cfg.model.preset} "
+                  f"({sum(p.numel() for p in model.parameters()):,} parameters); K={cfg.K}", file=sys.stderr)
+            announce.is_main = True
+
+    announce.is_main = False
+    trained = train(cfg, train_set, run_config=run_config, on_start=announce)
+    if not announce.is_main:
+        return {}
+    device = next(trained.model.parameters()).device
+    tic = time.perf_counter()
+    common = dict(batch_size=cfg.sample.batch_size, device=device, with_rmsd=cfg.eval.rmsd)
+    scores = {"identity": evaluate_method("identity", identity_method, test_set, **common),
+              trained.name: evaluate_method(trained.name, trained.predictor(cfg, trajectory=True), test_set,
+                                            keep_predictions=True, progress=True, **common)}
+    summary = {key: value.summary() for key, value in scores.items()}
+    result = trained.result
+    metrics = {**summary, "run": {"train_steps": result.step, "train_wall_s": result.wall_time_s,
+                                  "final_loss": result.final_loss, "eval_wall_s": time.perf_counter() - tic,
+                                  "n_train": len(train_set), "n_test": len(test_set), "K": cfg.K,
+                                  "translation_scale": trained.flow.translation_scale,
+                                  "test_ids": scores[trained.name].cluster_ids},
+               "per_cluster": {key: value.per_cluster for key, value in scores.items()}}
+    write_outputs(out_dir, metrics, scores, test_set, trained.name, cfg)
+    print(format_table(summary))
+    print(f"outputs in {out_dir}/", file=sys.stderr)
+    return metrics
+
+
+def write_outputs(out_dir: Path, metrics: dict, scores: dict[str, MethodScores], test_set: list, name: str,
+                  cfg: AssemblyConfig) -> None:
+    """metrics.json, eval_per_cluster.csv, trajectories/ and clusters/ exports, pm_bars.png."""
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_per_cluster_csv(out_dir / "eval_per_cluster.csv", scores)
+    export_clusters(out_dir, test_set, scores[name], cfg.sample.export)
+    summary = {key: value.summary() for key, value in scores.items()}
+    pm_bar_chart(summary, out_dir / "pm_bars.png", title=f"{cfg.data.source} test split ({len(test_set)} clusters)")
+
+
+def _yaml(values: dict) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(values))
+
+
+# ----- evaluation of a checkpoint ----------------------------------------------------------
+def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyConfig, TrainedRun]:
+    """Rebuild a finished run (config, flow, network) from its checkpoint.
+
+    Raises:
+        ConfigError: when the checkpoint does not exist.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    state = load_checkpoint(path, map_location=device)
+    saved = dict(state["run_config"])
+    sigma = float(saved.pop("translation_scale"))
+    cfg = to_config(saved, AssemblyConfig)
+    model = build_model(**cfg.model.build_kwargs())
+    model.load_state_dict(state["model"])
+    model.to(device)
+    flow = build_flow(cfg, sigma)
+    return cfg, TrainedRun(name=run_name(cfg), flow=flow, model=model, result=None)
+
+
+def run_evaluation(cfg: EvaluateConfig) -> dict:
+    """Score a saved model (and the identity) on one split of its own or another dataset."""
+    run_cfg, trained = load_trained(cfg.checkpoint, cfg.device)
+    method = cfg.sample.method or run_cfg.sample.method
+    steps = cfg.sample.steps or run_cfg.sample.steps
+    data = run_cfg.data if cfg.use_run_data else cfg.data
+    clusters = load_split(data, cfg.split, limit=data.max_test)
+    if not clusters:
+        raise ConfigError(f"no {cfg.split} clusters in data {data.source}")
+    common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
+    predict = flow_predictor(trained.flow, trained.model, method, steps)
+    scores = {"identity": evaluate_method("identity", identity_method, clusters, **common),
+              trained.name: evaluate_method(trained.name, predict, clusters, progress=True, **common)}
+    summary = {key: value.summary() for key, value in scores.items()}
+    output = Path(cfg.output) if cfg.output else Path(cfg.checkpoint).parent.parent / f"eval_{cfg.split}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    metrics = {**summary, "checkpoint": str(cfg.checkpoint), "data": asdict(data),
+               "per_cluster": {key: value.per_cluster for key, value in scores.items()},
+               "cluster_ids": scores[trained.name].cluster_ids}
+    output.write_text(json.dumps(metrics, indent=2))
+    write_per_cluster_csv(output.with_suffix(".csv"), scores)
+    print(format_table(summary))
+    print(f"metrics written to {output}", file=sys.stderr)
+    return metrics
