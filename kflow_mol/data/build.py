@@ -3,11 +3,15 @@
 One build: list the source's entries → for each, read, perceive molecules, cut clusters and
 draw start states (or read a CSV pair) → write ``clusters.pt``, ``splits.json`` (once),
 ``manifest.json``, ``rejections.csv``, ``rejection_summary.txt`` and optionally the CSV
-layout. Bad entries become :class:`Rejection` rows; the batch always finishes.
+layout. Bad entries become :class:`Rejection` rows; the batch always finishes: any exception
+of one entry becomes an ``error`` row (traceback in ``errors.log``), an entry over the time
+limit a ``timeout`` row (see :mod:`kflow_mol.data.isolation`), and every listed file is kept,
+rejected or skipped exactly once (:meth:`BuildReport.accounting`).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -18,7 +22,11 @@ from pathlib import Path
 
 from kflow_mol.data import cod_cluster17 as csv_layout
 from kflow_mol.data.clusters import cut_clusters
-from kflow_mol.data.crystals import REJECTION_REASONS, CrystalRejected, perceive_molecules
+from kflow_mol.data.crystals import (
+    REJECTION_REASONS,
+    CrystalRejected,
+    perceive_molecules,
+)
 from kflow_mol.data.dataset import (
     FORMAT_VERSION,
     AssemblyData,
@@ -29,21 +37,34 @@ from kflow_mol.data.dataset import (
     save_clusters,
     write_csv_layout,
 )
+from kflow_mol.data.isolation import run_guarded
 from kflow_mol.data.sources import (
     EVALUATION_ONLY,
     SOURCE_TAGS,
     SYNTHETIC,
+    Skipped,
     SourceEntry,
     canonical_source,
+    cif_entries,
+    cif_files,
     crystal_entries,
     default_input,
     input_fingerprint,
 )
-from kflow_mol.data.splits import all_in, make_splits, read_splits, write_splits_once
+from kflow_mol.data.splits import (
+    ALL_TEST,
+    BUILD_SPLIT_MODES,
+    all_in,
+    make_splits,
+    read_splits,
+    write_splits_once,
+)
 from kflow_mol.data.start_states import StartScheme, start_scheme
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_SPLITS = {"pyxtal": REPO_ROOT / "data" / "splits" / "pyxtal_testdb.json"}
+DEFAULT_TIME_LIMIT = 60.0  # s per entry; the slowest of the 40 COD crystals takes < 1 s
+DEFAULT_MAX_FILE_MB = 50.0  # the largest COD organic CIFs are a few MB
 
 
 @dataclass
@@ -53,6 +74,10 @@ class Rejection:
     entry_id: str
     reason: str
     detail: str
+
+
+class NoInputError(ValueError):
+    """The input holds no entry to build (no CIF file, an empty database, no matching id)."""
 
 
 @dataclass
@@ -70,6 +95,10 @@ class BuildReport:
         cached: True when an up-to-date build was found and reused.
         settings_hash: hash of settings and input files (names the cache folder).
         unsplit: kept crystal ids missing from an older ``splits.json``.
+        skipped: files of the input folder that are not entries (``not a CIF``).
+        entries: entries processed (kept + rejected).
+        complete: False when the batch was interrupted (outputs hold what was done).
+        slowest: ``[entry id, seconds]`` of the slowest entries.
     """
 
     source: str
@@ -82,13 +111,27 @@ class BuildReport:
     cached: bool
     settings_hash: str
     unsplit: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    entries: int = 0
+    complete: bool = True
+    slowest: list[list] = field(default_factory=list)
+
+    def accounting(self) -> str:
+        """``"<kept> kept + <rejected> rejected + <skipped> skipped = <N> inputs"`` (always balances)."""
+        total = self.kept_crystals + len(self.rejected) + len(self.skipped)
+        line = (f"{self.kept_crystals} kept + {len(self.rejected)} rejected + {len(self.skipped)} skipped "
+                f"= {total} inputs")
+        return line if self.complete else f"{line} (INTERRUPTED after {total} of the inputs)"
 
     def summary_table(self) -> str:
-        """Plain-text table of kept counts and rejection reasons."""
-        lines = [f"source={self.source}: kept {self.kept_crystals} crystals, {self.kept_clusters} clusters; "
-                 f"rejected {len(self.rejected)}", f"{'reason':<20}{'count':>6}  meaning"]
+        """Plain-text table of kept counts, rejection reasons and skipped files."""
+        head = (f"source={self.source}: kept {self.kept_crystals} crystals, {self.kept_clusters} clusters; "
+                f"rejected {len(self.rejected)}; skipped {len(self.skipped)}")
+        lines = [head, f"{'reason':<20}{'count':>6}  meaning"]
         for reason, count in sorted(self.reason_counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"{reason:<20}{count:>6}  {REJECTION_REASONS.get(reason, '')}")
+        lines += [f"skipped: {s.reason}: {s.name}" for s in self.skipped]
+        lines.append(self.accounting())
         return "\n".join(lines)
 
 
@@ -118,44 +161,96 @@ def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -
     ]
 
 
-def _entries(name: str, input: Path | None, settings: dict) -> list[SourceEntry]:
+def _entries(name: str, input: Path | None, settings: dict) -> tuple[list[SourceEntry], list[Skipped]]:
     if name == "cod_cluster17":
         folder = Path(input)
-        return [SourceEntry(cid, lambda c=cid: csv_layout.read_cluster_pair(folder, c))
-                for cid in csv_layout.list_cluster_ids(folder)]
+        entries = [SourceEntry(cid, lambda c=cid: csv_layout.read_cluster_pair(folder, c))
+                   for cid in csv_layout.list_cluster_ids(folder)]
+        return entries, []
     if name == "pyxtal_random":
         from kflow_mol.data.synthetic import synthetic_entries
 
-        return synthetic_entries(Path(input), settings["synthetic_per_molecule"], settings["seed"])
-    return crystal_entries(name, input)
+        return synthetic_entries(Path(input), settings["synthetic_per_molecule"], settings["seed"]), []
+    if name == "cif":
+        if input is None:
+            raise ValueError("source=cif needs input=<folder of CIF files>")
+        return cif_entries(Path(input)), cif_files(Path(input))[1]
+    return crystal_entries(name, input), []
 
 
-def _run(entries: list[SourceEntry], settings: dict, scheme: StartScheme, progress: bool):
-    """Process every entry; returns (clusters, crystal id → formula, rejections)."""
+def _entry_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> list[AssemblyData]:
+    """The clusters of one entry (size limit first), or CrystalRejected."""
+    path = entry.meta.get("path")
+    limit_mb = settings.get("max_file_mb")
+    if path is not None and limit_mb:
+        size = Path(path).stat().st_size
+        if size > limit_mb * 1e6:
+            raise CrystalRejected("too_large", f"{entry.meta.get('file', path)}: {size / 1e6:.1f} MB > {limit_mb} MB")
+    if settings["source"] == "cod_cluster17":
+        return [csv_cluster_data(entry.load())]
+    data = _crystal_clusters(entry, settings, scheme)
+    if not data:
+        raise CrystalRejected("unparsable", f"{entry.entry_id}: no cluster could be cut")
+    return data
+
+
+@dataclass
+class _BatchResult:
+    """Per-entry results of one batch, in entry order once finished."""
+
+    clusters: dict[int, list[AssemblyData]] = field(default_factory=dict)
+    rejected: dict[int, Rejection] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)
+    complete: bool = False
+
+    def ordered(self, entries: list[SourceEntry]) -> tuple[list[AssemblyData], dict[str, str], list[Rejection]]:
+        clusters = [c for i in sorted(self.clusters) for c in self.clusters[i]]
+        formulas = {self.clusters[i][0].crystal_id: self.clusters[i][0].formula for i in sorted(self.clusters)}
+        return clusters, formulas, [self.rejected[i] for i in sorted(self.rejected)]
+
+    def slowest(self, entries: list[SourceEntry], count: int = 5) -> list[list]:
+        ranked = sorted(self.seconds.items(), key=lambda kv: -kv[1])[:count]
+        return [[entries[i].entry_id, round(t, 3)] for i, t in ranked]
+
+
+def _run(entries: list[SourceEntry], settings: dict, scheme: StartScheme, limits: dict, output: Path,
+         progress: bool, result: _BatchResult) -> None:
+    """Process every entry into ``result``: clusters, or a rejection (``error``/``timeout`` included).
+
+    Rejections are appended to ``output/rejections.csv`` as they happen and tracebacks of
+    ``error`` rows to ``output/errors.log``.
+    """
     from tqdm.auto import tqdm
 
-    clusters: list[AssemblyData] = []
-    formulas: dict[str, str] = {}
-    rejected: list[Rejection] = []
-    for entry in tqdm(entries, desc=f"prepare {settings['source']}", disable=not progress):
-        try:
-            if settings["source"] == "cod_cluster17":
-                data = [csv_cluster_data(entry.load())]
-            else:
-                data = _crystal_clusters(entry, settings, scheme)
-        except CrystalRejected as error:
-            rejected.append(Rejection(entry.entry_id, error.reason, error.detail))
-            continue
-        clusters.extend(data)
-        formulas[data[0].crystal_id] = data[0].formula
-    return clusters, formulas, rejected
+    def task(index: int) -> list[AssemblyData]:
+        return _entry_clusters(entries[index], settings, scheme)
+
+    outcomes = run_guarded(task, len(entries), limits["time_limit"], limits["workers"], (CrystalRejected,))
+    with open(output / "rejections.csv", "w", newline="") as rows, open(output / "errors.log", "w") as log:
+        writer = csv.writer(rows)
+        writer.writerow(REJECTION_HEADER)
+        for outcome in tqdm(outcomes, total=len(entries), desc=f"prepare {settings['source']}", disable=not progress):
+            entry = entries[outcome.index]
+            result.seconds[outcome.index] = outcome.seconds
+            if outcome.reason is None:
+                result.clusters[outcome.index] = outcome.value
+                continue
+            rejection = Rejection(entry.entry_id, outcome.reason, _one_line(outcome.detail))
+            result.rejected[outcome.index] = rejection
+            writer.writerow(_rejection_row(rejection))
+            rows.flush()
+            if outcome.traceback or outcome.reason == "timeout":
+                log.write(f"=== {entry.entry_id} ({entry.meta.get('file', '')}): {outcome.reason}: {outcome.detail}\n")
+                log.write(outcome.traceback or f"killed after {outcome.seconds:.1f} s\n")
+                log.flush()
+    result.complete = True
 
 
 # ---------------------------------------------------------------------------- outputs
 
 
 def _splits_for(name: str, input_is_default: bool, formulas: dict[str, str], settings: dict) -> dict:
-    if name in EVALUATION_ONLY:
+    if settings["split_mode"] == ALL_TEST or name in EVALUATION_ONLY:
         return all_in("test", list(formulas), evaluation_only=True)
     if name in SYNTHETIC:
         return all_in("train", list(formulas), synthetic=True)
@@ -166,27 +261,41 @@ def _splits_for(name: str, input_is_default: bool, formulas: dict[str, str], set
 
 
 def _write_splits(output: Path, name: str, splits: dict) -> dict:
-    if name in SYNTHETIC or name in EVALUATION_ONLY:  # one fixed part: nothing to keep stable
+    if name in SYNTHETIC or name in EVALUATION_ONLY or splits.get("mode") == "all_test":  # one fixed part
         (output / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
         return splits
     return write_splits_once(output / "splits.json", splits)
 
 
+REJECTION_HEADER = ("entry_id", "reason", "detail")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _rejection_row(rejection: Rejection) -> tuple[str, str, str]:
+    return rejection.entry_id, rejection.reason, _one_line(rejection.detail)
+
+
 def _write_rejections(output: Path, report: BuildReport) -> None:
-    rows = ["entry_id,reason,detail"] + [
-        f"{r.entry_id},{r.reason},\"{r.detail.replace(chr(34), chr(39))}\"" for r in report.rejected
-    ]
-    (output / "rejections.csv").write_text("\n".join(rows) + "\n")
+    with open(output / "rejections.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REJECTION_HEADER)
+        writer.writerows(_rejection_row(r) for r in report.rejected)
     (output / "rejection_summary.txt").write_text(report.summary_table() + "\n")
 
 
-def _write_manifest(output: Path, report: BuildReport, settings: dict, input, formulas: dict[str, str]) -> None:
+def _write_manifest(output: Path, report: BuildReport, settings: dict, input, formulas: dict[str, str],
+                    limits: dict) -> None:
     manifest = {
         "format_version": FORMAT_VERSION, "settings_hash": report.settings_hash, "settings": settings,
         "input": str(input) if input is not None else None, "source_tag": SOURCE_TAGS[report.source],
         "evaluation_only": report.source in EVALUATION_ONLY, "synthetic": report.source in SYNTHETIC,
         "kept_crystals": report.kept_crystals, "kept_clusters": report.kept_clusters,
         "reason_counts": report.reason_counts, "rejected": [asdict(r) for r in report.rejected],
+        "skipped": [asdict(s) for s in report.skipped], "entries": report.entries, "complete": report.complete,
+        "accounting": report.accounting(), "limits": limits, "slowest": report.slowest,
         "seconds": report.seconds, "crystals": formulas, "unsplit": report.unsplit,
     }
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -197,12 +306,14 @@ def _cached_report(output: Path, digest: str) -> BuildReport | None:
     if not (manifest_path.exists() and (output / "clusters.pt").exists()):
         return None
     manifest = json.loads(manifest_path.read_text())
-    if manifest.get("settings_hash") != digest:
+    if manifest.get("settings_hash") != digest or not manifest.get("complete", True):
         return None
     return BuildReport(
         manifest["settings"]["source"], output, manifest["kept_crystals"], manifest["kept_clusters"],
         [Rejection(**r) for r in manifest["rejected"]], manifest["reason_counts"], manifest["seconds"],
-        True, digest, manifest.get("unsplit", []),
+        True, digest, manifest.get("unsplit", []), [Skipped(**s) for s in manifest.get("skipped", [])],
+        manifest.get("entries", manifest["kept_crystals"] + len(manifest["rejected"])), True,
+        manifest.get("slowest", []),
     )
 
 
@@ -229,6 +340,9 @@ def build_assembly_dataset(
     write_csv: bool = False,
     progress: bool = True,
     force: bool = False,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
+    max_file_mb: float | None = DEFAULT_MAX_FILE_MB,
+    workers: int = 1,
 ) -> BuildReport:
     """Build (or reuse) a processed cluster dataset.
 
@@ -245,7 +359,8 @@ def build_assembly_dataset(
         max_atoms: largest molecule kept (atoms, H included).
         min_distance: Å, crystal clusters with a closer intermolecular pair are rejected.
         rdkit_check: check each molecule's bonding with RDKit.
-        split_mode: default split, ``formula`` (formula-disjoint) or ``random``.
+        split_mode: default split, ``formula`` (formula-disjoint) or ``random``; ``all`` puts
+            every kept crystal in ``test`` (a folder built as one evaluation set).
         split_seed: seed of the splits (used only when splits.json is first written).
         fractions: train/val/test shares.
         ids: only these entry ids (subset builds, tests).
@@ -253,14 +368,28 @@ def build_assembly_dataset(
         write_csv: also write the COD-Cluster17 CSV layout under ``output/raw``.
         progress: show a progress bar.
         force: rebuild even when an up-to-date build exists.
+        time_limit: seconds per entry; an entry still running then is killed and rejected as
+            ``timeout``. None or 0: no limit, entries run in this process.
+        max_file_mb: input files larger than this are rejected as ``too_large`` unread; None: no limit.
+        workers: worker processes (with a time limit); results do not depend on it.
+
+    Limits are recorded in the manifest but are not part of the cache key: after changing them,
+    rebuild with ``force=True``.
 
     Returns:
         The build report (also saved as ``manifest.json``).
+
+    Raises:
+        NoInputError: the input holds no entry (e.g. a folder without CIF files); nothing is written.
     """
     name = canonical_source(source)
     scheme = start_scheme(start)
     if repeats < 1 or num_mols < 2:
         raise ValueError(f"need repeats >= 1 and num_mols >= 2, got repeats={repeats}, num_mols={num_mols}")
+    if split_mode not in BUILD_SPLIT_MODES:
+        raise ValueError(f"split_mode must be one of {BUILD_SPLIT_MODES}, got {split_mode!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if name == "pyxtal_random" and input is None:
         input = build_assembly_dataset("pyxtal", progress=progress).output
     settings = {
@@ -279,13 +408,38 @@ def build_assembly_dataset(
         return cached
 
     started = time.perf_counter()
-    entries = _entries(name, input, settings)
+    entries, skipped = _entries(name, input, settings)
     if ids is not None:
         wanted = set(ids)
-        entries = [e for e in entries if e.entry_id in wanted]
-    clusters, formulas, rejected = _run(entries, settings, scheme, progress)
-
+        entries, skipped = [e for e in entries if e.entry_id in wanted], []
+    if not entries:
+        raise NoInputError(_no_input_message(name, input, ids, skipped))
+    limits = {"time_limit": time_limit, "max_file_mb": max_file_mb, "workers": workers}
+    entry_settings = {**settings, "max_file_mb": max_file_mb}
     output.mkdir(parents=True, exist_ok=True)
+    result = _BatchResult()
+    try:
+        _run(entries, entry_settings, scheme, limits, output, progress, result)
+    finally:  # interrupted or not, write what was done (a partial build is marked incomplete)
+        report = _finish(output, name, input, entries, skipped, result, settings, limits, digest, started, write_csv)
+    return report
+
+
+def _no_input_message(name: str, input, ids: list[str] | None, skipped: list[Skipped]) -> str:
+    if ids is not None:
+        return f"{input or default_input(name)}: none of the {len(ids)} requested ids is an entry of source={name}"
+    if name == "cif":
+        others = ", ".join(s.name for s in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        held = f"it holds {len(skipped)} other entries ({others})" if skipped else "it is empty"
+        return f"{input}: no CIF file (*.cif or *.mmcif, any case); {held}; nothing was written"
+    return f"{input or default_input(name)}: source={name} lists no entry; nothing was written"
+
+
+def _finish(output: Path, name: str, input, entries: list[SourceEntry], skipped: list[Skipped],
+            result: _BatchResult, settings: dict, limits: dict, digest: str, started: float,
+            write_csv: bool) -> BuildReport:
+    """Write every output of a (possibly interrupted) batch and return its report."""
+    clusters, formulas, rejected = result.ordered(entries)
     save_clusters(output / "clusters.pt", clusters)
     input_is_default = input is None or Path(input) == default_input(name)
     splits = _write_splits(output, name, _splits_for(name, input_is_default, formulas, settings))
@@ -294,9 +448,10 @@ def build_assembly_dataset(
     for r in rejected:
         counts[r.reason] = counts.get(r.reason, 0) + 1
     report = BuildReport(name, output, len(formulas), len(clusters), rejected, counts,
-                         time.perf_counter() - started, False, digest, sorted(set(formulas) - in_splits))
+                         time.perf_counter() - started, False, digest, sorted(set(formulas) - in_splits),
+                         skipped, len(formulas) + len(rejected), result.complete, result.slowest(entries))
     _write_rejections(output, report)
-    _write_manifest(output, report, settings, input, formulas)
+    _write_manifest(output, report, settings, input, formulas, limits)
     if write_csv:
         shutil.rmtree(output / "raw", ignore_errors=True)
         write_csv_layout(output, clusters)

@@ -11,6 +11,7 @@ Anything wrong with an entry raises :class:`CrystalRejected` with a reason from
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ REJECTION_REASONS: dict[str, str] = {
     "not_rigid": "a start molecule is not a rigid motion of its target",
     "bad_cluster_file": "a COD-Cluster17 CSV file breaks the layout",
     "generation_failed": "PyXtal could not place the molecule in the drawn space group",
+    "truncated": "the file ends mid-line inside a loop (cut off: no final newline)",
+    "unknown_element": "an atom's type symbol (or, when it is ? or ., its label) names no chemical element",
+    "site_count_mismatch": "the atom_site rows expand by symmetry to a different number of sites than were parsed",
+    "bad_cell": "a non-finite or implausibly thin unit cell, or non-finite coordinates",
+    "too_large": "the input file is larger than the configured size limit",
+    "timeout": "reading and processing the entry took longer than the configured time limit",
+    "error": "an unexpected exception while processing the entry (type and first line; traceback in errors.log)",
 }
 
 ORGANIC_ELEMENTS = frozenset(
@@ -133,47 +141,186 @@ def _cif_has_disorder(block: dict) -> str | None:
     return None
 
 
-def read_cif(path: str | Path) -> Crystal:
+MISSING_VALUES = ("?", ".", "")
+MIN_PLANE_SPACING = 1.0  # Å, a cell thinner than this cannot hold organic molecules without overlaps
+_MMCIF_TAG = re.compile(r"(?m)^(\s*_[A-Za-z0-9_]+)\.")
+
+
+def read_cif_text(path: Path) -> str:
+    """A CIF file's text (UTF-8; undecodable bytes become U+FFFD, as pymatgen reads them).
+
+    ``.mmcif`` files have their DDL2 tag names (``_cell.length_a``) rewritten to the DDL1
+    names pymatgen reads (``_cell_length_a``).
+
+    Raises:
+        CrystalRejected: ``truncated`` when the file ends mid-line inside a loop.
+    """
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    if Path(path).suffix.lower() == ".mmcif":
+        text = _MMCIF_TAG.sub(r"\1_", text)
+    last_line = text.rstrip("\r\n").rsplit("\n", 1)[-1].strip()
+    ends_mid_line = bool(text) and not text.endswith(("\n", "\r"))
+    if ends_mid_line and last_line and not last_line.startswith(("_", "#", ";", "data_", "loop_")):
+        raise CrystalRejected("truncated", f"{Path(path).name}: ends mid-line without a final newline: {last_line[-40:]!r}")
+    return text
+
+
+def _atom_symbols_from_labels(parser, block, name: str) -> int:
+    """Check every atom_site row names an element; fill ``?``/``.`` type symbols from labels.
+
+    Returns:
+        How many type symbols were taken from the labels.
+
+    Raises:
+        CrystalRejected: ``unknown_element`` for a row whose type symbol (or, when that is
+        missing, its label) names no element.
+    """
+    from pymatgen.core import Element
+
+    labels = block.data.get("_atom_site_label")
+    if labels is None:
+        raise CrystalRejected("unparsable", f"{name}: no _atom_site_label loop")
+    types = block.data.get("_atom_site_type_symbol")
+    from_labels = 0
+    for index, label in enumerate(labels):
+        raw = types[index] if types is not None else label
+        use_label = types is not None and raw in MISSING_VALUES
+        symbol = parser._parse_symbol(label if use_label else raw) if (label if use_label else raw) else None
+        if not symbol or not Element.is_valid_symbol(symbol):
+            what = f"label {label!r} (type symbol {raw!r})" if use_label else f"type symbol {raw!r}"
+            raise CrystalRejected("unknown_element", f"{name}: atom {label}: {what} names no element")
+        if use_label:
+            types[index] = symbol
+            from_labels += 1
+    return from_labels
+
+
+def _check_coordinates(block, name: str) -> None:
+    """Refuse ``?``/``.``/non-numeric fractional coordinates (pymatgen reads ``.`` as 0)."""
+    from pymatgen.io.cif import str2float
+
+    labels = block.data["_atom_site_label"]
+    for axis in "xyz":
+        values = block.data.get(f"_atom_site_fract_{axis}")
+        if values is None or len(values) != len(labels):
+            raise CrystalRejected("unparsable", f"{name}: _atom_site_fract_{axis} column missing or short")
+        for label, value in zip(labels, values):
+            try:
+                number = str2float(value) if value not in MISSING_VALUES else None
+            except ValueError:
+                number = None
+            if number is None or not np.isfinite(number):
+                raise CrystalRejected("unparsable", f"{name}: atom {label}: fract_{axis} is {value!r}")
+
+
+def _expected_site_count(parser, block) -> int:
+    """Sites the atom_site rows give after symmetry expansion (each row's orbit, as pymatgen expands it).
+
+    Must run after the block's structure was parsed (``parser.symmetry_operations`` is the block's).
+    """
+    from pymatgen.io.cif import str2float
+
+    total = 0
+    occupancies = block.data.get("_atom_site_occupancy")
+    for index in range(len(block.data["_atom_site_label"])):
+        if occupancies is not None:
+            try:
+                if str2float(occupancies[index]) <= 0:
+                    continue
+            except ValueError:
+                pass
+        coord = tuple(str2float(block.data[f"_atom_site_fract_{axis}"][index]) for axis in "xyz")
+        total += len(parser._unique_coords([coord])[0])
+    return total
+
+
+def read_cif(path: str | Path, crystal_id: str | None = None) -> Crystal:
     """Read the first data block of a CIF file and expand its symmetry.
 
+    Type symbols that are ``?`` or ``.`` are taken from the atom labels (``C12`` → C) and the
+    count is recorded as ``meta["elements_from_labels"]``.
+
     Args:
-        path: CIF file.
+        path: CIF file (``.cif``; ``.mmcif`` with DDL2 tag names is translated).
+        crystal_id: id of the crystal; None = the file name without its suffix.
 
     Returns:
         The full unit cell.
 
     Raises:
-        CrystalRejected: ``unparsable`` or ``disorder``.
+        CrystalRejected: ``truncated``, ``unparsable``, ``disorder``, ``unknown_element``,
+        ``site_count_mismatch`` or ``bad_cell``.
     """
     from pymatgen.io.cif import CifParser
 
     path = Path(path)
+    name = path.name
+    text = read_cif_text(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            parser = CifParser(path, occupancy_tolerance=1.0)
-            blocks = list(parser.as_dict().values())
+            parser = CifParser.from_str(text, occupancy_tolerance=1.0)
+            blocks = list(parser._cif.data.values())
             if not blocks:
-                raise CrystalRejected("unparsable", f"{path.name}: no CIF data block")
+                raise CrystalRejected("unparsable", f"{name}: no CIF data block")
             block = blocks[0]
-            disorder = _cif_has_disorder(block)
+            disorder = _cif_has_disorder(block.data)
             if disorder:
-                raise CrystalRejected("disorder", f"{path.name}: {disorder}")
-            structure = parser.parse_structures(primitive=False)[0]
+                raise CrystalRejected("disorder", f"{name}: {disorder}")
+            from_labels = _atom_symbols_from_labels(parser, block, name)
+            _check_coordinates(block, name)
+            structure = parser._get_structure(block, primitive=False, symmetrized=False, check_occu=True)
+            if structure is None:
+                raise CrystalRejected("unparsable", f"{name}: no structure in the first data block")
+            expected = _expected_site_count(parser, block)
     except CrystalRejected:
         raise
     except Exception as error:  # noqa: BLE001 - any parser failure is a rejection
-        raise CrystalRejected("unparsable", f"{path.name}: {type(error).__name__}: {error}") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CrystalRejected("unparsable", f"{name}: {type(error).__name__}: {first_line}") from None
     if not structure.is_ordered:
-        raise CrystalRejected("disorder", f"{path.name}: partially occupied sites")
+        raise CrystalRejected("disorder", f"{name}: partially occupied sites")
+    if len(structure) != expected:
+        rows = len(block.data["_atom_site_label"])
+        raise CrystalRejected("site_count_mismatch", f"{name}: {rows} atom_site rows give {expected} sites after "
+                                                     f"symmetry, but {len(structure)} were parsed (coincident atoms?)")
+    meta = {"file": name}
+    formula_sum = block.data.get("_chemical_formula_sum")
+    if isinstance(formula_sum, str) and formula_sum not in MISSING_VALUES:
+        meta["formula_sum"] = formula_sum
+    if from_labels:
+        meta["elements_from_labels"] = from_labels
     return Crystal(
-        crystal_id=path.stem,
+        crystal_id=crystal_id if crystal_id is not None else path.stem,
         source="cod_cif",
         numbers=np.array([site.specie.Z for site in structure], dtype=np.int64),
         frac=np.array(structure.frac_coords, dtype=np.float64),
         cell=np.array(structure.lattice.matrix, dtype=np.float64),
-        meta={"file": path.name},
+        meta=meta,
     )
+
+
+def check_crystal(crystal: Crystal) -> None:
+    """Reject a crystal whose atoms or cell cannot be processed.
+
+    Raises:
+        CrystalRejected: ``unparsable`` (no atoms), ``unknown_element`` (an atomic number outside
+        1..118, e.g. a parser's placeholder species) or ``bad_cell`` (non-finite values, or a
+        lattice plane spacing below :data:`MIN_PLANE_SPACING`).
+    """
+    cid = crystal.crystal_id
+    numbers = np.asarray(crystal.numbers)
+    if len(numbers) == 0:
+        raise CrystalRejected("unparsable", f"{cid}: no atoms")
+    unknown = numbers[(numbers < 1) | (numbers >= len(CHEMICAL_SYMBOLS))]
+    if len(unknown):
+        raise CrystalRejected("unknown_element", f"{cid}: atomic number {int(unknown[0])} is no element")
+    if not (np.isfinite(crystal.cell).all() and np.isfinite(crystal.frac).all()):
+        raise CrystalRejected("bad_cell", f"{cid}: non-finite cell or coordinates")
+    with np.errstate(all="ignore"):
+        spacing = interplanar_spacings(crystal.cell).min()
+    if not spacing >= MIN_PLANE_SPACING:
+        raise CrystalRejected("bad_cell", f"{cid}: lattice plane spacing {spacing:.3g} Å < {MIN_PLANE_SPACING} Å")
 
 
 def crystal_from_ase(atoms, crystal_id: str, source: str, meta: dict | None = None) -> Crystal:
@@ -356,17 +503,19 @@ def perceive_molecules(
     Raises:
         CrystalRejected: with the first problem found.
     """
+    check_crystal(crystal)
     cid = crystal.crystal_id
     numbers = crystal.numbers
-    if len(numbers) == 0:
-        raise CrystalRejected("unparsable", f"{cid}: no atoms")
     elements = set(numbers.tolist())
     if 6 not in elements or not elements <= ORGANIC_ELEMENTS:
         others = sorted(CHEMICAL_SYMBOLS[z] for z in elements - ORGANIC_ELEMENTS)
         problem = f"non-organic elements {others}" if others else "no carbon"
         raise CrystalRejected("not_organic", f"{cid}: {problem}")
     if 1 not in elements:
-        raise CrystalRejected("missing_h", f"{cid}: no H atoms")
+        stated = crystal.meta.get("formula_sum", "")
+        says_h = re.search(r"(^|\s)H[\d.]*(\s|$)", stated)
+        hint = f" although _chemical_formula_sum is {stated!r} (H not located, or rows lost)" if says_h else ""
+        raise CrystalRejected("missing_h", f"{cid}: no H atoms{hint}")
 
     i, j, image = _periodic_bonds(crystal, bond_tolerance)
     hh = (numbers[i] == 1) & (numbers[j] == 1)

@@ -7,9 +7,10 @@ raises :class:`CrystalRejected`), so one bad entry never stops a batch.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from kflow_mol.data.crystals import Crystal, CrystalRejected, crystal_from_ase, read_cif
 
@@ -77,12 +78,48 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cif_entries(folder: Path) -> list[SourceEntry]:
-    """Every ``*.cif`` file of a folder (sorted by name), one crystal each."""
+CIF_SUFFIXES = (".cif", ".mmcif")  # matched case-insensitively
+
+
+@dataclass
+class Skipped:
+    """A file of an input folder that is not an entry, with the reason (``not a CIF``)."""
+
+    name: str
+    reason: str
+
+
+def cif_files(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """The CIF candidates of a folder (``*.cif``, ``*.mmcif``, any case; sorted) and everything else.
+
+    Raises:
+        FileNotFoundError: when ``folder`` is not a folder.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: CIF input folder not found")
-    return [SourceEntry(p.stem, lambda p=p: read_cif(p), {"file": p.name}) for p in sorted(folder.glob("*.cif"))]
+    candidates, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in CIF_SUFFIXES:
+            candidates.append(path)
+        else:
+            skipped.append(Skipped(path.name, "not a CIF" if path.is_file() else "not a file"))
+    return candidates, skipped
+
+
+def cif_entry_ids(paths: list[Path]) -> list[str]:
+    """Entry id of each file: its name without the suffix, or the full name where two files share a stem."""
+    stems = Counter(p.stem for p in paths)
+    return [p.stem if stems[p.stem] == 1 else p.name for p in paths]
+
+
+def cif_entries(folder: Path) -> list[SourceEntry]:
+    """Every CIF file of a folder (see :func:`cif_files`), one crystal each."""
+    paths, _ = cif_files(folder)
+    return [
+        SourceEntry(entry_id, lambda p=p, c=entry_id: read_cif(p, c), {"file": p.name, "path": str(p)})
+        for p, entry_id in zip(paths, cif_entry_ids(paths))
+    ]
 
 
 def ase_db_entries(path: Path, source_tag: str) -> list[SourceEntry]:
@@ -136,5 +173,5 @@ def input_fingerprint(source: str, input: str | Path | None) -> dict[str, str]:
     elif name == "pyxtal_random":
         files = [p for p in (path / "manifest.json", path / "splits.json") if p.exists()]
     else:
-        files = sorted(path.glob("*.cif"))
+        files = cif_files(path)[0]
     return {str(p.relative_to(path)): file_sha256(p) for p in files}

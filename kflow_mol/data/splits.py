@@ -2,7 +2,8 @@
 
 Two splits are made together: ``random`` (ids shuffled) and ``formula`` (all crystals of
 one molecular formula, e.g. polymorphs, land in the same part). The top-level
-``train``/``val``/``test`` lists are the chosen default mode.
+``train``/``val``/``test`` lists are the chosen default mode. A build with
+``split_mode="all"`` instead puts every crystal in ``test`` (:func:`all_in`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_MODES = ("formula", "random")
+ALL_TEST = "all"  # build setting: every kept crystal in ``test`` (one evaluation set)
+BUILD_SPLIT_MODES = SPLIT_MODES + (ALL_TEST,)
 
 
 def _assign(groups: list[list[str]], fractions: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
