@@ -25,6 +25,7 @@ class TrainConfig:
         warmup_steps: Linear warm-up length; the learning rate is constant afterwards.
         grad_clip: Max global gradient norm, or None for no clipping.
         ema_decay: Decay of the parameter EMA, or None for no EMA.
+        ema_warmup: Ramp the EMA decay as min(ema_decay, (1 + t) / (10 + t)) over steps t.
         seed: Seeds data order, the training RNG streams and (in scripts) model init.
         log_every: Steps between CSV log rows (the last step is always logged).
         ckpt_every: Steps between checkpoints (one is always written at the end).
@@ -47,6 +48,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
     ema_decay: float | None = None
+    ema_warmup: bool = False
     seed: int = 0
     log_every: int = 10
     ckpt_every: int = 100

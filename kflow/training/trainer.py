@@ -172,7 +172,7 @@ class Trainer:
         warmup = cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup > 0 else 1.0)
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay is not None else None
         self.step = 0
         self.history: list[dict[str, float]] = []
         self._elapsed_before = 0.0
@@ -372,7 +372,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, step)
         self.step = step
         if step % self.cfg.log_every and step != self.cfg.steps:
             return None
