@@ -126,6 +126,53 @@ class PCATransform(KTransform):
             centered=centered,
         )
 
+    @classmethod
+    def from_moments(
+        cls,
+        count: int,
+        total: torch.Tensor,
+        outer: torch.Tensor,
+        shape: Sequence[int],
+        num_bands: int | None,
+        grouping: str = "equal_count",
+        centered: bool = True,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> "PCATransform":
+        """The basis :meth:`fit` would give, from streamed moments (no stacked data set).
+
+        Args:
+            count: number of samples N (>= 2).
+            total: ``sum_n x_n``, shape ``(D,)``.
+            outer: ``sum_n x_n x_n^T``, shape ``(D, D)``.
+            shape: sample shape, ``prod(shape) == D``.
+            num_bands, grouping, centered, dtype, device: as in :meth:`fit`.
+
+        Returns:
+            The fitted transform. Equal to :meth:`fit` on the same samples up to round-off,
+            except inside zero-variance subspaces (whose completion is arbitrary).
+        """
+        if count < 2:
+            raise ValueError(f"PCATransform.from_moments: need count >= 2, got {count}")
+        if grouping not in ("equal_count", "equal_energy"):
+            raise ValueError(
+                f"PCATransform.from_moments: grouping must be 'equal_count' or 'equal_energy', got {grouping!r}"
+            )
+        total, outer = total.to(torch.float64), outer.to(torch.float64)
+        mean = total / count
+        if centered:
+            matrix = (outer - count * torch.outer(mean, mean)) / (count - 1)
+        else:
+            matrix = outer / count
+        variance, vectors = torch.linalg.eigh(0.5 * (matrix + matrix.T))
+        variance, vectors = variance.flip(0).clamp_min(0.0), vectors.flip(1)
+        components = _fix_signs(vectors)
+        rank = torch.arange(variance.numel(), dtype=torch.float64)
+        bands = group_bands(rank, num_bands, grouping, energy=variance if grouping == "equal_energy" else None)
+        device = device if device is not None else total.device
+        return cls(components.to(dtype=dtype, device=device), shape, variance.to(dtype=dtype, device=device),
+                   mean.to(dtype=dtype, device=device), bands.to(device), grouping=grouping, centered=centered)
+
     @property
     def band_index(self) -> torch.LongTensor:
         """Band of every component, ``(D,)``; band 0 = highest variance."""
