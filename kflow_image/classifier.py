@@ -1,8 +1,10 @@
 """A small CNN trained in the project: the feature network behind FD-<net>, KID, P/R and accuracy.
 
 No pretrained weights can be downloaded here, so the metrics use the penultimate layer of a
-classifier trained on the same data set's *training* split. Its weights are cached (keyed by
-data set, architecture and seed) so every run of a benchmark scores with the same network.
+classifier trained on the same data set's *training* split. It is trained once per data set:
+its weights are cached under a key made of a hash of the training images and labels
+(:func:`dataset_fingerprint`) and the training settings, so every later run on the same data
+(whatever the data set's name or folder) loads it, and changed data trains a new one.
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ class FeatureNet:
     model: SmallCNN
     name: str
     test_accuracy: float
+    from_cache: bool = False
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -99,10 +102,40 @@ def accuracy(model: nn.Module, data: Dataset, device: torch.device) -> float:
     return (pred == labels).double().mean().item()
 
 
+def dataset_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """SHA-1 of a data set's content: shapes, float32 pixel bytes and int64 labels.
+
+    Args:
+        images: ``(N, C, H, W)``.
+        labels: ``(N,)``.
+
+    Returns:
+        40 hex digits; equal for equal content, whatever the data set is called.
+    """
+    digest = hashlib.sha1()
+    digest.update(json.dumps([list(images.shape), list(labels.shape)]).encode())
+    digest.update(images.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    digest.update(labels.detach().to(torch.int64).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def classifier_cache_key(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int,
+                         batch_size: int, lr: float, seed: int) -> str:
+    """Cache key of a feature CNN: the data's content hash plus everything that shapes the training."""
+    spec = {"content": dataset_fingerprint(images, labels), "classes": num_classes, "epochs": epochs,
+            "batch_size": batch_size, "lr": lr, "seed": seed, "arch": "SmallCNN-32-64", "version": 2}
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 128, lr: float = 2e-3,
                      seed: int = 0, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
                      verbose: bool = False) -> FeatureNet:
-    """Train (or load from ``cache_dir``) the feature CNN on ``splits.train``.
+    """Train the feature CNN on ``splits.train``, or load it from ``cache_dir`` if trained before.
+
+    The cache file ``classifier-<name>-<key>.pt`` is keyed by :func:`classifier_cache_key`
+    (content hash of the training images and labels, and the settings below), so a second
+    call on the same data loads it (``from_cache`` is then true; the data set's name does not
+    matter) and changed data retrains.
 
     Args:
         splits: data set; needs at least 2 classes.
@@ -111,7 +144,7 @@ def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 12
         lr: Adam learning rate (cosine-decayed to 0).
         seed: seed for init, shuffling and augmentation.
         device: where to train.
-        cache_dir: folder for ``classifier-<key>.pt``; reused when the key matches.
+        cache_dir: folder for ``classifier-<name>-<key>.pt``; ``None`` trains without caching.
         verbose: print the per-epoch loss.
 
     Returns:
@@ -122,20 +155,19 @@ def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 12
                          "FD-<net> needs a labelled data set (use fd_net='pixels' instead)")
     device = torch.device(device)
     channels = splits.image_shape[0]
-    spec = dict(data=splits.name, shape=list(splits.image_shape), n_train=len(splits.train),
-                classes=splits.num_classes, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch="SmallCNN-32-64")
-    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    images, labels = stack_dataset(splits.train)
+    key = classifier_cache_key(images, labels, splits.num_classes, epochs, batch_size, lr, seed)
     name = f"{splits.name}-cnn"
     cache = Path(cache_dir) / f"classifier-{splits.name}-{key}.pt" if cache_dir is not None else None
     torch.manual_seed(seed)
     model = SmallCNN(channels, splits.num_classes).to(device)
-    if cache is not None and cache.exists():
-        state = torch.load(cache, map_location=device, weights_only=True)
+    cached = sorted(Path(cache_dir).glob(f"classifier-*-{key}.pt")) if cache_dir is not None else []
+    if cached:  # same content under another data-set name counts too
+        state = torch.load(cached[0], map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         model.eval()
-        return FeatureNet(model, name, float(state["test_accuracy"]))
+        return FeatureNet(model, name, float(state["test_accuracy"]), from_cache=True)
 
-    images, labels = stack_dataset(splits.train)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * ((len(images) + batch_size - 1) // batch_size)
@@ -161,7 +193,7 @@ def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 12
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "test_accuracy": test_accuracy, "spec": spec}, tmp)
+        torch.save({"model": model.state_dict(), "test_accuracy": test_accuracy, "key": key}, tmp)
         tmp.replace(cache)
     model.eval()
     return FeatureNet(model, name, test_accuracy)
@@ -176,6 +208,7 @@ class PixelFeatures:
 
     name = "pixels16"
     test_accuracy = float("nan")
+    from_cache = False
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` -> ``(N, C * h * w)`` float64 with ``h, w <= 16``."""

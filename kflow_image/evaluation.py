@@ -1,22 +1,39 @@
-"""Score a trained image model: FD-<net>, KID, precision/recall, accuracy, CDR (and Inception FID).
+"""Score a trained image model: FD-<net>, KID, precision/recall, accuracy, CDR, and Inception FID.
 
-All distances compare generated samples with the held-out *reference* split, on features of
-the classifier trained in-project on the *training* split (:mod:`kflow_image.classifier`).
+Samples are generated batch by batch and each batch is turned into features at once; only
+features are kept (the in-project network's D = 64, and at most ``pr_samples`` Inception
+features for precision/recall), never the images. Fréchet distances come from running float64
+statistics (:class:`kflow_image.fid.FrechetScorer`, torchmetrics). The in-project distance
+compares with the held-out *reference* split on the classifier of :mod:`kflow_image.classifier`
+and is reported as ``fd`` with ``fd_net`` naming the network (FD-<net>, never "FID"); only
+``inception_fid`` is an FID.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from kflow.path import KAmplitudePath
 from kflow_image.classifier import FeatureNet, PixelFeatures
-from kflow_image.data import ImageSplits, stack_dataset
-from kflow_image.metrics import (class_drop_ratio, classifier_accuracy, frechet_distance, inception_fid,
-                                 kernel_distance, precision_recall)
+from kflow_image.data import ImageSplits
+from kflow_image.fid import FrechetScorer, InceptionFeatures, ReferenceStats, iterate_batches, reference_stats
+from kflow_image.metrics import class_drop_ratio, classifier_accuracy, kernel_distance, precision_recall
 from kflow_image.train import SamplerSpec, balanced_labels, generate
+
+
+def frechet_of_features(real: torch.Tensor, fake: torch.Tensor, batch_size: int = 4096) -> float:
+    """Fréchet distance of two feature sets ``(N, D)`` and ``(M, D)`` through :class:`FrechetScorer`."""
+    scorer = FrechetScorer()
+    for i in range(0, len(real), batch_size):
+        scorer.add_reference(real[i:i + batch_size])
+    for i in range(0, len(fake), batch_size):
+        scorer.add_samples(fake[i:i + batch_size])
+    return scorer.compute()
 
 
 def sample_metrics(samples: torch.Tensor, reference: torch.Tensor, feature_net: FeatureNet | PixelFeatures,
@@ -27,59 +44,167 @@ def sample_metrics(samples: torch.Tensor, reference: torch.Tensor, feature_net: 
     Returns:
         ``fd``, ``fd_net``, ``kid``, ``kid_std``, ``precision``, ``recall``.
     """
-    fake, real = feature_net.features(samples), feature_net.features(reference)
+    return feature_metrics(feature_net.features(reference), feature_net.features(samples), feature_net.name,
+                           pr_k, kid_subsets, kid_subset_size, seed)
+
+
+def feature_metrics(real: torch.Tensor, fake: torch.Tensor, net_name: str, pr_k: int = 3, kid_subsets: int = 50,
+                    kid_subset_size: int = 1000, seed: int = 0,
+                    pr_samples: int | None = None) -> dict[str, float | str]:
+    """FD, KID and precision/recall of feature sets ``real (N, D)`` and ``fake (M, D)``.
+
+    ``pr_samples`` caps the points per set that precision/recall uses (the first ones).
+    """
     kid = kernel_distance(real, fake, kid_subsets, kid_subset_size, seed)
-    pr = precision_recall(real, fake, pr_k)
-    return {"fd": frechet_distance(real, fake), "fd_net": feature_net.name, "kid": kid.mean, "kid_std": kid.std,
+    pr = precision_recall(real[:pr_samples], fake[:pr_samples], pr_k)
+    return {"fd": frechet_of_features(real, fake), "fd_net": net_name, "kid": kid.mean, "kid_std": kid.std,
             "precision": pr.precision, "recall": pr.recall}
+
+
+def draw_noise(generator: torch.Generator, num: int, shape: Sequence[int]) -> torch.Tensor:
+    """``(num, *shape)`` source draws, one sample at a time, so they do not depend on the batch size."""
+    return torch.stack([torch.randn(*shape, generator=generator) for _ in range(num)])
+
+
+def features_in_batches(data, feature_fn, batch_size: int,
+                        max_items: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features ``(N, D)`` and labels ``(N,)`` (or ``None``) of a data set, ``batch_size`` images at a time."""
+    features, labels = [], []
+    for images, batch_labels in iterate_batches(data, batch_size, max_items):
+        features.append(feature_fn(images))
+        labels.append(batch_labels)
+    return torch.cat(features), (None if labels[0] is None else torch.cat(labels))
+
+
+def inception_reference(splits: ImageSplits, inception: InceptionFeatures, stats_path: str | Path | None,
+                        keep_features: int, batch_size: int) -> ReferenceStats:
+    """Inception statistics of the reference: from ``stats_path`` (.npz) or computed from ``splits.reference``."""
+    if stats_path:
+        return ReferenceStats.load(stats_path)
+    return reference_stats(splits.reference, inception, inception.name, batch_size, keep_features)
+
+
+class _KeptFeatures:
+    """Feature batches kept up to ``limit`` rows (``None``: all)."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit, self.parts, self.count = limit, [], 0
+
+    def add(self, features: torch.Tensor) -> None:
+        room = len(features) if self.limit is None else max(self.limit - self.count, 0)
+        if room:
+            self.parts.append(features[:room])
+            self.count += len(self.parts[-1])
+
+    def tensor(self) -> torch.Tensor | None:
+        return torch.cat(self.parts) if self.parts else None
 
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
                    feature_net: FeatureNet | PixelFeatures, num_samples: int = 1000,
-                   sampler: SamplerSpec = SamplerSpec(), seed: int = 0, device: str | torch.device = "cpu",
+                   sampler: SamplerSpec | None = None, seed: int = 0, device: str | torch.device = "cpu",
                    cdr: bool = True, cdr_drop_after: float = 0.3, inception_weights: str | None = None,
-                   batch_size: int = 500, progress: bool = False) -> dict:
-    """Generate ``num_samples`` images and score them.
+                   batch_size: int = 500, progress: bool = False, inception_reference_stats: str | None = None,
+                   pr_k: int = 3, pr_samples: int = 10_000, codec=None,
+                   sample_shape: Sequence[int] | None = None) -> dict:
+    """Generate ``num_samples`` images batch by batch and score them as they come.
 
     Class-conditional data sets get balanced labels, ``accuracy`` (classifier agreement with
     the requested label) and, if ``cdr``, the class-drop ratio from a second pass with the
-    same noise and the label dropped after ``cdr_drop_after`` K. ``progress`` shows a bar
-    over sample batches.
+    same noise and the label dropped after ``cdr_drop_after`` K. The source noise of sample i
+    depends on ``seed`` and i only (not on ``batch_size``).
+
+    Args:
+        model, path: the trained network and its K-amplitude path.
+        splits: the data set (``reference`` is the comparison set of FD-<net>).
+        feature_net: the in-project feature network (or pixel features).
+        num_samples: N (50,000 for the paper's protocol).
+        sampler: integration settings (default ``SamplerSpec()``).
+        seed: seed of the source noise and KID subsets.
+        device: where to sample and run the networks.
+        cdr, cdr_drop_after: class-drop ratio pass.
+        inception_weights: local Inception file; ``None`` skips FID (nothing is downloaded).
+        batch_size: samples generated (and scored) at once.
+        progress: a progress bar over sample batches.
+        inception_reference_stats: ``.npz`` of reference statistics (``scripts/fid_stats.py``);
+            ``None`` computes them from ``splits.reference``.
+        pr_k: k of precision/recall.
+        pr_samples: points per set used by precision/recall (and Inception features kept).
+        codec: latent codec; samples are decoded before scoring (default pixel space).
+        sample_shape: shape the model samples in (latent shape with a codec; default the images').
 
     Returns:
         Plain dict: ``fd``, ``fd_net``, ``kid``, ``kid_std``, ``precision``, ``recall``,
         ``accuracy``, ``cdr``, ``fd_per_class_kept/dropped``, ``nfe``, ``cfg_scale``,
-        ``num_samples``, ``sample_time_s``, ``inception_fid`` (None unless weights given),
-        ``classifier_test_accuracy``.
+        ``num_samples``, ``sample_time_s``, ``eval_time_s``, ``inception_fid``,
+        ``inception_precision``, ``inception_recall`` (None without Inception weights),
+        ``classifier_test_accuracy``, ``classifier_from_cache``.
     """
-    reference, reference_labels = stack_dataset(splits.reference)
+    from tqdm.auto import tqdm
+
+    start_eval = time.perf_counter()
+    sampler = sampler or SamplerSpec()
+    shape = tuple(sample_shape or splits.image_shape)
     conditional = splits.num_classes > 1
     labels = balanced_labels(num_samples, splits.num_classes) if conditional else None
-    start = time.perf_counter()
-    result = generate(model, path, num_samples, splits.image_shape, sampler, labels=labels, seed=seed,
-                      device=device, batch_size=batch_size, progress=progress)
-    metrics: dict = {"sample_time_s": time.perf_counter() - start, "nfe": result.nfe,
-                     "cfg_scale": sampler.cfg_scale, "num_samples": num_samples,
-                     "classifier_test_accuracy": feature_net.test_accuracy}
-    metrics.update(sample_metrics(result.images, reference, feature_net, seed=seed))
-    metrics["accuracy"] = classifier_accuracy(feature_net.predict(result.images), labels) if conditional else None
+    reference, reference_labels = features_in_batches(splits.reference, feature_net.features, batch_size)
+    inception = InceptionFeatures(inception_weights, device=device) if inception_weights else None
+    if inception is not None:
+        inc_stats = inception_reference(splits, inception, inception_reference_stats, pr_samples, batch_size)
+        inc_scorer = FrechetScorer()
+        inc_scorer.load_reference(inc_stats)
+        inc_kept = _KeptFeatures(pr_samples)
+    fake, dropped, predicted, predicted_dropped = _KeptFeatures(), _KeptFeatures(), [], []
+    generator = torch.Generator().manual_seed(seed)
+    sample_time, nfe = 0.0, 0
+    for start in tqdm(range(0, num_samples, batch_size), desc="evaluating", disable=not progress, leave=False):
+        n = min(batch_size, num_samples - start)
+        noise = draw_noise(generator, n, shape)
+        y = labels[start:start + n] if conditional else None
+        tick = time.perf_counter()
+        result = generate(model, path, n, shape, sampler, labels=y, noise=noise, batch_size=n, device=device,
+                          codec=codec)
+        sample_time += time.perf_counter() - tick
+        nfe = result.nfe
+        fake.add(feature_net.features(result.images))
+        if conditional:
+            predicted.append(feature_net.predict(result.images))
+        if inception is not None:
+            feats = inception(result.images)
+            inc_scorer.add_samples(feats)
+            inc_kept.add(feats.float())
+        if conditional and cdr:
+            tick = time.perf_counter()
+            other = generate(model, path, n, shape, replace(sampler, drop_cond_after=cdr_drop_after), labels=y,
+                             noise=noise, batch_size=n, device=device, codec=codec)
+            sample_time += time.perf_counter() - tick
+            dropped.add(feature_net.features(other.images))
+            predicted_dropped.append(feature_net.predict(other.images))
+    metrics: dict = {"nfe": nfe, "cfg_scale": sampler.cfg_scale, "num_samples": num_samples,
+                     "classifier_test_accuracy": feature_net.test_accuracy,
+                     "classifier_from_cache": bool(getattr(feature_net, "from_cache", False))}
+    fake_features = fake.tensor()
+    metrics.update(feature_metrics(reference, fake_features, feature_net.name, pr_k, seed=seed, pr_samples=pr_samples))
+    metrics["accuracy"] = classifier_accuracy(torch.cat(predicted), labels) if conditional else None
     metrics["cdr"] = None
     if conditional and cdr:
-        dropped = generate(model, path, num_samples, splits.image_shape,
-                           replace(sampler, drop_cond_after=cdr_drop_after), labels=labels,
-                           noise=result.noise, device=device, batch_size=batch_size, progress=progress)
-        ratio = class_drop_ratio(feature_net.features(reference), reference_labels,
-                                 feature_net.features(result.images), feature_net.features(dropped.images), labels)
-        metrics.update(cdr=ratio.cdr, accuracy_dropped=classifier_accuracy(feature_net.predict(dropped.images), labels),
+        ratio = class_drop_ratio(reference, reference_labels, fake_features, dropped.tensor(), labels)
+        metrics.update(cdr=ratio.cdr, accuracy_dropped=classifier_accuracy(torch.cat(predicted_dropped), labels),
                        fd_per_class_kept=ratio.fd_kept, fd_per_class_dropped=ratio.fd_dropped)
-    metrics["inception_fid"] = inception_fid(result.images, reference, inception_weights, device)
+    metrics.update(inception_fid=None, inception_precision=None, inception_recall=None)
+    if inception is not None:
+        metrics["inception_fid"] = inc_scorer.compute()
+        if inc_stats.features is not None:
+            pr = precision_recall(torch.from_numpy(inc_stats.features), inc_kept.tensor(), pr_k)
+            metrics.update(inception_precision=pr.precision, inception_recall=pr.recall)
+    metrics.update(sample_time_s=sample_time, eval_time_s=time.perf_counter() - start_eval)
     return metrics
 
 
-def reference_floor(splits: ImageSplits, feature_net: FeatureNet | PixelFeatures, seed: int = 0) -> dict:
+def reference_floor(splits: ImageSplits, feature_net: FeatureNet | PixelFeatures, seed: int = 0,
+                    batch_size: int = 500) -> dict:
     """Metrics of *training* images against the reference split: the best a model can expect."""
-    train, _ = stack_dataset(splits.train, max_items=len(splits.reference))
-    reference, _ = stack_dataset(splits.reference)
-    return sample_metrics(train, reference, feature_net, seed=seed)
-
+    train, _ = features_in_batches(splits.train, feature_net.features, batch_size, max_items=len(splits.reference))
+    reference, _ = features_in_batches(splits.reference, feature_net.features, batch_size)
+    return feature_metrics(reference, train, feature_net.name, seed=seed)

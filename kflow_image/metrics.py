@@ -1,18 +1,17 @@
-"""Sample-quality metrics on features of the in-project classifier, plus image-space measures.
+"""Sample-quality metrics on feature sets, plus image-space measures.
 
-- :func:`frechet_distance` — FD between Gaussian fits of two feature sets (FD-<net>, never "FID"
-  unless the features come from Inception, see :func:`inception_fid`).
+- :func:`frechet_distance` — FD between Gaussian fits of two feature sets held in memory (FD-<net>,
+  never "FID"; the streamed FD and the Inception FID are in :mod:`kflow_image.fid`).
 - :func:`kernel_distance` — KID: unbiased MMD^2 with the cubic polynomial kernel, over subsets.
-- :func:`precision_recall` — Kynkäänniemi et al. (2019) k-NN manifold precision and recall.
+- :func:`precision_recall` — Kynkäänniemi et al. (2019) k-NN manifold precision and recall,
+  computed in row blocks (:func:`manifold_radii`, :func:`covered_fraction`).
 - :func:`class_drop_ratio` — CDR: per-class FD with the class kept for all of k vs dropped
   after 30% of k, as a ratio (see its docstring).
 - :func:`radial_power_spectrum`, :func:`psnr`, :func:`ssim` — image-space measures.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -111,25 +110,59 @@ class PrecisionRecall:
     recall: float
 
 
-def _covered_fraction(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> float:
-    """Fraction of ``queries`` inside the union of k-NN balls around ``manifold`` points."""
+def _chunk_len(num_cols: int, chunk_size: int | None) -> int:
+    """Rows per distance block: ``chunk_size``, or enough for about 256 MB of float64 ``(rows, num_cols)``."""
+    return chunk_size or max(1, 2 ** 25 // max(num_cols, 1))
+
+
+def manifold_radii(manifold: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
+    """Distance of every point to its k-th nearest other point, computed a block of rows at a time.
+
+    Args:
+        manifold: points ``(N, D)``; N must exceed k.
+        k: neighbour rank (the point itself, at distance 0, is skipped).
+        chunk_size: rows per ``(chunk, N)`` distance block (default: about 256 MB of float64).
+
+    Returns:
+        Radii ``(N,)``.
+    """
     if len(manifold) <= k:
         raise ValueError(f"metrics: precision/recall with k={k} needs more than {k} points per set")
-    radii = torch.cdist(manifold, manifold).kthvalue(k + 1, dim=1).values  # k+1: skip the point itself
-    inside = torch.cdist(queries, manifold) <= radii[None]
-    return inside.any(dim=1).double().mean().item()
+    step = _chunk_len(len(manifold), chunk_size)
+    return torch.cat([torch.cdist(manifold[i:i + step], manifold).kthvalue(k + 1, dim=1).values
+                      for i in range(0, len(manifold), step)])
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> PrecisionRecall:
+def covered_fraction(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor,
+                     chunk_size: int | None = None) -> float:
+    """Fraction of ``queries (M, D)`` inside the union of balls ``(manifold (N, D), radii (N,))``.
+
+    Distances are computed a ``(chunk, N)`` block at a time; no ``(M, N)`` matrix is formed.
+    """
+    step = _chunk_len(len(manifold), chunk_size)
+    inside = sum(int((torch.cdist(queries[i:i + step], manifold) <= radii[None]).any(dim=1).sum())
+                 for i in range(0, len(queries), step))
+    return inside / len(queries)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
+                     chunk_size: int | None = None) -> PrecisionRecall:
     """Precision (fake inside the real manifold) and recall (real inside the fake manifold).
+
+    Kynkäänniemi et al. (2019): each set's manifold is the union of balls reaching each
+    point's k-th nearest neighbour. Computed in row blocks, so 50k x 50k sets never form an
+    ``N x N`` matrix; the blocks only change how the same distances are grouped.
 
     Args:
         real: reference features ``(N, D)``.
         fake: sample features ``(M, D)``.
         k: neighbourhood size for the ball radii.
+        chunk_size: rows per distance block (default: about 256 MB of float64 per block).
     """
     real, fake = real.double(), fake.double()
-    return PrecisionRecall(_covered_fraction(real, fake, k), _covered_fraction(fake, real, k))
+    real_radii, fake_radii = manifold_radii(real, k, chunk_size), manifold_radii(fake, k, chunk_size)
+    return PrecisionRecall(covered_fraction(real, real_radii, fake, chunk_size),
+                           covered_fraction(fake, fake_radii, real, chunk_size))
 
 
 def classifier_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
@@ -258,45 +291,3 @@ def ssim(x: torch.Tensor, target: torch.Tensor, data_range: float = 2.0, window:
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_t + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_t ** 2 + c1) * (var_x + var_t + c2))
     return ssim_map.flatten(1).mean(1)
-
-
-@torch.no_grad()
-def inception_features(images: torch.Tensor, weights_path: str | Path, batch_size: int = 100,
-                       device: str | torch.device = "cpu") -> torch.Tensor:
-    """2048-d Inception pool features from a user-supplied TorchScript file.
-
-    The file must be a TorchScript Inception taking uint8-range ``(B, 3, 299, 299)`` floats
-    and accepting ``return_features=True`` (NVIDIA's ``inception-2015-12-05.pt`` used by
-    StyleGAN/clean-fid). Nothing is downloaded.
-
-    Args:
-        images: ``(N, C, H, W)`` in [-1, 1]; grey images are repeated to 3 channels.
-        weights_path: path of the TorchScript file.
-        batch_size: images per forward.
-        device: where to run the network.
-
-    Returns:
-        Shape ``(N, 2048)`` float64 on CPU.
-    """
-    path = Path(weights_path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: Inception weights file not found")
-    with warnings.catch_warnings():  # the published Inception files are TorchScript; jit.load warns in torch 2.13
-        warnings.simplefilter("ignore", DeprecationWarning)
-        net = torch.jit.load(str(path), map_location=device).eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device).float()
-        x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
-        x = F.interpolate((x + 1) * 127.5, size=(299, 299), mode="bilinear", align_corners=False)
-        out.append(net(x.clamp(0, 255), return_features=True).double().cpu())
-    return torch.cat(out)
-
-
-def inception_fid(samples: torch.Tensor, reference: torch.Tensor, weights_path: str | Path | None,
-                  device: str | torch.device = "cpu") -> float | None:
-    """Inception FID if ``weights_path`` is given, else ``None`` (skipped, never downloaded)."""
-    if not weights_path:
-        return None
-    return frechet_distance(inception_features(samples, weights_path, device=device),
-                            inception_features(reference, weights_path, device=device))

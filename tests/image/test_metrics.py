@@ -5,9 +5,19 @@ import math
 import pytest
 import torch
 
-from kflow_image.metrics import (class_drop_ratio, classifier_accuracy, frechet_distance, kernel_distance,
-                                 mmd2_unbiased, polynomial_kernel, precision_recall, psnr,
-                                 radial_power_spectrum, ssim)
+from kflow_image.metrics import (
+    class_drop_ratio,
+    classifier_accuracy,
+    frechet_distance,
+    kernel_distance,
+    manifold_radii,
+    mmd2_unbiased,
+    polynomial_kernel,
+    precision_recall,
+    psnr,
+    radial_power_spectrum,
+    ssim,
+)
 
 
 def features(n=400, d=5, seed=0):
@@ -64,6 +74,25 @@ def test_precision_recall_hand_case():
         precision_recall(real[:1], fake, k=1)
 
 
+def dense_precision_recall(real, fake, k):
+    """Reference implementation: full N x N and N x M distance matrices at once."""
+    real_radii = torch.cdist(real, real).kthvalue(k + 1, dim=1).values
+    fake_radii = torch.cdist(fake, fake).kthvalue(k + 1, dim=1).values
+    precision = (torch.cdist(fake, real) <= real_radii[None]).any(dim=1).double().mean().item()
+    recall = (torch.cdist(real, fake) <= fake_radii[None]).any(dim=1).double().mean().item()
+    return precision, recall
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
+def test_chunked_precision_recall_equals_dense(chunk_size):
+    real, fake = features(120, 4, 11), 0.8 * features(90, 4, 12) + 0.4
+    pr = precision_recall(real, fake, k=3, chunk_size=chunk_size)
+    assert (pr.precision, pr.recall) == dense_precision_recall(real, fake, 3)
+    assert 0 < pr.precision < 1 and 0 < pr.recall < 1  # a case where both sides of every ball matter
+    torch.testing.assert_close(manifold_radii(real, 3, chunk_size), torch.cdist(real, real).kthvalue(4, 1).values,
+                               rtol=0, atol=1e-12)
+
+
 def test_classifier_accuracy():
     assert classifier_accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])) == 0.75
 
@@ -105,29 +134,3 @@ def test_radial_power_spectrum_of_constant_and_single_frequency():
     total = sum(float(p) * int(((torch.fft.fftfreq(8, 1 / 8)[:, None] ** 2 + torch.fft.fftfreq(8, 1 / 8)[None] ** 2)
                                 .sqrt().round() == r).sum()) for r, p in zip(s.radius, s.power))
     assert total == pytest.approx(wave.square().sum().item())
-
-
-class FakeInception(torch.nn.Module):
-    """Stands in for a user's TorchScript Inception file: mean colour per 299x299 input as features."""
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        assert x.shape[1:] == (3, 299, 299)
-        return x.mean(dim=(2, 3))
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
-def test_inception_fid_only_with_a_weights_file(tmp_path):
-    from kflow_image.metrics import inception_features, inception_fid
-
-    images = torch.rand(6, 1, 8, 8) * 2 - 1
-    assert inception_fid(images, images, None) is None
-    path = tmp_path / "inception.pt"
-    torch.jit.script(FakeInception()).save(str(path))
-    feats = inception_features(images, path)
-    assert feats.shape == (6, 3)
-    # grey -> 3 equal channels, [-1, 1] -> [0, 255]; bilinear resizing preserves the mean up to edge effects
-    assert torch.allclose(feats[:, 0], feats[:, 2])
-    torch.testing.assert_close(feats[:, 0], ((images + 1) * 127.5).mean(dim=(1, 2, 3)).double(), atol=3.0, rtol=0)
-    assert inception_fid(images, images, path) == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(FileNotFoundError, match="Inception weights"):
-        inception_features(images, tmp_path / "missing.pt")
