@@ -131,24 +131,34 @@ def assert_band_index_covers(
         assert not empty, f"{name}: bands {empty} are empty (sample {sample}); counts {counts.tolist()}"
 
 
+def random_rotations(
+    count: int,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Uniformly random (Haar) proper rotation matrices (det +1), ``(count, 3, 3)``.
+
+    Args:
+        count: how many.
+        dtype: output dtype.
+        device: output device.
+        generator: RNG (on CPU) for reproducibility.
+    """
+    gaussian = torch.randn(count, 3, 3, dtype=torch.float64, generator=generator)
+    q, r = torch.linalg.qr(gaussian)
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar-uniform orthogonal
+    q[torch.linalg.det(q) < 0, :, 0] *= -1
+    return q.to(dtype=dtype, device=device)
+
+
 def random_rotation(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """A uniformly random proper rotation matrix (det +1), ``(3, 3)``.
-
-    Args:
-        dtype: output dtype.
-        device: output device.
-        generator: RNG (on CPU) for reproducibility.
-    """
-    gaussian = torch.randn(3, 3, dtype=torch.float64, generator=generator)
-    q, r = torch.linalg.qr(gaussian)
-    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # Haar-uniform orthogonal matrix
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q.to(dtype=dtype, device=device)
+    """A uniformly random proper rotation matrix (det +1), ``(3, 3)``; see :func:`random_rotations`."""
+    return random_rotations(1, dtype=dtype, device=device, generator=generator)[0]
 
 
 def assert_equivariant(
@@ -244,9 +254,7 @@ def assert_velocity_on_current_band(path: Any, x0: torch.Tensor, x1: torch.Tenso
     """
     sample = path.sample(x0, x1, k, context)
     coeffs = path.transform.forward(sample.dx_k, context)
-    position = path.schedule_position(context).to(coeffs.device)
-    moving = torch.floor(k).long().reshape(-1, *([1] * (coeffs.dim() - 1)))
-    off_band = coeffs.masked_fill((position == moving).expand_as(coeffs), 0)
+    off_band = coeffs * (1 - path.band_mask(k, context, like=coeffs))
     worst = float(off_band.abs().max())
     assert worst <= atol, f"velocity leaks {worst:.3g} outside the current band (allowed {atol:.3g})"
 

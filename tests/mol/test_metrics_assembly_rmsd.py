@@ -3,17 +3,11 @@ import math
 import pytest
 import torch
 
+from kflow.testing import random_rotation
+
 from kflow_mol.metrics import aligned_rmsd, pm_atom, rmsd17, rmsd17_batch
 
 NUM_MOLECULES = 17
-
-
-def random_rotation(generator):
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 def benzene():
@@ -41,7 +35,7 @@ def make_cluster(molecules, generator, spacing=7.0):
     grid = grid + 0.8 * torch.randn(grid.shape, generator=generator, dtype=torch.float64)
     pos, z, mol = [], [], []
     for m, (x, numbers) in enumerate(molecules):
-        pos.append(x @ random_rotation(generator).T + grid[m])
+        pos.append(x @ random_rotation(generator=generator).T + grid[m])
         z.append(numbers)
         mol.append(torch.full((x.shape[0],), m))
     return torch.cat(pos), torch.cat(z), torch.cat(mol)
@@ -76,7 +70,7 @@ def test_permuting_molecules_leaves_rmsd17_unchanged_but_changes_pm(asym_cluster
     g = torch.Generator().manual_seed(1)
     pred = pos + 0.2 * torch.randn(pos.shape, generator=g, dtype=torch.float64)
     order = torch.randperm(NUM_MOLECULES, generator=g)
-    permuted = permute_molecules(pred, mol, order) @ random_rotation(g).T + 4.0
+    permuted = permute_molecules(pred, mol, order) @ random_rotation(generator=g).T + 4.0
     base, swapped = rmsd17(pos, pred, z, mol), rmsd17(pos, permuted, z, mol)
     assert swapped.rmsd_17.item() == pytest.approx(base.rmsd_17.item(), abs=1e-9)
     assert swapped.n_matched.item() == base.n_matched.item() == NUM_MOLECULES
@@ -186,7 +180,7 @@ def test_never_worse_than_data_order_alignment(asym_cluster):
         pred = pos.clone()
         for m in range(NUM_MOLECULES):
             atoms = mol == m
-            pred[atoms] = ((pos[atoms] - centroids[m]) @ random_rotation(g).T + centroids[m]
+            pred[atoms] = ((pos[atoms] - centroids[m]) @ random_rotation(generator=g).T + centroids[m]
                            + 3.0 * torch.randn(3, generator=g, dtype=pos.dtype))
         preds.append(pred)
     preds = torch.stack(preds)

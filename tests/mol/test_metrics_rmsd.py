@@ -1,15 +1,8 @@
 import pytest
 import torch
 
+from kflow.testing import random_rotation
 from kflow_mol.metrics import aligned_rmsd, aligned_rmsd_center, kabsch
-
-
-def random_rotation(generator, dtype=torch.float64):
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q.to(dtype)
 
 
 def test_two_points_by_hand():
@@ -22,7 +15,7 @@ def test_two_points_by_hand():
 def test_kabsch_recovers_a_known_motion():
     g = torch.Generator().manual_seed(0)
     true = torch.randn(4, 20, 3, generator=g, dtype=torch.float64)
-    rotations = torch.stack([random_rotation(g) for _ in range(4)])
+    rotations = torch.stack([random_rotation(generator=g) for _ in range(4)])
     shift = torch.randn(4, 3, generator=g, dtype=torch.float64)
     pred = (true - shift[:, None]) @ rotations  # true = pred @ R^T + shift
     alignment = kabsch(true, pred)
@@ -38,9 +31,9 @@ def test_aligned_rmsd_invariant_to_rigid_motion(dtype, atol):
     pred = true + 0.5 * torch.randn(30, 3, generator=g, dtype=dtype)
     base = aligned_rmsd(true, pred).rmsd
     assert base > 0.1
-    moved = pred @ random_rotation(g, dtype).T + torch.tensor([5.0, -7.0, 2.0], dtype=dtype)
+    moved = pred @ random_rotation(dtype, generator=g).T + torch.tensor([5.0, -7.0, 2.0], dtype=dtype)
     assert aligned_rmsd(true, moved).rmsd.item() == pytest.approx(base.item(), abs=atol)
-    assert aligned_rmsd(true, true @ random_rotation(g, dtype).T + 3.0).rmsd.item() < atol
+    assert aligned_rmsd(true, true @ random_rotation(dtype, generator=g).T + 3.0).rmsd.item() < atol
 
 
 def test_reflection_is_reported_and_rotation_stays_proper():
