@@ -158,10 +158,12 @@ def read_cif_text(path: Path) -> str:
     text = Path(path).read_bytes().decode("utf-8", errors="replace")
     if Path(path).suffix.lower() == ".mmcif":
         text = _MMCIF_TAG.sub(r"\1_", text)
-    last_line = text.rstrip("\r\n").rsplit("\n", 1)[-1].strip()
+    last_line = text.rsplit("\n", 1)[-1].strip()
     ends_mid_line = bool(text) and not text.endswith(("\n", "\r"))
-    if ends_mid_line and last_line and not last_line.startswith(("_", "#", ";", "data_", "loop_")):
-        raise CrystalRejected("truncated", f"{Path(path).name}: ends mid-line without a final newline: {last_line[-40:]!r}")
+    in_loop = "data_" in text and "loop_" in text
+    if ends_mid_line and in_loop and last_line and not last_line.startswith(("_", "#", ";", "data_", "loop_")):
+        raise CrystalRejected("truncated",
+                              f"{Path(path).name}: ends mid-line without a final newline: {last_line[-40:]!r}")
     return text
 
 
@@ -475,7 +477,8 @@ def _check_against_smiles(formula: str, smiles: str | None, crystal_id: str) -> 
         return
     expected = CalcMolFormula(molecule)
     if expected != formula:
-        raise CrystalRejected("formula_mismatch", f"{crystal_id}: perceived {formula}, SMILES {smiles} gives {expected}")
+        raise CrystalRejected("formula_mismatch",
+                              f"{crystal_id}: perceived {formula}, SMILES {smiles} gives {expected}")
 
 
 def perceive_molecules(

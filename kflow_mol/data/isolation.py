@@ -69,7 +69,10 @@ def _serve(task: Callable[[int], Any], expected: tuple, connection) -> None:
     """Worker loop: receive an index, send back the pickled outcome; None stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
-        index = connection.recv()
+        try:
+            index = connection.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
         if index is None:
             return
         try:

@@ -136,7 +136,8 @@ def ase_db_entries(path: Path, source_tag: str) -> list[SourceEntry]:
         if crystal_id in seen:
             crystal_id = f"{crystal_id}_row{row.id}"
         seen.add(crystal_id)
-        entries.append(SourceEntry(crystal_id, lambda r=row, c=crystal_id, m=meta: _row_crystal(r, c, source_tag, m), meta))
+        load = lambda r=row, c=crystal_id, m=meta: _row_crystal(r, c, source_tag, m)  # noqa: E731
+        entries.append(SourceEntry(crystal_id, load, meta))
     return entries
 
 

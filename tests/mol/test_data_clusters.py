@@ -23,7 +23,8 @@ def test_simple_cubic_cluster_has_exact_shells():
     centroids = cluster.positions.mean(axis=1)
     assert np.allclose(np.linalg.norm(centroids - centroids[0], axis=1), expected)
     contact = cut_cluster(_cubic_methane(10.0), center=0, criterion="contact")
-    assert np.allclose(np.sort(np.linalg.norm(contact.positions.mean(1) - contact.positions[0].mean(0), axis=1)), expected)
+    centroid_distances = np.linalg.norm(contact.positions.mean(1) - contact.positions[0].mean(0), axis=1)
+    assert np.allclose(np.sort(centroid_distances), expected)
 
 
 def test_cluster_size_and_criterion_are_configurable(data_cod_folder):

@@ -9,9 +9,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
 from kflow_mol.data import build_assembly_dataset, collate_clusters, load_assembly_dataset
+from kflow_mol.data.build import COMMITTED_SPLITS
 from kflow_mol.data.clusters import min_intermolecular_distance
 from kflow_mol.data.crystals import BOND_TOLERANCE, COVALENT_RADII
-from kflow_mol.data.build import COMMITTED_SPLITS
 from kflow_mol.data.dataset import load_clusters
 
 
@@ -78,7 +78,8 @@ def test_batching_makes_mol_index_global(data_pyxtal_build):
     assert torch.equal(batch.mol_batch, torch.arange(3).repeat_interleave(17))
     assert torch.equal(batch.mol_batch[batch.mol_index], batch.batch)
     assert batch.rot_start.shape == (51, 3, 3)
-    moved = torch.einsum("aij,aj->ai", batch.rot_target[batch.mol_index], batch.body) + batch.trans_target[batch.mol_index]
+    rotated = torch.einsum("aij,aj->ai", batch.rot_target[batch.mol_index], batch.body)
+    moved = rotated + batch.trans_target[batch.mol_index]
     assert torch.allclose(moved, batch.pos_target, atol=1e-4)
 
 

@@ -31,5 +31,6 @@ def test_synthetic_build_is_labelled_and_train_only(data_pyxtal_build, tmp_path)
     for c in clusters:
         parent = real[c.crystal_id.split("_")[1]]
         assert c.formula == parent.formula and c.num_mols == 17
-        moved = np.einsum("aij,aj->ai", c.rot_target[c.mol_index].numpy(), c.body.numpy()) + c.trans_target[c.mol_index].numpy()
+        rotated = np.einsum("aij,aj->ai", c.rot_target[c.mol_index].numpy(), c.body.numpy())
+        moved = rotated + c.trans_target[c.mol_index].numpy()
         assert np.abs(moved - c.pos_target.numpy()).max() < 1e-4
