@@ -95,7 +95,8 @@ class FrechetScorer:
         """Use precomputed reference statistics instead of reference features."""
         self.num_features = self.num_features or stats.mu.shape[0]
         if stats.mu.shape != (self.num_features,):
-            raise ValueError(f"fid: reference statistics have D={stats.mu.shape[0]}, features have D={self.num_features}")
+            raise ValueError(f"fid: reference statistics have D={stats.mu.shape[0]}, "
+                             f"features have D={self.num_features}")
         n = stats.num_samples
         mu, sigma = torch.from_numpy(stats.mu).double(), torch.from_numpy(stats.sigma).double()
         self.metric.real_features_sum = n * mu
@@ -214,6 +215,24 @@ class InceptionFeatures:
             x = to_inception_input(images[i:i + self.batch_size].to(self.device))
             out.append(self._call(x).double().cpu())
         return torch.cat(out)
+
+
+def check_fid_files(inception_weights: str | Path | None, inception_reference: str | Path | None = None) -> None:
+    """Fail fast, before any training, when a configured Inception or statistics file is missing.
+
+    Raises:
+        FileNotFoundError: one line naming the file (``eval.inception_weights`` / ``eval.inception_reference``).
+        ValueError: a reference file without Inception weights to score samples with.
+    """
+    if inception_reference and not inception_weights:
+        raise ValueError(f"eval.inception_reference={inception_reference} needs eval.inception_weights (a local "
+                         "Inception file) to score the samples")
+    if inception_weights and not Path(inception_weights).is_file():
+        raise FileNotFoundError(f"{inception_weights}: Inception weights file not found (eval.inception_weights; "
+                                "nothing is downloaded)")
+    if inception_reference and not Path(inception_reference).is_file():
+        raise FileNotFoundError(f"{inception_reference}: reference statistics file not found "
+                                "(eval.inception_reference; make one with scripts/fid_stats.py)")
 
 
 def load_inception(weights_path: str | Path, device: torch.device) -> tuple[nn.Module, FeatureFn]:

@@ -17,6 +17,7 @@ from kflow_image.fid import (
     FrechetScorer,
     InceptionFeatures,
     ReferenceStats,
+    check_fid_files,
     load_inception,
     reference_stats,
     save_folder_reference_stats,
@@ -172,6 +173,17 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_configured_files_are_checked_before_any_work(tmp_path, inception_file):
+    check_fid_files(None)
+    check_fid_files(inception_file)
+    with pytest.raises(FileNotFoundError, match="nope.pt: Inception weights file not found"):
+        check_fid_files(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="nope.npz: reference statistics file not found"):
+        check_fid_files(inception_file, tmp_path / "nope.npz")
+    with pytest.raises(ValueError, match="needs eval.inception_weights"):
+        check_fid_files(None, tmp_path / "nope.npz")
 
 
 def write_pngs(folder: Path, count: int, size: int = 10) -> None:
