@@ -198,7 +198,7 @@ def test_non_finite_loss_before_any_checkpoint_writes_the_good_state(tmp_path):
 def test_save_checkpoint_is_atomic_and_leaves_previous_file_on_failure(tmp_path):
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint(path, {"format_version": 1, "x": torch.arange(3)})
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError, match="Can.t pickle local object"):
         save_checkpoint(path, {"format_version": 1, "bad": lambda: 0})
     assert torch.equal(load_checkpoint(path)["x"], torch.arange(3))
     assert os.listdir(path.parent) == ["last.pt"]
