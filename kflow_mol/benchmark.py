@@ -2,9 +2,19 @@
 
 Methods are named as in :func:`kflow_mol.config.method_overrides`: ``identity`` (the start
 state), ``crystalflow_lerp`` (all-atom Cartesian linear flow matching, atom head),
-``rigid_K1`` (rigid flow matching) and ``kflow_K<n>`` (rigid K-Flow with n graph-spectral
-bands). :func:`run_benchmark` writes ``benchmark.md`` / ``benchmark.csv`` (mean ± std over
-seeds of the test-split means) and ``benchmark.json`` (every run).
+``rigid_K1`` (rigid flow matching), ``kflow_K<n>`` (rigid K-Flow with n graph-spectral bands),
+each optionally with ``+variant`` suffixes (``+aware``, ``+noproj``, ``+fresh``, ...).
+
+Every trained method is scored on each real test set of ``cfg.test_sets``, reported
+separately and pooled: ``testdb`` (the data group's test split), ``cod`` (every cluster of the
+COD CIF folder, not trained on) and ``mech`` (pyxtal's mech.db). Every test cluster comes with
+``test_repeats`` start states. Against ``cfg.baseline`` the benchmark reports, per test set,
+the paired per-cluster difference of PM-atom and PM-center and the ratio of means, each with
+a 95% bootstrap CI (:mod:`kflow.stats`); a cluster's value is its mean over its start states
+and over seeds.
+
+Outputs in ``output_dir``: ``benchmark.md`` (both tables), ``benchmark.csv`` (one row per
+method, start and test set), ``benchmark.json`` (per-cluster values of every run).
 """
 
 from __future__ import annotations
@@ -12,93 +22,272 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
+import re
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch_geometric.data import Batch
 
-from kflow_mol.config import BenchmarkConfig, method_overrides, with_method
+from kflow.stats import BootstrapCI, paired_difference_ci, paired_ratio_ci
+from kflow_mol.config import BenchmarkConfig, DataConfig, method_overrides, with_method
 from kflow_mol.evaluate import evaluate_method, identity_method
-from kflow_mol.experiment import load_split, set_cpu_threads, train, validate
+from kflow_mol.experiment import build_flow, load_split, set_cpu_threads, train, validate
 
-COLUMNS = ("pm_atom", "pm_center", "rmsd_17", "collision", "separation")
-
-
-def run_method(cfg: BenchmarkConfig, method: str, seed: int, train_set: list, test_set: list,
-               out_dir: Path) -> dict:
-    """Train (unless identity) and score one method with one seed; returns its summary."""
-    common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
-    if method == "identity":
-        return {**evaluate_method(method, identity_method, test_set, **common).summary(), "train_wall_s": 0.0}
-    run = with_method(cfg, method, seed)
-    run.output_dir = str(out_dir / f"{method}_seed{seed}")
-    trained = train(run, train_set)
-    scores = evaluate_method(method, trained.predictor(run), test_set, **common)
-    return {**scores.summary(), "train_wall_s": trained.result.wall_time_s, "final_loss": trained.result.final_loss}
+METRICS = ("pm_atom", "pm_center")
+REPEAT_PATTERN = re.compile(r"_r\d+_c")
 
 
-def aggregate(rows: list[dict]) -> dict:
-    """Mean and (population) std over seeds of each column."""
+# ----- data ------------------------------------------------------------------------------------
+def load_test_sets(cfg: BenchmarkConfig, start: str | None) -> dict[str, list]:
+    """The real test sets of ``cfg.test_sets`` with ``cfg.test_repeats`` start states per cluster.
+
+    ``testdb`` is the data group's test split; for a ``prepared`` data group it is that
+    folder's test split as it was built.
+    """
+    from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
+
+    sets = {}
+    for name in cfg.test_sets:
+        if name == "testdb":
+            data = dataclasses.replace(cfg.data, start=start, repeats=cfg.test_repeats)
+            sets[name] = load_split(data, "test", limit=cfg.data.max_test)
+            continue
+        source, folder, split = (("cif", cfg.cod_input, None) if name == "cod" else ("pyxtal_mech", None, "test"))
+        report = build_assembly_dataset(source, input=folder, start=start or "local", repeats=cfg.test_repeats,
+                                        progress=False)
+        clusters = load_assembly_dataset(report.output, split)
+        sets[name] = clusters[:cfg.data.max_test] if cfg.data.max_test else clusters
+    return sets
+
+
+def cluster_key(cluster_id: str) -> str:
+    """The test cluster an instance belongs to: its id without the start-state repeat."""
+    return REPEAT_PATTERN.sub("_c", cluster_id)
+
+
+# ----- one method ------------------------------------------------------------------------------
+def score_sets(name: str, predict, test_sets: dict[str, list], cfg: BenchmarkConfig) -> dict:
+    """``{set: {ids, pm_atom, pm_center, nfe, wall_s}}`` of one predictor."""
     out = {}
-    for key in (*COLUMNS, "nfe", "train_wall_s", "wall_s"):
-        values = torch.tensor([row[key] for row in rows], dtype=torch.float64)
-        out[key] = float(values.mean())
-        out[f"{key}_std"] = float(values.std(unbiased=False)) if len(values) > 1 else 0.0
+    for set_name, clusters in test_sets.items():
+        scores = evaluate_method(name, predict, clusters, batch_size=cfg.sample.batch_size, device=cfg.device,
+                                 with_rmsd=cfg.eval.rmsd)
+        out[set_name] = {"ids": scores.cluster_ids, **{m: scores.per_cluster[m] for m in METRICS},
+                         "rmsd_17": scores.per_cluster["rmsd_17"], "nfe": scores.nfe, "wall_s": scores.wall_s}
     return out
 
 
-def write_tables(results: dict, cfg: BenchmarkConfig, out_dir: Path, command: str) -> str:
-    """benchmark.md and benchmark.csv from ``{(start, method): aggregate}``; returns the markdown."""
-    header = ["start", "method", "PM-atom (Å)", "PM-center (Å)", "RMSD_17 (Å)", "collision (%)",
-              "separation (%)", "NFE", "train (s)", "sample (s)"]
+def run_method(cfg: BenchmarkConfig, method: str, seed: int, train_set: list, test_sets: dict[str, list],
+               out_dir: Path) -> dict:
+    """Train (unless identity) and score one method with one seed on every test set."""
+    tic = time.process_time()
+    if method == "identity":
+        return {"sets": score_sets(method, identity_method, test_sets, cfg), "train_cpu_s": 0.0,
+                "cpu_s": time.process_time() - tic}
+    run = with_method(cfg, method, seed)
+    run.output_dir = str(out_dir / f"{method}_seed{seed}")
+    trained = train(run, train_set)
+    train_cpu = time.process_time() - tic
+    sets = score_sets(method, trained.predictor(run), test_sets, cfg)
+    return {"sets": sets, "train_cpu_s": train_cpu, "cpu_s": time.process_time() - tic,
+            "final_loss": trained.result.final_loss}
+
+
+# ----- budget ----------------------------------------------------------------------------------
+def measure_costs(cfg: BenchmarkConfig, train_set: list, test_sets: dict[str, list], steps: int = 5) -> dict:
+    """Process CPU seconds of one training step and of sampling one test cluster (preset, K = 2)."""
+    run = with_method(cfg, "kflow_K2", 0)
+    flow = build_flow(run, 1.0)
+    from kflow_mol.models import build_model
+
+    model = build_model(**run.model.build_kwargs())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = Batch.from_data_list(train_set[:cfg.train.batch_size])
+    tic = time.process_time()
+    for _ in range(steps):
+        loss, _ = flow.loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    step_s = (time.process_time() - tic) / steps
+    clusters = [c for cs in test_sets.values() for c in cs][:cfg.sample.batch_size]
+    model.eval()
+    tic = time.process_time()
+    with torch.no_grad():
+        flow.sample(model, Batch.from_data_list(clusters), steps_per_band=max(1, cfg.sample.steps // 2))
+    sample_s = (time.process_time() - tic) / len(clusters)
+    return {"step_s": step_s, "sample_cluster_s": sample_s}
+
+
+def budget_steps(cfg: BenchmarkConfig, costs: dict, num_test: int, num_starts: int) -> int:
+    """Training steps per run that fit ``cfg.budget_cpu_minutes`` (at most ``cfg.train.steps``, at least 10)."""
+    trained = [m for m in cfg.methods if m != "identity"]
+    runs = len(trained) * len(cfg.seeds) * num_starts
+    sampling = runs * num_test * costs["sample_cluster_s"] * 1.3  # metrics and batching on top
+    left = cfg.budget_cpu_minutes * 60 - sampling
+    steps = int(left / max(runs * costs["step_s"] * 1.2, 1e-9)) if runs else cfg.train.steps
+    return max(10, min(cfg.train.steps, steps))
+
+
+# ----- statistics and tables ------------------------------------------------------------------
+def per_cluster_means(records: list[dict], set_names: list[str], metric: str) -> dict[tuple[str, str], float]:
+    """``{(set, cluster): mean over start states and seeds}`` of one method's records."""
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for record in records:
+        for set_name in set_names:
+            scores = record["sets"].get(set_name)
+            if scores is None:
+                continue
+            for cluster_id, value in zip(scores["ids"], scores[metric]):
+                values[(set_name, cluster_key(cluster_id))].append(value)
+    return {key: float(np.mean(v)) for key, v in values.items() if all(math.isfinite(x) for x in v)}
+
+
+@dataclasses.dataclass
+class Comparison:
+    """One method against the baseline on one test set (or pooled)."""
+
+    method: str
+    test_set: str
+    n_clusters: int
+    n_instances: int
+    mean: dict[str, float]
+    difference: dict[str, BootstrapCI | None]
+    ratio: dict[str, BootstrapCI | None]
+
+
+def compare(runs: dict[str, list[dict]], baseline: str, set_names: list[str], label: str,
+            resamples: int) -> list[Comparison]:
+    """Paired per-cluster comparison of every method with ``baseline`` over ``set_names``."""
+    base = {m: per_cluster_means(runs.get(baseline, []), set_names, m) for m in METRICS}
+    out = []
+    for method, records in runs.items():
+        mean, difference, ratio = {}, {}, {}
+        n_clusters = 0
+        for metric in METRICS:
+            values = per_cluster_means(records, set_names, metric)
+            keys = sorted(set(values) & set(base[metric])) if method != baseline else sorted(values)
+            n_clusters = len(keys)
+            a = np.array([values[k] for k in keys])
+            mean[metric] = float(a.mean()) if len(a) else math.nan
+            if method == baseline or len(keys) < 2:
+                difference[metric] = ratio[metric] = None
+                continue
+            b = np.array([base[metric][k] for k in keys])
+            difference[metric] = paired_difference_ci(a, b, num_resamples=resamples)
+            ratio[metric] = paired_ratio_ci(a, b, num_resamples=resamples)
+        n_instances = sum(len(r["sets"][s]["ids"]) for r in records for s in set_names if s in r["sets"])
+        out.append(Comparison(method, label, n_clusters, n_instances // max(len(records), 1), mean, difference, ratio))
+    return out
+
+
+def _ci_cell(ci: BootstrapCI | None, reference: float, signed: bool) -> str:
+    if ci is None:
+        return "—"
+    fmt = "+.3f" if signed else ".3f"
+    mark = " *" if ci.excludes(reference) else ""
+    return f"{ci.estimate:{fmt}} [{ci.low:{fmt}}, {ci.high:{fmt}}]{mark}"
+
+
+def comparison_table(comparisons: list[Comparison], baseline: str, seeds: dict[str, int]) -> list[str]:
+    """Markdown rows of the paired comparison table (``*``: the 95% CI excludes 0 / 1)."""
+    lines = [f"| method | seeds | test set | clusters | instances/seed | PM-atom (Å) | PM-center (Å) | "
+             f"ΔPM-atom vs {baseline} | PM-atom ratio | ΔPM-center vs {baseline} | PM-center ratio |",
+             "|" + "---|" * 11]
+    for c in comparisons:
+        lines.append(f"| {c.method} | {seeds.get(c.method, 0)} | {c.test_set} | {c.n_clusters} | {c.n_instances} | "
+                     f"{c.mean['pm_atom']:.3f} | {c.mean['pm_center']:.3f} | "
+                     f"{_ci_cell(c.difference['pm_atom'], 0.0, True)} | {_ci_cell(c.ratio['pm_atom'], 1.0, False)} | "
+                     f"{_ci_cell(c.difference['pm_center'], 0.0, True)} | {_ci_cell(c.ratio['pm_center'], 1.0, False)} |")
+    return lines
+
+
+def write_outputs(every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, command: str, steps: int) -> str:
+    """benchmark.md / .csv / .json from every run; returns the markdown."""
+    (out_dir / "benchmark.json").write_text(json.dumps(every_run))
+    starts = list(dict.fromkeys(r["start"] for r in every_run))
     lines = [f"Command: `{command}`", "",
-             f"Model preset {cfg.model.preset}, {cfg.train.steps} optimizer steps, batch {cfg.train.batch_size}, "
-             f"lr {cfg.train.lr}, seeds {list(cfg.seeds)}, {cfg.sample.method} with {cfg.sample.steps} steps in total; "
-             "mean ± std over seeds of the test-split means.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+             f"Model preset {cfg.model.preset}, {steps} optimizer steps, batch {cfg.train.batch_size}, "
+             f"lr {cfg.train.lr}, "
+             f"seeds {list(cfg.seeds)}, {cfg.sample.method} with {cfg.sample.steps} steps in total, "
+             f"{cfg.test_repeats} start states per test cluster. A cluster's value is its mean over start states "
+             f"and seeds; Δ and ratio are paired over clusters against {cfg.baseline} with a 95% bootstrap CI "
+             f"({cfg.bootstrap_resamples} resamples, percentile); `*`: the CI excludes 0 (Δ) or 1 (ratio).", ""]
+    rows = []
+    for start in starts:
+        runs: dict[str, list[dict]] = defaultdict(list)
+        for record in every_run:
+            if record["start"] == start:
+                runs[record["method"]].append(record)
+        seeds = {m: len(r) for m, r in runs.items()}
+        comparisons = []
+        for set_name in cfg.test_sets:
+            comparisons += compare(runs, cfg.baseline, [set_name], set_name, cfg.bootstrap_resamples)
+        if len(cfg.test_sets) > 1:
+            comparisons += compare(runs, cfg.baseline, list(cfg.test_sets), "pooled", cfg.bootstrap_resamples)
+        order = list(runs)
+        comparisons.sort(key=lambda c: (order.index(c.method), c.test_set != "pooled"))
+        lines += [f"### start = {start}", ""] + comparison_table(comparisons, cfg.baseline, seeds) + [""]
+        rows += [(start, c) for c in comparisons]
     with open(out_dir / "benchmark.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["start", "method", *[f"{c}{s}" for c in COLUMNS for s in ("", "_std")],
-                         "nfe", "train_wall_s", "sample_wall_s", "n_test", "n_seeds"])
-        for (start, method), agg in results.items():
-            cells = [f"{agg[c]:.3f} ± {agg[c + '_std']:.3f}" if c not in ("separation", "collision")
-                     else f"{agg[c]:.2f} ± {agg[c + '_std']:.2f}" for c in COLUMNS]
-            lines.append(f"| {start} | {method} | " + " | ".join(cells)
-                         + f" | {agg['nfe']:.0f} | {agg['train_wall_s']:.0f} | {agg['wall_s']:.1f} |")
-            writer.writerow([start, method, *[f"{agg[c + s]:.6g}" for c in COLUMNS for s in ("", "_std")],
-                             f"{agg['nfe']:.0f}", f"{agg['train_wall_s']:.2f}", f"{agg['wall_s']:.2f}",
-                             agg["n_test"], agg["n_seeds"]])
+        writer.writerow(["start", "method", "test_set", "n_clusters", "pm_atom", "pm_center",
+                         *[f"{kind}_{m}_{part}" for m in METRICS for kind in ("diff", "ratio")
+                           for part in ("est", "low", "high")]])
+        for start, c in rows:
+            cells = []
+            for metric in METRICS:
+                for ci in (c.difference[metric], c.ratio[metric]):
+                    cells += ["", "", ""] if ci is None else [f"{ci.estimate:.6g}", f"{ci.low:.6g}", f"{ci.high:.6g}"]
+            writer.writerow([start, c.method, c.test_set, c.n_clusters, f"{c.mean['pm_atom']:.6g}",
+                             f"{c.mean['pm_center']:.6g}", *cells])
     table = "\n".join(lines) + "\n"
     (out_dir / "benchmark.md").write_text(table)
     return table
 
 
+# ----- the loop ------------------------------------------------------------------------------
 def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark_assembly.py") -> str:
-    """Train and score every method of ``cfg.methods`` on every start preset; returns the table."""
+    """Train and score every method of ``cfg.methods`` on every start preset; returns the tables."""
     for method in cfg.methods:
         if method != "identity":
             validate(with_method(cfg, method))  # every method's config is checked before any work
         else:
             method_overrides(method)
+    if cfg.baseline != "identity" and cfg.baseline not in cfg.methods:
+        from kflow.training import ConfigError
+
+        raise ConfigError(f"baseline {cfg.baseline!r} is not among methods {list(cfg.methods)}")
     set_cpu_threads(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     starts = [None] if cfg.data.source == "prepared" else list(cfg.starts)
-    results, every_run = {}, []
-    for start in starts:
-        data = dataclasses.replace(cfg.data, start=start)
+    every_run: list[dict] = []
+    steps = cfg.train.steps
+    for index, start in enumerate(starts):
+        data: DataConfig = dataclasses.replace(cfg.data, start=start)
         train_set = load_split(data, "train", limit=data.max_train)
-        test_set = load_split(data, "test", limit=data.max_test)
+        test_sets = load_test_sets(cfg, start)
+        num_test = sum(len(v) for v in test_sets.values())
+        print(f"[{start}] {len(train_set)} train clusters; test instances "
+              + ", ".join(f"{k} {len(v)}" for k, v in test_sets.items()), file=sys.stderr, flush=True)
+        if index == 0 and cfg.budget_cpu_minutes is not None:
+            costs = measure_costs(cfg, train_set, test_sets)
+            steps = budget_steps(cfg, costs, num_test, len(starts))
+            print(f"budget {cfg.budget_cpu_minutes} CPU-min: {costs['step_s']:.3f} CPU-s/step, "
+                  f"{costs['sample_cluster_s']:.3f} CPU-s/cluster sampled -> {steps} steps per run",
+                  file=sys.stderr, flush=True)
+        run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
         for method in cfg.methods:
-            rows = []
             for seed in [0] if method == "identity" else list(cfg.seeds):
-                tic = time.perf_counter()
-                row = run_method(cfg, method, seed, train_set, test_set, out_dir / str(start))
-                rows.append(row)
-                every_run.append({"start": start, "method": method, "seed": seed, **row})
-                print(f"[{start}] {method} seed {seed}: PM-atom {row['pm_atom']:.3f} PM-center "
-                      f"{row['pm_center']:.3f} ({time.perf_counter() - tic:.0f} s)", file=sys.stderr, flush=True)
-            results[(str(start), method)] = {**aggregate(rows), "n_test": len(test_set), "n_seeds": len(rows)}
-    (out_dir / "benchmark.json").write_text(json.dumps(every_run, indent=2))
-    return write_tables(results, cfg, out_dir, command.strip())
+                row = run_method(run_cfg, method, seed, train_set, test_sets, out_dir / str(start))
+                every_run.append({"start": str(start), "method": method, "seed": seed, **row})
+                means = " ".join(f"{k} {np.mean(v['pm_atom']):.3f}" for k, v in row["sets"].items())
+                print(f"[{start}] {method} seed {seed}: PM-atom {means} ({row['cpu_s']:.0f} CPU-s)",
+                      file=sys.stderr, flush=True)
+    return write_outputs(every_run, cfg, out_dir, command.strip(), steps)

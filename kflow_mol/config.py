@@ -26,6 +26,16 @@ DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "
 START_PRESETS = ("local", "scrambled")
 SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5")
 EDGE_MODES = ("knn", "radius")
+TEST_SETS = ("testdb", "cod", "mech")
+METHOD_VARIANTS: dict[str, dict[str, Any]] = {
+    "aware": {"model.start_aware": True},
+    "full": {"model.start_aware": True, "flow.start_motion": "full"},
+    "proj": {"flow.project": True},
+    "noproj": {"flow.project": False},
+    "cb": {"flow.loss_current_band": True},
+    "fresh": {"data.fresh_starts": True},
+}
+"""Suffixes of a method name (``kflow_K3+aware+fresh``) and the config changes they make."""
 
 
 @dataclass
@@ -40,6 +50,9 @@ class DataConfig:
         repeats: start states per cluster centre when building.
         max_train: cap on training clusters (``None``: all).
         max_test: cap on test clusters (``None``: all).
+        fresh_starts: draw a new start state every time a training cluster is drawn (sources
+            whose start scheme is ours; the published CSV layout keeps its starts), seeded
+            through the Trainer's ``StepDraws`` (:mod:`kflow_mol.data.fresh_starts`).
     """
 
     source: str = "pyxtal"
@@ -49,6 +62,7 @@ class DataConfig:
     repeats: int | None = 1
     max_train: int | None = None
     max_test: int | None = None
+    fresh_starts: bool = False
 
     def __post_init__(self):
         check_choice("data.source", self.source, DATA_SOURCES)
@@ -70,6 +84,8 @@ class ModelConfig:
         k_intra: intra-molecular neighbours per atom.
         k_inter: inter-molecular neighbours per atom.
         radius: cutoff (Å) in radius mode.
+        start_aware: give the network each molecule's band weights and its motion from the
+            start (``AssemblyGNN(start_aware=True)``); ``False`` is the blind network.
     """
 
     preset: str = "S"
@@ -78,6 +94,7 @@ class ModelConfig:
     k_intra: int | None = None
     k_inter: int | None = None
     radius: float = 5.0
+    start_aware: bool = False
 
     def __post_init__(self):
         check_choice("model.edge_mode", self.edge_mode, EDGE_MODES)
@@ -97,12 +114,20 @@ class FlowConfig:
         kernel_width: graph kernel width over the START centroids, in Å, or ``"median"``.
         grouping: ``equal_count`` or ``equal_radius`` grouping of graph eigenvalues into bands.
         reverse: move local (high) bands first.
+        project: project the predicted velocity onto the moving band at sampling
+            (``None``: on for K > 1).
+        loss_current_band: regress only the moving band's velocity coefficients.
+        start_motion: what a start-aware network sees of each molecule's motion from the
+            start: ``settled`` (finished bands only) or ``full``.
     """
 
     mode: str = "rigid"
     kernel_width: float | str = "median"
     grouping: str = "equal_count"
     reverse: bool = False
+    project: bool | None = None
+    loss_current_band: bool = False
+    start_motion: str = "settled"
 
 
 @dataclass
@@ -194,12 +219,28 @@ class BenchmarkConfig(AssemblyConfig):
         methods: method names (see :func:`method_overrides`).
         starts: start-state presets of built data (ignored for ``data.source = prepared``).
         seeds: training seeds of every trained method.
+        test_sets: real test sets, each reported on its own (:data:`TEST_SETS`): ``testdb``
+            (the test split of the data group), ``cod`` (every cluster of ``cod_input``, never
+            trained on), ``mech`` (pyxtal's mech.db, evaluation-only).
+        test_repeats: start states per test cluster (R).
+        cod_input: CIF folder of the ``cod`` test set.
+        baseline: the method every other one is compared with (paired per-cluster CIs).
+        bootstrap_resamples: resamples of the bootstrap CIs.
+        budget_cpu_minutes: when set, ``train.steps`` is lowered (never raised) so that the
+            whole benchmark's estimated process CPU time fits this budget (training and
+            sampling cost are measured on the data first).
     """
 
     methods: list[str] = field(default_factory=lambda: ["identity", "crystalflow_lerp", "rigid_K1", "kflow_K2",
                                                         "kflow_K3"])
     starts: list[str] = field(default_factory=lambda: list(START_PRESETS))
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    test_sets: list[str] = field(default_factory=lambda: list(TEST_SETS))
+    test_repeats: int = 4
+    cod_input: str = "../shared/data/cod_organic"
+    baseline: str = "rigid_K1"
+    bootstrap_resamples: int = 10000
+    budget_cpu_minutes: float | None = None
     output_dir: str = "outputs/assembly_benchmark"
     train: TrainConfig = field(default_factory=lambda: dataclasses.replace(
         assembly_train_defaults(), steps=150, progress=False, ckpt_every=100000))
@@ -211,6 +252,12 @@ class BenchmarkConfig(AssemblyConfig):
             check_choice("starts", start, START_PRESETS)
         for method in self.methods:
             method_overrides(method)
+        for name in self.test_sets:
+            check_choice("test_sets", name, TEST_SETS)
+        check_range("test_repeats", self.test_repeats, minimum=1)
+        check_range("bootstrap_resamples", self.bootstrap_resamples, minimum=100)
+        if self.budget_cpu_minutes is not None and not self.budget_cpu_minutes > 0:
+            raise ConfigError(f"budget_cpu_minutes must be > 0, got {self.budget_cpu_minutes}")
 
 
 @dataclass
@@ -274,9 +321,6 @@ def to_config(cfg: Any, schema: type = AssemblyConfig):
 
 
 # ----- method names ---------------------------------------------------------------------------
-SYSTEM_PATTERN = re.compile(r"kflow_K(\d+)|rigid_K1|crystalflow_lerp|allatom_lerp")
-
-
 def run_name(cfg: AssemblyConfig) -> str:
     """The one name of a run's method: ``rigid_K1``, ``kflow_K<n>`` or ``crystalflow_lerp``."""
     if cfg.flow.mode == "cartesian":
@@ -287,9 +331,20 @@ def run_name(cfg: AssemblyConfig) -> str:
 def method_overrides(method: str) -> dict[str, Any]:
     """Config changes that make a run of ``method`` (the inverse of :func:`run_name`).
 
+    A base name may carry ``+variant`` suffixes (:data:`METHOD_VARIANTS`), e.g.
+    ``kflow_K3+aware+fresh``.
+
     Raises:
         ConfigError: for an unknown method name.
     """
+    if "+" in method:
+        base, *variants = method.split("+")
+        overrides = method_overrides(base)
+        for variant in variants:
+            if variant not in METHOD_VARIANTS:
+                raise ConfigError(f"unknown method variant {variant!r} in {method!r}; use {sorted(METHOD_VARIANTS)}")
+            overrides.update(METHOD_VARIANTS[variant])
+        return overrides
     if method in ("crystalflow_lerp", "allatom_lerp"):
         return {"K": 1, "flow.mode": "cartesian", "model.head": "atom"}
     if method == "rigid_K1":

@@ -39,7 +39,9 @@ from kflow_mol.plots import pm_bar_chart
 def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> AssemblyFlow:
     """The flow (path, loss, sampler) a config names; its constructor checks ``K`` and the mode."""
     return AssemblyFlow(num_bands=cfg.K, mode=cfg.flow.mode, bump=cfg.bump, translation_scale=translation_scale,
-                        kernel_width=cfg.flow.kernel_width, grouping=cfg.flow.grouping, reverse=cfg.flow.reverse)
+                        kernel_width=cfg.flow.kernel_width, grouping=cfg.flow.grouping, reverse=cfg.flow.reverse,
+                        project=cfg.flow.project, loss_current_band=cfg.flow.loss_current_band,
+                        start_motion=cfg.flow.start_motion)
 
 
 def required_head(flow: Any) -> str:
@@ -165,7 +167,12 @@ def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None =
     model = build_model(**cfg.model.build_kwargs())
     signature = {"preset": cfg.model.preset, "head": cfg.model.head, "num_bands": cfg.K, "mode": cfg.flow.mode}
     config = {**(run_config or asdict(cfg)), "translation_scale": sigma}
-    trainer = Trainer(model, flow.loss, train_set, cfg.train_config(), collate_fn=Batch.from_data_list,
+    loss = flow.loss
+    if cfg.data.fresh_starts:
+        from kflow_mol.data.fresh_starts import FreshStarts
+
+        loss = FreshStarts().wrap_loss(flow.loss)
+    trainer = Trainer(model, loss, train_set, cfg.train_config(), collate_fn=Batch.from_data_list,
                       run_config=config, signature=signature)
     if on_start is not None:
         on_start(trainer, model, sigma)

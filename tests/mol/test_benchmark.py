@@ -1,0 +1,54 @@
+"""The benchmark's statistics and method names, on hand-made per-cluster records."""
+import pytest
+
+from kflow.training import ConfigError
+from kflow_mol.benchmark import budget_steps, cluster_key, compare, per_cluster_means, write_outputs
+from kflow_mol.config import BenchmarkConfig, method_overrides, with_method
+
+
+def record(method, seed, values, set_name="mech"):
+    """Two clusters with two start states each: ids ``x_r0_c1``, ``x_r1_c1``, ``y_r0_c2``, ``y_r1_c2``."""
+    ids = ["x_r0_c1", "x_r1_c1", "y_r0_c2", "y_r1_c2"]
+    return {"start": "local", "method": method, "seed": seed,
+            "sets": {set_name: {"ids": ids, "pm_atom": list(values), "pm_center": [v / 2 for v in values]}}}
+
+
+def test_cluster_values_pool_start_states_and_seeds():
+    assert cluster_key("ABC_r3_c12") == "ABC_c12"
+    records = [record("m", 0, [1.0, 3.0, 5.0, 5.0]), record("m", 1, [3.0, 1.0, 6.0, 4.0])]
+    assert per_cluster_means(records, ["mech"], "pm_atom") == {("mech", "x_c1"): 2.0, ("mech", "y_c2"): 5.0}
+
+
+def test_constant_improvement_is_significant_and_exact():
+    runs = {"rigid_K1": [record("rigid_K1", 0, [4.0, 4.0, 6.0, 6.0]), record("rigid_K1", 1, [4.0, 4.0, 6.0, 6.0])],
+            "kflow_K2": [record("kflow_K2", 0, [3.0, 3.0, 5.0, 5.0])]}
+    by_method = {c.method: c for c in compare(runs, "rigid_K1", ["mech"], "mech", 500)}
+    k2 = by_method["kflow_K2"]
+    assert k2.mean["pm_atom"] == 4.0 and k2.n_clusters == 2 and k2.n_instances == 4
+    diff = k2.difference["pm_atom"]
+    assert (diff.estimate, diff.low, diff.high) == (-1.0, -1.0, -1.0) and diff.excludes(0.0)
+    assert k2.ratio["pm_atom"].estimate == pytest.approx(0.8)  # (3 + 5) / (4 + 6)
+    assert k2.difference["pm_center"].estimate == -0.5
+    assert by_method["rigid_K1"].difference["pm_atom"] is None
+
+
+def test_tables_mark_significant_rows(tmp_path):
+    cfg = BenchmarkConfig(methods=["rigid_K1", "kflow_K2"], test_sets=["mech"], bootstrap_resamples=200)
+    every_run = [record("rigid_K1", 0, [4.0, 4.0, 6.0, 6.0]), record("kflow_K2", 0, [3.0, 3.0, 5.0, 5.0])]
+    table = write_outputs(every_run, cfg, tmp_path, "python scripts/benchmark_assembly.py", 100)
+    assert "| kflow_K2 | 1 | mech | 2 | 4 | 4.000 | 2.000 | -1.000 [-1.000, -1.000] * |" in table
+    assert (tmp_path / "benchmark.csv").read_text().count("\n") == 3
+
+
+def test_method_variants_and_budget():
+    assert method_overrides("kflow_K3+aware+fresh") == {"K": 3, "model.start_aware": True, "data.fresh_starts": True}
+    run = with_method(BenchmarkConfig(), "kflow_K2+noproj+full", seed=2)
+    assert (run.K, run.flow.project, run.flow.start_motion, run.model.start_aware) == (2, False, "full", True)
+    assert run.train.seed == 2
+    with pytest.raises(ConfigError, match="unknown method variant"):
+        method_overrides("kflow_K2+blue")
+    cfg = BenchmarkConfig(methods=["identity", "rigid_K1"], seeds=[0], budget_cpu_minutes=10.0)
+    # 2 runs (2 starts), 100 test clusters each at 0.1 s (x1.3) = 26 s; 574 s left / (2 x 0.5 s x 1.2) = 478 steps
+    assert budget_steps(cfg, {"step_s": 0.5, "sample_cluster_s": 0.1}, 100, 2) == 150  # capped by train.steps
+    cfg.train.steps = 1000
+    assert budget_steps(cfg, {"step_s": 0.5, "sample_cluster_s": 0.1}, 100, 2) == 478
