@@ -76,3 +76,24 @@ class KTransform(ABC):
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value.to(device))
         return self
+
+
+def fix_signs(vectors: torch.Tensor, tie_tolerance: float = 1e-9) -> torch.Tensor:
+    """Flip each column so its largest-magnitude entry is positive (a unique sign convention).
+
+    Eigenvectors and principal components are defined up to sign; fixing it makes bases
+    reproducible across solvers and devices. On near-ties (within ``tie_tolerance`` relative)
+    the first such entry decides; an all-zero column is left unchanged.
+
+    Args:
+        vectors: columns to fix, shape ``(..., N, C)`` (entries along ``-2``).
+        tie_tolerance: relative tolerance for equal magnitudes.
+
+    Returns:
+        The columns with fixed signs, same shape.
+    """
+    magnitude = vectors.abs()
+    peak = magnitude.max(dim=-2, keepdim=True).values
+    first_peak = (magnitude >= peak * (1 - tie_tolerance)).to(torch.uint8).argmax(dim=-2, keepdim=True)
+    sign = torch.sign(torch.gather(vectors, -2, first_peak))
+    return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from kflow.transforms.bands import GROUPING_MODES, group_bands
-from kflow.transforms.base import KTransform
+from kflow.transforms.base import KTransform, fix_signs
 
 
 @dataclass
@@ -120,7 +120,7 @@ class GraphSpectralTransform(KTransform):
             laplacian = self.laplacian(points.detach().to(torch.float64))
             eigvals, eigvecs = torch.linalg.eigh(laplacian)
             eigvals = eigvals.clamp_min(0.0)
-            eigvecs = _fix_signs(eigvecs)
+            eigvecs = fix_signs(eigvecs)
             bands = self._bands(eigvals)
         return GraphBasis(
             eigvecs=eigvecs.to(points.dtype),
@@ -227,14 +227,6 @@ def _equal_count_bands(num_points: int, num_bands: int, device: torch.device) ->
     values = torch.arange(num_points, dtype=torch.float64)
     return group_bands(values, num_bands, "equal_count", allow_empty=True).to(device)
 
-
-def _fix_signs(eigvecs: torch.Tensor) -> torch.Tensor:
-    """Flip each column so its largest-magnitude entry (first on ties) is positive."""
-    magnitude = eigvecs.abs()
-    peak = magnitude.max(dim=1, keepdim=True).values
-    first_peak = (magnitude >= peak * (1 - 1e-9)).float().argmax(dim=1, keepdim=True)
-    sign = torch.sign(torch.gather(eigvecs, 1, first_peak))
-    return eigvecs * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
 def _require_basis(context: Any, where: str) -> GraphBasis:
