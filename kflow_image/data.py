@@ -172,7 +172,9 @@ def load_folder(root: str | Path, size: int = 64, channels: int = 3, reference_f
         root: folder of images, or of one sub-folder per class.
         size: output side length.
         channels: 1 or 3.
-        reference_fraction: fraction held out for metrics (fixed permutation by ``seed``).
+        reference_fraction: fraction held out for metrics (fixed permutation by ``seed``); 0 trains
+            on every image and uses the same images as the metric reference (the protocol of
+            FID against the training set; use reference statistics from a file for anything else).
         seed: seed of the split.
     """
     root = Path(root)
@@ -192,7 +194,12 @@ def load_folder(root: str | Path, size: int = 64, channels: int = 3, reference_f
         labels = [0] * len(files)
     if len(files) < 2:
         raise ValueError(f"{root}: found {len(files)} images with suffixes {IMAGE_SUFFIXES}; need at least 2")
+    if not 0.0 <= reference_fraction < 1.0:
+        raise ValueError(f"{root}: reference_fraction must be in [0, 1), got {reference_fraction}")
     order = np.random.RandomState(seed).permutation(len(files))
+    if reference_fraction == 0.0:
+        everything = ImageFolderDataset([files[i] for i in order], [labels[i] for i in order], size, channels)
+        return ImageSplits(everything, everything, len(class_dirs), (channels, size, size), root.name)
     n_ref = max(1, int(round(reference_fraction * len(files))))
 
     def subset(idx: np.ndarray) -> ImageFolderDataset:

@@ -13,7 +13,11 @@ Baselines, measured with the same PSNR/SSIM:
     ``x_t`` are replaced by ``(1 - t) F(x0) + t F(obs)``, i.e. by where the straight FM path
     would put them. It uses the same transform and band mask as K-Flow, so both methods
     receive exactly the same information.
+
+In latent space (a ``codec``) the observation is still made in pixel space; its naive estimate
+is encoded, the low bands of the *latent* are kept, and the result is decoded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from torch import nn
 from kflow.path import KAmplitudePath
 from kflow.sampling import KFlowSampler, allocate_steps
 from kflow.transforms.base import KTransform
+from kflow_image.codecs import LatentCodec, PixelCodec
 from kflow_image.metrics import psnr, ssim
 from kflow_image.train import velocity_fn_for
 
@@ -82,15 +87,26 @@ def observe(clean: torch.Tensor, kind: str, factor: int = 2, sigma: float = 1.0)
 def low_band_mask(transform: KTransform, num_observed_bands: int) -> torch.Tensor:
     """Bool mask (broadcastable to the coefficients) of bands ``< num_observed_bands``."""
     if not 1 <= num_observed_bands < transform.num_bands:
-        raise ValueError(f"restoration: num_observed_bands={num_observed_bands} must be in "
-                         f"1..{transform.num_bands - 1} for a transform with {transform.num_bands} bands")
+        raise ValueError(
+            f"restoration: num_observed_bands={num_observed_bands} must be in "
+            f"1..{transform.num_bands - 1} for a transform with {transform.num_bands} bands"
+        )
     return transform.band_index < num_observed_bands
 
 
 @torch.no_grad()
-def kflow_restore(model: nn.Module, path: KAmplitudePath, estimate: torch.Tensor, num_observed_bands: int,
-                  noise: torch.Tensor, labels: torch.Tensor | None = None, total_steps: int = 30,
-                  method: str = "euler", cfg_scale: float = 1.0) -> torch.Tensor:
+def kflow_restore(
+    model: nn.Module,
+    path: KAmplitudePath,
+    estimate: torch.Tensor,
+    num_observed_bands: int,
+    noise: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    total_steps: int = 30,
+    method: str = "euler",
+    cfg_scale: float = 1.0,
+    codec: LatentCodec | None = None,
+) -> torch.Tensor:
     """K-Flow restoration: fix bands ``< num_observed_bands`` to those of ``estimate``, generate the rest.
 
     Args:
@@ -98,32 +114,50 @@ def kflow_restore(model: nn.Module, path: KAmplitudePath, estimate: torch.Tensor
         path: the path it was trained on (not reversed).
         estimate: naive full-resolution estimate ``(B, C, H, W)``.
         num_observed_bands: ``b_obs``; integration runs over ``k in [b_obs, K]``.
-        noise: source draws ``(B, C, H, W)`` for the generated bands.
+        noise: source draws ``(B, *flow_shape)`` for the generated bands (latent shape with a codec).
         labels: classes ``(B,)`` or ``None``.
         total_steps: step budget over the full k range (only the unobserved bands are integrated).
         method: sampler method.
         cfg_scale: guidance scale.
+        codec: latent codec (default pixel space): the estimate is encoded, the result decoded.
 
     Returns:
-        Restored images ``(B, C, H, W)``; their observed coefficients equal the estimate's exactly.
+        Restored images ``(B, C, H, W)``; in pixel space their observed coefficients equal the
+        estimate's exactly (with a codec, those of the encoded estimate before decoding).
     """
     if path.reverse:
         raise ValueError("restoration: needs a low-to-high path (reverse=False)")
     device = next(model.parameters()).device
+    codec = codec if codec is not None else PixelCodec()
     transform = path.transform
     mask = low_band_mask(transform, num_observed_bands).to(device)
-    fixed = transform.forward(estimate.to(device))
+    fixed = transform.forward(codec.encode(estimate.to(device)))
     steps = allocate_steps(total_steps, [1.0] * path.num_bands)
     result = KFlowSampler(path).sample(
-        velocity_fn_for(model, cfg_scale), noise.to(device), cond=None if labels is None else labels.to(device),
-        method=method, steps_per_band=steps, k_start=float(num_observed_bands), fixed_coeffs=fixed, fixed_mask=mask)
-    return result.x
+        velocity_fn_for(model, cfg_scale),
+        noise.to(device),
+        cond=None if labels is None else labels.to(device),
+        method=method,
+        steps_per_band=steps,
+        k_start=float(num_observed_bands),
+        fixed_coeffs=fixed,
+        fixed_mask=mask,
+    )
+    return codec.decode(result.x)
 
 
 @torch.no_grad()
-def fm_projection_restore(model: nn.Module, transform: KTransform, estimate: torch.Tensor,
-                          num_observed_bands: int, noise: torch.Tensor, labels: torch.Tensor | None = None,
-                          steps: int = 30, cfg_scale: float = 1.0) -> torch.Tensor:
+def fm_projection_restore(
+    model: nn.Module,
+    transform: KTransform,
+    estimate: torch.Tensor,
+    num_observed_bands: int,
+    noise: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    steps: int = 30,
+    cfg_scale: float = 1.0,
+    codec: LatentCodec | None = None,
+) -> torch.Tensor:
     """Plain-FM baseline: Euler from t = 0 to 1 with ILVR-style projection of the observed bands.
 
     Args:
@@ -135,15 +169,18 @@ def fm_projection_restore(model: nn.Module, transform: KTransform, estimate: tor
         labels: classes ``(B,)`` or ``None``.
         steps: Euler steps.
         cfg_scale: guidance scale.
+        codec: latent codec (default pixel space): the estimate is encoded, the result decoded.
 
     Returns:
-        Restored images ``(B, C, H, W)`` whose observed coefficients equal the estimate's.
+        Restored images ``(B, C, H, W)`` whose observed coefficients (of the encoded estimate,
+        with a codec) equal the estimate's.
     """
     device = next(model.parameters()).device
+    codec = codec if codec is not None else PixelCodec()
     velocity = velocity_fn_for(model, cfg_scale)
     mask = low_band_mask(transform, num_observed_bands).to(device)
     x0 = noise.to(device)
-    c_obs, c_noise = transform.forward(estimate.to(device)), transform.forward(x0)
+    c_obs, c_noise = transform.forward(codec.encode(estimate.to(device))), transform.forward(x0)
     y = None if labels is None else labels.to(device)
     x = x0
     for i in range(steps):
@@ -152,7 +189,7 @@ def fm_projection_restore(model: nn.Module, transform: KTransform, estimate: tor
         t_next = (i + 1) / steps
         target = (1 - t_next) * c_noise + t_next * c_obs
         x = transform.inverse(torch.where(mask, target, transform.forward(x)))
-    return x
+    return codec.decode(x)
 
 
 @dataclass

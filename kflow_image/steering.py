@@ -8,15 +8,17 @@
   label can be dropped for the last 70% of k (``drop_cond_after=0.3``); CDR (see
   :func:`kflow_image.metrics.class_drop_ratio`) measures the cost.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from kflow.path import KAmplitudePath
+from kflow_image.codecs import LatentCodec
 from kflow_image.train import GenerationResult, SamplerSpec, generate
 
 SPLIT_DIRECTIONS = ("share_high", "share_low")
@@ -38,10 +40,20 @@ def split_bands(num_bands: int, direction: str, split: int = 1) -> list[int]:
     return list(range(split, num_bands)) if direction == "share_high" else list(range(split))
 
 
-def noise_split(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shape: Sequence[int],
-                direction: str = "share_high", split: int = 1, sampler: SamplerSpec = SamplerSpec(),
-                labels: torch.Tensor | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                return_trajectory: bool = False) -> GenerationResult:
+def noise_split(
+    model: nn.Module,
+    path: KAmplitudePath,
+    num_samples: int,
+    data_shape: Sequence[int],
+    direction: str = "share_high",
+    split: int = 1,
+    sampler: SamplerSpec | None = None,
+    labels: torch.Tensor | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    return_trajectory: bool = False,
+    codec: LatentCodec | None = None,
+) -> GenerationResult:
     """Generate a batch whose source noise shares some bands (see :func:`split_bands`).
 
     Args:
@@ -56,15 +68,36 @@ def noise_split(model: nn.Module, path: KAmplitudePath, num_samples: int, data_s
         seed: seed of the noise.
         device: where to integrate.
         return_trajectory: keep every step's state.
+        codec: latent codec (``data_shape`` is then the latent shape; images are decoded).
     """
     bands = split_bands(path.num_bands, direction, split)
-    return generate(model, path, num_samples, data_shape, sampler, labels=labels, shared_bands=bands,
-                    seed=seed, device=device, return_trajectory=return_trajectory)
+    sampler = sampler if sampler is not None else SamplerSpec()
+    return generate(
+        model,
+        path,
+        num_samples,
+        data_shape,
+        sampler,
+        labels=labels,
+        shared_bands=bands,
+        seed=seed,
+        device=device,
+        return_trajectory=return_trajectory,
+        codec=codec,
+    )
 
 
-def kept_and_dropped(model: nn.Module, path: KAmplitudePath, labels: torch.Tensor, data_shape: Sequence[int],
-                     sampler: SamplerSpec = SamplerSpec(), drop_after: float = 0.3, seed: int = 0,
-                     device: str | torch.device = "cpu") -> tuple[GenerationResult, GenerationResult]:
+def kept_and_dropped(
+    model: nn.Module,
+    path: KAmplitudePath,
+    labels: torch.Tensor,
+    data_shape: Sequence[int],
+    sampler: SamplerSpec | None = None,
+    drop_after: float = 0.3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    codec: LatentCodec | None = None,
+) -> tuple[GenerationResult, GenerationResult]:
     """Class-conditional samples from the same noise with the label kept, and dropped after ``drop_after`` K.
 
     Args:
@@ -76,9 +109,29 @@ def kept_and_dropped(model: nn.Module, path: KAmplitudePath, labels: torch.Tenso
         drop_after: fraction of K after which the label is dropped (paper: 0.3).
         seed: seed of the shared noise.
         device: where to integrate.
+        codec: latent codec (``data_shape`` is then the latent shape; images are decoded).
     """
-    kept = generate(model, path, len(labels), data_shape, replace(sampler, drop_cond_after=None),
-                    labels=labels, seed=seed, device=device)
-    dropped = generate(model, path, len(labels), data_shape, replace(sampler, drop_cond_after=drop_after),
-                       labels=labels, noise=kept.noise, device=device)
+    sampler = sampler if sampler is not None else SamplerSpec()
+    kept = generate(
+        model,
+        path,
+        len(labels),
+        data_shape,
+        replace(sampler, drop_cond_after=None),
+        labels=labels,
+        seed=seed,
+        device=device,
+        codec=codec,
+    )
+    dropped = generate(
+        model,
+        path,
+        len(labels),
+        data_shape,
+        replace(sampler, drop_cond_after=drop_after),
+        labels=labels,
+        noise=kept.noise,
+        device=device,
+        codec=codec,
+    )
     return kept, dropped

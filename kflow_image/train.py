@@ -6,11 +6,13 @@ band, i.e. plain flow matching through exactly the same path, loss and sampler c
 ``generate`` draws images with :class:`kflow.sampling.KFlowSampler`, with classifier-free
 guidance, condition dropping and noise splitting as options.
 """
+
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
 
 import torch
 from torch import nn
@@ -19,28 +21,10 @@ from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
 from kflow.sampling import KFlowSampler, allocate_steps, share_bands
 from kflow.transforms.base import KTransform
+from kflow_image.codecs import LatentCodec, PixelCodec, is_pixel
+from kflow_image.latents import BatchSource, SecondMoments, batch_source, streaming_coefficient_energy
 
 TRANSFORMS = ("fourier", "wavelet", "pca", "none")
-
-
-class LatentCodec(Protocol):
-    """Hook for latent K-Flow: an autoencoder mapping images to latents and back (none shipped)."""
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` images in [-1, 1] -> latents ``(B, *latent_shape)``."""
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents ``(B, *latent_shape)`` -> images ``(B, C, H, W)``."""
-
-
-class PixelCodec:
-    """The default codec: pixel space (encode and decode are the identity)."""
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return images
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents
 
 
 @dataclass
@@ -53,43 +37,56 @@ class TransformSpec:
             Fourier radius, per wavelet level, per PCA component).
         grouping: band grouping (``equal_radius``, ``equal_count``, ``equal_energy``); ``None``
             picks :data:`DEFAULT_GROUPING` for the transform.
-        wavelet: pywavelets name for ``wavelet`` (needs ``size / 2**levels >= filter length / 2``).
+        wavelet: pywavelets name for ``wavelet``; ``db6`` as in the paper. Periodized: H and W must
+            be divisible by ``2**levels``; filters longer than the signal wrap around.
         levels: wavelet decomposition levels (num_bands = levels + 1).
         bump: path bump ``linear``, ``smoothstep`` or ``cosine``.
         reverse: move bands from high to low scale.
-        centered: PCA only: order components by centred variance (classic PCA) or, if False,
-            by raw second moment (constant-background pixels then come first, not last).
+        centered: PCA only: order components by centred variance (classic PCA) or, if False
+            (default, measured better on digits, see docs/image.md), by raw second moment
+            (constant-background pixels then come first, not last).
     """
 
     name: str = "fourier"
     num_bands: int | None = 3
     grouping: str | None = None
-    wavelet: str = "haar"
+    wavelet: str = "db6"
     levels: int = 2
     bump: str = "linear"
     reverse: bool = False
-    centered: bool = True
+    centered: bool = False
 
 
 DEFAULT_GROUPING = {"fourier": "equal_radius", "wavelet": "equal_count", "pca": "equal_count", "none": None}
 
 
-def build_transform(spec: TransformSpec, data_shape: Sequence[int], train_data: torch.Tensor | None = None,
-                    save_dir: str | Path | None = None, device: str | torch.device = "cpu") -> KTransform:
+def build_transform(
+    spec: TransformSpec,
+    data_shape: Sequence[int],
+    train_data: torch.Tensor | BatchSource | None = None,
+    save_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> KTransform:
     """Instantiate the transform named by ``spec``.
+
+    Fits (the PCA basis, ``equal_energy`` band edges) stream over batches, so the data set is
+    never stacked: pass a tensor, or a re-iterable batch source such as
+    :func:`kflow_image.latents.batch_source` over a latent store.
 
     Args:
         spec: the :class:`TransformSpec`.
         data_shape: ``(C, H, W)`` of one (latent) image.
-        train_data: training images ``(N, C, H, W)``; required for ``pca`` (basis fit) and
-            for ``equal_energy`` grouping.
+        train_data: training images ``(N, C, H, W)`` or a source of such batches; required for
+            ``pca`` (basis fit) and for ``equal_energy`` grouping.
         save_dir: where ``pca`` saves its basis (``pca_basis.pt``).
-        device: device of the transform's tensors.
+        device: device of the transform's tensors (and of the fits).
     """
     if spec.name not in TRANSFORMS:
         raise ValueError(f"transform: unknown name {spec.name!r}; choose from {TRANSFORMS}")
     data_shape = tuple(int(s) for s in data_shape)
     grouping = spec.grouping or DEFAULT_GROUPING[spec.name]
+    if isinstance(train_data, torch.Tensor):
+        train_data = batch_source(train_data)
     if grouping == "equal_energy" and train_data is None:
         raise ValueError(f"transform: {spec.name} with equal_energy grouping needs train_data")
     if spec.name == "none":
@@ -97,32 +94,51 @@ def build_transform(spec: TransformSpec, data_shape: Sequence[int], train_data: 
 
         return IdentityTransform(data_shape)
     if spec.name == "fourier":
-        from kflow.transforms import FourierTransform, coefficient_energy
+        from kflow.transforms import FourierTransform
 
         energy = None
         if grouping == "equal_energy":
-            energy = coefficient_energy(FourierTransform(data_shape, num_bands=1), train_data.double())
-        return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=grouping, energy=energy,
-                                device=device)
+            energy = streaming_coefficient_energy(
+                FourierTransform(data_shape, num_bands=1, device=device), train_data, device
+            )
+        return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=grouping, energy=energy, device=device)
     if spec.name == "wavelet":
-        from kflow.transforms import coefficient_energy
         from kflow.transforms.wavelet import WaveletTransform
 
+        if spec.num_bands is not None and spec.num_bands > spec.levels + 1:
+            raise ValueError(
+                f"transform: wavelet with levels={spec.levels} has at most {spec.levels + 1} bands, "
+                f"got num_bands={spec.num_bands}"
+            )
         energy = None
         if grouping == "equal_energy":
-            probe = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels)
-            energy = coefficient_energy(probe, train_data.double())
-        if spec.num_bands is not None and spec.num_bands > spec.levels + 1:
-            raise ValueError(f"transform: wavelet with levels={spec.levels} has at most {spec.levels + 1} bands, "
-                             f"got num_bands={spec.num_bands}")
-        return WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels, num_bands=spec.num_bands,
-                                grouping=grouping, energy=energy, device=device)
+            probe = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels, device=device)
+            energy = streaming_coefficient_energy(probe, train_data, device)
+        return WaveletTransform(
+            data_shape,
+            wavelet=spec.wavelet,
+            levels=spec.levels,
+            num_bands=spec.num_bands,
+            grouping=grouping,
+            energy=energy,
+            device=device,
+        )
     from kflow.transforms.pca import PCATransform
 
     if train_data is None:
         raise ValueError("transform: pca needs train_data to fit its basis")
-    transform = PCATransform.fit(train_data.double(), spec.num_bands, grouping=grouping, centered=spec.centered,
-                                 dtype=torch.float32, device=device)
+    moments = SecondMoments.of(train_data, math.prod(data_shape), device)
+    transform = PCATransform.from_moments(
+        moments.count,
+        moments.sum,
+        moments.outer,
+        data_shape,
+        spec.num_bands,
+        grouping=grouping,
+        centered=spec.centered,
+        dtype=torch.float32,
+        device=device,
+    )
     if save_dir is not None:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         transform.save(Path(save_dir) / "pca_basis.pt")
@@ -150,11 +166,17 @@ class ImageFlowLoss:
         codec: latent codec (default pixel space).
     """
 
-    def __init__(self, path: KAmplitudePath, conditional: bool = True, band_probs: torch.Tensor | None = None,
-                 balance_weight: float = 0.01, codec: LatentCodec | None = None):
+    def __init__(
+        self,
+        path: KAmplitudePath,
+        conditional: bool = True,
+        band_probs: torch.Tensor | None = None,
+        balance_weight: float = 0.01,
+        codec: LatentCodec | None = None,
+    ):
         self.path, self.conditional, self.band_probs = path, conditional, band_probs
         self.balance_weight = balance_weight
-        self.codec = codec or PixelCodec()
+        self.codec = codec if codec is not None else PixelCodec()
 
     def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss on one batch.
@@ -168,7 +190,8 @@ class ImageFlowLoss:
         """
         images, labels = batch
         device = next(model.parameters()).device
-        x1 = self.codec.encode(images.to(device))
+        with torch.no_grad():
+            x1 = self.codec.encode(images.to(device))
         x0 = torch.randn_like(x1)
         k = sample_k(x1.shape[0], self.path.num_bands, self.band_probs, device=device, dtype=x1.dtype)
         sample = self.path.sample(x0, x1, k)
@@ -195,12 +218,7 @@ def velocity_fn_for(model: nn.Module, cfg_scale: float = 1.0, project_to_band: K
         v = net.forward_with_cfg(x, s, y, cfg_scale)
         if project_to_band is None:
             return v
-        path = project_to_band
-        coeffs = path.transform.forward(v)
-        moving = torch.floor(s * path.num_bands).long().clamp(max=path.num_bands - 1)
-        position = path.schedule_position().to(coeffs.device)
-        mask = position == moving.reshape(-1, *([1] * (coeffs.dim() - 1)))
-        return path.transform.inverse(torch.where(mask, coeffs, torch.zeros_like(coeffs)))
+        return project_to_band.project_to_band(v, s * project_to_band.num_bands)
 
     return velocity
 
@@ -237,8 +255,11 @@ class GenerationResult:
         labels: requested labels ``(N,)`` (or ``None`` if unconditional).
         nfe: velocity evaluations per sample (a CFG evaluation counts once).
         noise: the source draws ``(N, *data_shape)`` actually used (after any band sharing).
-        trajectory: states after every step ``(N, S + 1, C, H, W)`` (unclamped), if asked.
+        trajectory: decoded states after every step ``(N, S + 1, C, H, W)`` (unclamped), if asked.
         ks: the k of every trajectory entry, if asked.
+        latents: the final states in flow space ``(N, *data_shape)`` (before decoding).
+        latent_trajectory: states in flow space ``(N, S + 1, *data_shape)`` (equals ``trajectory``
+            in pixel space), if asked.
     """
 
     images: torch.Tensor
@@ -247,6 +268,8 @@ class GenerationResult:
     noise: torch.Tensor = field(repr=False)
     trajectory: torch.Tensor | None = field(default=None, repr=False)
     ks: list[float] | None = None
+    latents: torch.Tensor | None = field(default=None, repr=False)
+    latent_trajectory: torch.Tensor | None = field(default=None, repr=False)
 
 
 def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor:
@@ -255,12 +278,22 @@ def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shape: Sequence[int],
-             sampler: SamplerSpec = SamplerSpec(), labels: torch.Tensor | None = None,
-             noise: torch.Tensor | None = None, shared_bands: Sequence[int] | None = None,
-             seed: int = 0, batch_size: int = 256, device: str | torch.device = "cpu",
-             codec: LatentCodec | None = None, return_trajectory: bool = False,
-             progress: bool = False) -> GenerationResult:
+def generate(
+    model: nn.Module,
+    path: KAmplitudePath,
+    num_samples: int,
+    data_shape: Sequence[int],
+    sampler: SamplerSpec | None = None,
+    labels: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    shared_bands: Sequence[int] | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    codec: LatentCodec | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+) -> GenerationResult:
     """Sample images by integrating the learned velocity from k = 0 to K.
 
     Args:
@@ -268,7 +301,7 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
         path: the path the model was trained on.
         num_samples: N.
         data_shape: ``(C, H, W)`` (latent shape with a codec).
-        sampler: integration settings.
+        sampler: integration settings (default :class:`SamplerSpec`).
         labels: requested classes ``(N,)`` or ``None`` (unconditional).
         noise: source draws ``(N, *data_shape)``; drawn from ``seed`` if ``None``.
         shared_bands: noise splitting: these bands of the source are copied from sample 0
@@ -283,7 +316,8 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
     from tqdm.auto import tqdm
 
     model.eval()
-    codec = codec or PixelCodec()
+    sampler = sampler if sampler is not None else SamplerSpec()
+    codec = codec if codec is not None else PixelCodec()
     if noise is None:
         noise = torch.randn(num_samples, *data_shape, generator=torch.Generator().manual_seed(seed))
     if shared_bands:
@@ -291,16 +325,33 @@ def generate(model: nn.Module, path: KAmplitudePath, num_samples: int, data_shap
     steps = allocate_steps(sampler.total_steps, sampler.band_weights or [1.0] * path.num_bands)
     velocity = velocity_fn_for(model, sampler.cfg_scale, path if sampler.project_to_band else None)
     kflow_sampler = KFlowSampler(path)
-    images, nfe, trajectories, ks = [], 0, [], None
+    images, latents, nfe, trajectories, latent_trajectories, ks = [], [], 0, [], [], None
     for start in tqdm(range(0, num_samples, batch_size), desc="sampling", disable=not progress, leave=False):
-        x0 = noise[start:start + batch_size].to(device)
-        y = None if labels is None else labels[start:start + batch_size].to(device)
-        result = kflow_sampler.sample(velocity, x0, cond=y, method=sampler.method, steps_per_band=steps,
-                                      drop_cond_after=sampler.drop_cond_after, return_trajectory=return_trajectory)
+        x0 = noise[start : start + batch_size].to(device)
+        y = None if labels is None else labels[start : start + batch_size].to(device)
+        result = kflow_sampler.sample(
+            velocity,
+            x0,
+            cond=y,
+            method=sampler.method,
+            steps_per_band=steps,
+            drop_cond_after=sampler.drop_cond_after,
+            return_trajectory=return_trajectory,
+        )
+        latents.append(result.x.cpu())
         images.append(codec.decode(result.x).clamp(-1, 1).cpu())
         nfe = result.nfe
         if return_trajectory:
-            trajectories.append(torch.stack([codec.decode(state).cpu() for state in result.trajectory], dim=1))
+            states = torch.stack([state.cpu() for state in result.trajectory], dim=1)
+            latent_trajectories.append(states)
+            trajectories.append(
+                states
+                if is_pixel(codec)
+                else torch.stack([codec.decode(state).cpu() for state in result.trajectory], dim=1)
+            )
             ks = result.ks
     trajectory = torch.cat(trajectories) if return_trajectory else None
-    return GenerationResult(torch.cat(images), labels, nfe, noise, trajectory, ks)
+    latent_trajectory = torch.cat(latent_trajectories) if return_trajectory else None
+    return GenerationResult(
+        torch.cat(images), labels, nfe, noise, trajectory, ks, torch.cat(latents), latent_trajectory
+    )

@@ -93,3 +93,13 @@ def test_folder_errors_name_the_problem(tmp_path):
         load_folder(tmp_path, reference_fraction=0.5).train[0]
     with pytest.raises(ValueError, match="unknown data set"):
         load_dataset("cifar")
+
+
+def test_folder_reference_fraction_zero_trains_on_everything(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        write_png(tmp_path / f"{i}.png", rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))
+    splits = load_folder(tmp_path, size=8, reference_fraction=0.0)
+    assert len(splits.train) == 6 and splits.reference is splits.train
+    with pytest.raises(ValueError, match="reference_fraction"):
+        load_folder(tmp_path, size=8, reference_fraction=1.0)

@@ -1,17 +1,17 @@
 """Every transform trains a few steps and samples; noise splitting; restoration keeps observed bands."""
+
 import pytest
 import torch
 
 from kflow.path import KAmplitudePath
-from kflow.training import Trainer, TrainConfig
+from kflow.training import TrainConfig, Trainer
+from kflow_image.classifier import train_classifier
 from kflow_image.data import load_digits, stack_dataset
 from kflow_image.evaluation import evaluate_model
-from kflow_image.classifier import train_classifier
 from kflow_image.models import DiT
-from kflow_image.restoration import (fm_projection_restore, kflow_restore, low_band_mask, observe, score)
+from kflow_image.restoration import fm_projection_restore, kflow_restore, low_band_mask, observe, score
 from kflow_image.steering import kept_and_dropped, noise_split, split_bands
-from kflow_image.train import (ImageFlowLoss, SamplerSpec, TransformSpec, balanced_labels, build_transform,
-                               generate)
+from kflow_image.train import ImageFlowLoss, SamplerSpec, TransformSpec, balanced_labels, build_transform, generate
 
 SPECS = {
     "fourier3": TransformSpec("fourier", num_bands=3),
@@ -48,13 +48,20 @@ def test_each_transform_trains_and_samples(digits, name, tmp_path):
     if name == "pca3":
         assert (tmp_path / "pca_basis.pt").exists()
     mlp = "moe" if name == "fourier3" else "dense"
-    cfg = TrainConfig(steps=4, batch_size=16, lr=1e-3, out_dir=str(tmp_path / "run"), progress=False,
-                      log_every=1, ckpt_every=100)
+    cfg = TrainConfig(
+        steps=4, batch_size=16, lr=1e-3, out_dir=str(tmp_path / "run"), progress=False, log_every=1, ckpt_every=100
+    )
     result = Trainer(tiny_dit(mlp=mlp), ImageFlowLoss(path), digits.train, cfg).fit()
     assert result.step == 4 and all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
     assert result.history[-1]["balance"] > 0 if mlp == "moe" else result.history[-1]["balance"] == 0
-    samples = generate(result.model, path, 6, digits.image_shape, SamplerSpec(total_steps=path.num_bands + 2),
-                       labels=balanced_labels(6, 10))
+    samples = generate(
+        result.model,
+        path,
+        6,
+        digits.image_shape,
+        SamplerSpec(total_steps=path.num_bands + 2),
+        labels=balanced_labels(6, 10),
+    )
     assert samples.images.shape == (6, 1, 8, 8) and torch.isfinite(samples.images).all()
     assert samples.nfe == max(path.num_bands + 2, path.num_bands)
 
@@ -79,6 +86,7 @@ def test_loss_regresses_path_velocity(digits):
     x1 = images
     x0 = torch.randn_like(x1)
     from kflow.loss import sample_k
+
     k = sample_k(8, path.num_bands, dtype=x1.dtype)
     oracle.target = path.sample(x0, x1, k).dx_k
     torch.set_rng_state(state)
@@ -95,15 +103,17 @@ def test_noise_splitting_shares_bands_exactly(digits, direction):
             p.add_(0.05 * torch.randn_like(p))
     shared = split_bands(path.num_bands, direction, split=1)
     sampler = SamplerSpec(total_steps=6, project_to_band=True)
-    result = noise_split(model, path, 5, digits.image_shape, direction, 1, sampler, labels=torch.arange(5),
-                         return_trajectory=True)
+    result = noise_split(
+        model, path, 5, digits.image_shape, direction, 1, sampler, labels=torch.arange(5), return_trajectory=True
+    )
     transform = path.transform
     band = transform.band_index
     noise_coeffs = transform.forward(result.noise)
     is_shared = torch.isin(band, torch.tensor(shared)).expand_as(noise_coeffs)
     # exact up to float32 round-off of one transform round trip
-    torch.testing.assert_close(noise_coeffs[is_shared], noise_coeffs[:1].expand_as(noise_coeffs)[is_shared],
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        noise_coeffs[is_shared], noise_coeffs[:1].expand_as(noise_coeffs)[is_shared], atol=1e-6, rtol=0
+    )
     assert not torch.allclose(noise_coeffs[~is_shared], noise_coeffs[:1].expand_as(noise_coeffs)[~is_shared])
     if direction == "share_high":
         # with band-projected velocities, bands >= 1 are untouched until k = 1: exactly shared there
@@ -127,8 +137,15 @@ def test_condition_dropping_changes_only_late_part(digits):
     kept, dropped = kept_and_dropped(model, path, labels, digits.image_shape, SamplerSpec(total_steps=6))
     assert torch.equal(kept.noise, dropped.noise)
     assert not torch.allclose(kept.images, dropped.images)
-    never = generate(model, path, 4, digits.image_shape, SamplerSpec(total_steps=6, drop_cond_after=1.0),
-                     labels=labels, noise=kept.noise)
+    never = generate(
+        model,
+        path,
+        4,
+        digits.image_shape,
+        SamplerSpec(total_steps=6, drop_cond_after=1.0),
+        labels=labels,
+        noise=kept.noise,
+    )
     torch.testing.assert_close(never.images, kept.images)
 
 
@@ -145,11 +162,13 @@ def test_restoration_keeps_observed_bands_exactly(digits, kind):
     transform = path.transform
     mask = low_band_mask(transform, 1).expand(6, 1, 8, 8)
     restored = kflow_restore(model, path, obs.estimate, 1, noise, labels, total_steps=6)
-    torch.testing.assert_close(transform.forward(restored)[mask], transform.forward(obs.estimate)[mask],
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        transform.forward(restored)[mask], transform.forward(obs.estimate)[mask], atol=1e-5, rtol=0
+    )
     baseline = fm_projection_restore(model, transform, obs.estimate, 1, noise, labels, steps=4)
-    torch.testing.assert_close(transform.forward(baseline)[mask], transform.forward(obs.estimate)[mask],
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        transform.forward(baseline)[mask], transform.forward(obs.estimate)[mask], atol=1e-5, rtol=0
+    )
     scores = score(restored, clean)
     assert -1 <= scores.ssim <= 1 and scores.psnr > 0
     with pytest.raises(ValueError, match="num_observed_bands"):

@@ -1,4 +1,5 @@
 """scripts/train_image.py and scripts/sample_image.py end to end on a tiny budget."""
+
 import json
 import os
 import subprocess
@@ -7,22 +8,43 @@ from pathlib import Path
 
 import pytest
 
+from kflow_image.experiment import run_experiment
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *overrides], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *overrides],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 def test_train_then_sample(tmp_path):
     out = tmp_path / "run"
-    proc = run("train_image.py", "data=digits", "transform=wavelet", "train.steps=3", "train.batch_size=16",
-               "train.progress=false", "model.hidden=32", "model.depth=1", "model.heads=2",
-               "sample.num_samples=40", "sample.total_steps=6", "eval.classifier_epochs=1",
-               f"eval.cache_dir={tmp_path / 'cache'}", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    proc = run(
+        "train_image.py",
+        "data=digits",
+        "transform=wavelet",
+        "train.steps=3",
+        "train.batch_size=16",
+        "train.progress=false",
+        "model.hidden=32",
+        "model.depth=1",
+        "model.heads=2",
+        "sample.num_samples=40",
+        "sample.total_steps=6",
+        "eval.classifier_epochs=1",
+        f"eval.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={out}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("fd", "kid", "precision", "recall", "accuracy", "cdr"):
@@ -32,15 +54,65 @@ def test_train_then_sample(tmp_path):
     for name in ("samples.png", "spectra.png", "band_energy.png", "loss_curve.png", "checkpoints/last.pt"):
         assert (out / name).exists(), name
 
-    proc = run("sample_image.py", f"run_dir={out}", "mode=noise_split", "noise_split.rows=2",
-               "noise_split.per_row=3", "sample.total_steps=3")
+    proc = run(
+        "sample_image.py",
+        f"run_dir={out}",
+        "mode=noise_split",
+        "noise_split.rows=2",
+        "noise_split.per_row=3",
+        "sample.total_steps=3",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "samples" / "noise_split_share_high.png").exists()
-    assert json.loads(proc.stdout[proc.stdout.index("{"):])["nfe"] == 3
+    assert json.loads(proc.stdout[proc.stdout.index("{") :])["nfe"] == 3
 
 
 def test_bad_transform_is_a_clear_config_error(tmp_path):
-    proc = run("train_image.py", "transform=fourier", "transform.name=dct", f"output_dir={tmp_path}",
-               f"hydra.run.dir={tmp_path / 'hydra'}")
+    proc = run(
+        "train_image.py",
+        "transform=fourier",
+        "transform.name=dct",
+        f"output_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    )
     assert proc.returncode != 0
     assert "transform.name='dct'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_autoencoder_then_latent_run_then_edit(tmp_path):
+    codec = tmp_path / "ae.pt"
+    proc = run(
+        "train_autoencoder.py",
+        "data=digits",
+        "autoencoder.steps=3",
+        "autoencoder.num_down=1",
+        "autoencoder.hidden=8",
+        f"output={codec}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout[proc.stdout.index("{") :])["latent_shape"] == [4, 4, 4]
+    out = tmp_path / "run"  # training in-process (train_image.py itself is run above); the CLI samples from it
+    run_experiment(
+        {
+            "output_dir": str(out),
+            "data": {"name": "digits"},
+            "codec": {"name": "autoencoder", "path": str(codec), "cache_dir": str(tmp_path / "cache")},
+            "transform": {"name": "pca"},
+            "model": {"hidden": 32, "depth": 1, "heads": 2},
+            "train": {"steps": 2, "batch_size": 16, "progress": False},
+            "sample": {"total_steps": 3},
+            "eval": {"enabled": False},
+            "figures": False,
+        }
+    )
+    assert json.loads((out / "metrics.json").read_text())["data_shape"] == [4, 4, 4]
+    proc = run("sample_image.py", f"run_dir={out}", "mode=edit", "edit.num_samples=2", "edit.amounts=[-1,0,1]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "samples" / "edit.png").exists()
+
+
+def test_unknown_key_is_refused_before_work(tmp_path):
+    proc = run("train_image.py", "transform.foo=1", f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert proc.returncode != 0 and "transform.foo" in proc.stderr
+    assert not (tmp_path / "run_config.json").exists()
