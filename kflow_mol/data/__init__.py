@@ -10,6 +10,7 @@ from importlib import import_module
 _EXPORTS = {
     "AssemblyData": "dataset",
     "BuildReport": "build",
+    "NoInputError": "build",
     "collate_clusters": "dataset",
     "build_assembly_dataset": "build",
     "default_cache_root": "build",

@@ -23,13 +23,24 @@ CELL_KEYS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_
 
 
 def _atom_site_headers(lines: list[str]) -> list[int]:
-    return [k for k, line in enumerate(lines) if line.strip().lower().startswith("_atom_site_")]
+    """Line numbers of the column names of the atom_site loop that holds the coordinates."""
+    names = [k for k, line in enumerate(lines) if line.strip().lower().startswith("_atom_site_")]
+    coordinates = [k for k in names if lines[k].strip().lower() == "_atom_site_fract_x"]
+    if not coordinates:
+        return []
+    first = last = coordinates[0]
+    while first - 1 in names:
+        first -= 1
+    while last + 1 in names:
+        last += 1
+    return list(range(first, last + 1))
 
 
 def _atom_site_rows(lines: list[str]) -> list[int]:
-    """Line numbers of the data rows of the last atom_site loop."""
+    """Line numbers of the data rows of that loop."""
+    headers = _atom_site_headers(lines)
     rows = []
-    for k in range(_atom_site_headers(lines)[-1] + 1, len(lines)):
+    for k in range(headers[-1] + 1 if headers else len(lines), len(lines)):
         if not lines[k].strip() or lines[k].lstrip().startswith(("_", "loop_", "#")):
             break
         rows.append(k)

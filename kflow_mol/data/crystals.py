@@ -215,6 +215,24 @@ def _check_coordinates(block, name: str) -> None:
                 raise CrystalRejected("unparsable", f"{name}: atom {label}: fract_{axis} is {value!r}")
 
 
+def _check_cell_parameters(block, name: str) -> None:
+    """Refuse cell lengths that are not positive and angles outside (0°, 180°), as written in the file."""
+    from pymatgen.io.cif import str2float
+
+    for axis, angle in zip("abc", ("alpha", "beta", "gamma")):
+        limits = ((f"_cell_length_{axis}", 0.0, np.inf, " Å"), (f"_cell_angle_{angle}", 0.0, 180.0, "°"))
+        for key, low, high, unit in limits:
+            value = block.data.get(key)
+            if value is None or value in MISSING_VALUES:
+                continue
+            try:
+                number = str2float(value)
+            except ValueError:
+                continue  # pymatgen names it
+            if not (np.isfinite(number) and low < number < high):
+                raise CrystalRejected("bad_cell", f"{name}: {key} is {value}{unit}, outside ({low:g}, {high:g})")
+
+
 def _expected_site_count(parser, block) -> int:
     """Sites the atom_site rows give after symmetry expansion (each row's orbit, as pymatgen expands it).
 
@@ -271,6 +289,7 @@ def read_cif(path: str | Path, crystal_id: str | None = None) -> Crystal:
                 raise CrystalRejected("disorder", f"{name}: {disorder}")
             from_labels = _atom_symbols_from_labels(parser, block, name)
             _check_coordinates(block, name)
+            _check_cell_parameters(block, name)
             structure = parser._get_structure(block, primitive=False, symmetrized=False, check_occu=True)
             if structure is None:
                 raise CrystalRejected("unparsable", f"{name}: no structure in the first data block")
