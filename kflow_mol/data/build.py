@@ -261,10 +261,12 @@ def _splits_for(name: str, input_is_default: bool, formulas: dict[str, str], set
 
 
 def _write_splits(output: Path, name: str, splits: dict) -> dict:
-    if name in SYNTHETIC or name in EVALUATION_ONLY or splits.get("mode") == "all_test":  # one fixed part
-        (output / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
+    path = output / "splits.json"
+    one_part = name in SYNTHETIC or name in EVALUATION_ONLY or splits.get("mode") == "all_test"
+    if one_part or (path.exists() and read_splits(path).get("mode") == "all_test"):
+        path.write_text(json.dumps(splits, indent=1) + "\n")  # one fixed part: nothing to keep stable
         return splits
-    return write_splits_once(output / "splits.json", splits)
+    return write_splits_once(path, splits)
 
 
 REJECTION_HEADER = ("entry_id", "reason", "detail")

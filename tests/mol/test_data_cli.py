@@ -76,6 +76,9 @@ def test_split_all_puts_every_crystal_in_test(data_cod_folder, tmp_path):
     splits = json.loads((tmp_path / "splits.json").read_text())
     assert splits["test"] == ["2000334", "2300214", "7105573"] and splits["train"] == splits["val"] == []
     assert {c.crystal_id for c in load_assembly_dataset(tmp_path, "test")} == set(splits["test"])
+    # an all-test splits.json is not kept by a later build with ordinary splits
+    assert run_prepare({**cfg, "split_mode": "formula"}, out=io.StringIO()) == 0
+    assert json.loads((tmp_path / "splits.json").read_text())["mode"] == "formula"
 
 
 @pytest.mark.parametrize("override, message", [
