@@ -96,7 +96,7 @@ def test_every_corruption_kind_in_one_batch(reference, tmp_path):
         for name in GOOD_NAMES:
             (folder / f"{kind}_{name}.cif").write_bytes(corrupt_cif((GOOD / f"{name}.cif").read_bytes(), kind, rng))
     report = build_assembly_dataset("cif", input=folder, output=tmp_path / "out", progress=False,
-                                    time_limit=TIME_LIMIT)
+                                    time_limit=TIME_LIMIT, workers=2)  # the reference used one worker
     total = len(GOOD_NAMES) * (len(CORRUPTIONS) + 1)
     assert report.entries == total and report.kept_crystals + len(report.rejected) == total
     assert not {r.reason for r in report.rejected} & {"error", "timeout"}, report.rejected
