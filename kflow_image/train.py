@@ -20,6 +20,7 @@ from torch import nn
 from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
 from kflow.sampling import KFlowSampler, allocate_steps, share_bands
+from kflow.training.device import unwrap_model
 from kflow.transforms.base import KTransform
 from kflow_image.codecs import LatentCodec, PixelCodec, is_pixel
 from kflow_image.latents import BatchSource, SecondMoments, batch_source, streaming_coefficient_energy
@@ -145,12 +146,6 @@ def build_transform(
     return transform
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare module inside DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 class ImageFlowLoss:
     """``loss_fn(model, batch)`` for :class:`kflow.training.Trainer`: conditional FM along k.
 
@@ -197,7 +192,7 @@ class ImageFlowLoss:
         sample = self.path.sample(x0, x1, k)
         y = labels.to(device) if self.conditional else None
         fm = flow_matching_loss(model(sample.x_k, k / self.path.num_bands, y), sample)
-        balance = unwrap(model).balance_loss
+        balance = unwrap_model(model).balance_loss
         loss = fm + self.balance_weight * balance if balance.requires_grad else fm
         return loss, {"fm": fm.item(), "balance": balance.detach().item()}
 
@@ -212,7 +207,7 @@ def velocity_fn_for(model: nn.Module, cfg_scale: float = 1.0, project_to_band: K
             of the band moving at ``k = s K`` (the true path velocity is zero elsewhere), so
             bands not yet reached stay exactly at the source and finished bands stay fixed.
     """
-    net = unwrap(model)
+    net = unwrap_model(model)
 
     def velocity(x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         v = net.forward_with_cfg(x, s, y, cfg_scale)
