@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from kflow.schedules import VESchedule, VPSchedule
+from kflow.sde import randn
 
 
 @dataclass
@@ -106,7 +107,7 @@ class GaussianPath:
             :class:`GaussianPathSample`.
         """
         if noise is None:
-            noise = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
+            noise = randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
         if noise.shape != x1.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} != data shape {tuple(x1.shape)}")
         c = self.coefficients(t, x1)
@@ -122,7 +123,7 @@ class GaussianPath:
     def prior_sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
                      device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """Source draws ``N(0, prior_std^2 I)`` of shape ``shape``."""
-        return self.prior_std * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 class VEPath(GaussianPath):

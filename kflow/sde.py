@@ -33,6 +33,13 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 SDE_METHODS = ("euler_maruyama", "pc", "ode")
 
 
+def randn(shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal draws made on the generator's device, then moved to ``device``."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
+
+
 def _expand(value: Tensor, like: Tensor) -> Tensor:
     return value.reshape((-1,) + (1,) * (like.dim() - 1))
 
@@ -104,7 +111,7 @@ class SDE:
             :class:`SDEPerturbation`.
         """
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+            noise = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         mean, std = self.marginal(x0, t)
         sigma = _expand(std, x0)
         return SDEPerturbation(x0=x0, t=t, noise=noise, mean=mean, std=std, x_t=mean + sigma * noise,
@@ -114,13 +121,14 @@ class SDE:
                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """Training times uniform on ``[t_eps, 1]``, shape ``(B,)`` (from uniforms ``u`` when given)."""
         if u is None:
-            u = torch.rand(batch_size, generator=generator, device=device, dtype=dtype)
+            where = generator.device if generator is not None else device
+            u = torch.rand(batch_size, generator=generator, device=where, dtype=dtype).to(device)
         return self.t_eps + (1 - self.t_eps) * u
 
     def prior_sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
                      device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """Draws from the prior ``N(0, prior_std^2 I)``, shape ``shape``."""
-        return self.prior_std * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 class VESDE(SDE):
@@ -264,7 +272,7 @@ class ReverseSDESampler:
         weight = None if mask is None else mask.to(x_init.dtype).expand_as(x_init)
 
         def noise() -> Tensor:
-            z = torch.randn(x_init.shape, generator=generator, dtype=x_init.dtype, device=x_init.device)
+            z = randn(x_init.shape, generator=generator, dtype=x_init.dtype, device=x_init.device)
             return z if weight is None else z * weight
 
         grid = self.time_grid(steps)

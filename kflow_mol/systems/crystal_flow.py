@@ -1,0 +1,169 @@
+"""CrystalFlow-VE / -VP / -LERP: flow matching on all-atom displacements.
+
+Data: ``x1 = (pos_target - pos_start) / sigma`` per atom (``sigma`` = ``translation_scale``),
+padded per cluster to ``(B, A_max, 3)``.
+
+* VE / VP (:class:`CrystalFlow`): the Gaussian conditional paths of Lipman et al.
+  (:class:`kflow.gaussian_paths.VEPath`, :class:`~kflow.gaussian_paths.VPPath`), ``t = 0``
+  noise, ``t = 1`` data. The network sees the atoms at ``pos_start + sigma x_t`` and
+  ``s = t``; its atom head regresses the conditional velocity ``u_t`` (plain MSE). Sampling
+  draws ``x_0`` from the prior (``N(0, sigma_max^2)`` VE, ``N(0, 1)`` VP, around the start
+  state) and integrates ``t`` from 0 to ``1 - t_eps`` with fixed steps (``euler``, ``heun``,
+  ``rk4``). Samples are random: evaluate with several per cluster.
+* LERP (:class:`CrystalFlowLERP`): the existing all-atom linear flow matching from the start
+  state, :class:`kflow_mol.flow.AssemblyFlow` with ``mode="cartesian"`` (deterministic).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kflow.gaussian_paths import VEPath, VPPath
+from kflow.training import StepDraws
+from kflow_mol.flow import AssemblyFlow, AssemblySample, cluster_layout
+from kflow_mol.systems.common import (
+    atom_positions,
+    atom_state,
+    call_network,
+    dense_atom_output,
+    masked_mse,
+    normal_like,
+    total_steps,
+    uniform_per_cluster,
+)
+
+ODE_METHODS = ("euler", "heun", "rk4")
+
+
+class CrystalFlow:
+    """All-atom flow matching with a VE or VP Gaussian path.
+
+    Args:
+        kind: ``"ve"`` or ``"vp"``.
+        translation_scale: ``sigma`` (Å) dividing the displacements.
+        sigma_min: VE noise left at ``t = 1`` (``sigma`` units).
+        sigma_max: VE noise at ``t = 0`` (``sigma`` units).
+        beta_min: VP ``beta`` at the data end.
+        beta_max: VP ``beta`` at the noise end.
+        t_eps: VP stops at ``t = 1 - t_eps`` (its velocity diverges at 1).
+    """
+
+    head = "atom"
+    stochastic = True
+    num_bands = 1
+    default_steps = 50
+
+    def __init__(self, kind: str = "ve", translation_scale: float = 1.0, *, sigma_min: float = 0.01,
+                 sigma_max: float = 10.0, beta_min: float = 0.1, beta_max: float = 20.0, t_eps: float = 1e-3):
+        if kind not in ("ve", "vp"):
+            raise ValueError(f"CrystalFlow kind must be 've' or 'vp', got {kind!r}")
+        if not translation_scale > 0:
+            raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
+        self.kind, self.translation_scale = kind, float(translation_scale)
+        self.path = VEPath(sigma_min, sigma_max) if kind == "ve" else VPPath(beta_min, beta_max, t_eps=t_eps)
+
+    @property
+    def t_end(self) -> float:
+        """Where training times and sampling stop: ``1 - t_eps``."""
+        return 1.0 - self.path.t_eps
+
+    def velocity(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
+        """Network velocity ``(B, A_max, 3)`` at the padded state ``x``; ``t`` is ``(B,)``."""
+        pos = atom_positions(batch, x, mask, self.translation_scale)
+        return dense_atom_output(call_network(model, batch, layout, pos, t), layout, x.shape[1])
+
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
+             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Conditional flow matching: MSE between the network and ``u_t`` over valid atoms, ``t ~ U[0, t_end)``."""
+        layout = cluster_layout(batch)
+        state = atom_state(batch, layout, self.translation_scale)
+        x1 = state.target
+        t = self.t_end * uniform_per_cluster(layout.num_clusters, draws=draws, generator=generator, like=x1)
+        noise = normal_like(x1, state.mask, draws=draws, generator=generator)
+        sample = self.path.sample(x1, t, noise=noise)
+        pred = self.velocity(model, batch, layout, sample.x_t, state.mask, t)
+        return masked_mse(pred, sample.u_t, state.mask), {}
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, batch: Any, *, method: str = "euler",
+               steps_per_band: int | Sequence[int] | None = None,
+               return_trajectory: bool = False, generator: torch.Generator | None = None) -> AssemblySample:
+        """Integrate the learned velocity from a prior draw (``t = 0``) to ``t_end``."""
+        layout = cluster_layout(batch)
+        state = atom_state(batch, layout, self.translation_scale)
+
+        def field(x: Tensor, t: float) -> Tensor:
+            return self.velocity(model, batch, layout, x, state.mask, torch.full((x.shape[0],), t, dtype=x.dtype,
+                                                                                   device=x.device))
+
+        return self._integrate(field, batch, state, method, total_steps(steps_per_band, self.default_steps),
+                               return_trajectory, generator)
+
+    @torch.no_grad()
+    def sample_exact(self, batch: Any, *, method: str = "rk4", steps_per_band: int | Sequence[int] | None = None,
+                     generator: torch.Generator | None = None) -> AssemblySample:
+        """Integrate the EXACT conditional velocity (uses the target: a correctness check)."""
+        layout = cluster_layout(batch)
+        state = atom_state(batch, layout, self.translation_scale)
+
+        def field(x: Tensor, t: float) -> Tensor:
+            return self.path.conditional_velocity(x, state.target, torch.tensor(t, dtype=x.dtype))
+
+        steps = total_steps(steps_per_band, self.default_steps)
+        return self._integrate(field, batch, state, method, steps, False, generator)
+
+    def _integrate(self, field, batch, state, method: str, steps: int, return_trajectory: bool,
+                   generator: torch.Generator | None) -> AssemblySample:
+        if method not in ODE_METHODS:
+            raise ValueError(f"unknown CrystalFlow sampling method {method!r}; use one of {ODE_METHODS}")
+        weight = state.mask.unsqueeze(-1).to(state.target.dtype)
+        x = self.path.prior_std * normal_like(state.target, state.mask, generator=generator)
+        grid = torch.linspace(0.0, self.t_end, steps + 1, dtype=torch.float64).tolist()
+        frames = [x] if return_trajectory else None
+        nfe = 0
+        for t, t_next in zip(grid[:-1], grid[1:]):
+            h = t_next - t
+            v1 = field(x, t) * weight
+            if method == "euler":
+                x, nfe = x + h * v1, nfe + 1
+            elif method == "heun":
+                v2 = field(x + h * v1, t_next) * weight
+                x, nfe = x + 0.5 * h * (v1 + v2), nfe + 2
+            else:
+                v2 = field(x + 0.5 * h * v1, t + 0.5 * h) * weight
+                v3 = field(x + 0.5 * h * v2, t + 0.5 * h) * weight
+                v4 = field(x + h * v3, t_next) * weight
+                x, nfe = x + h / 6 * (v1 + 2 * v2 + 2 * v3 + v4), nfe + 4
+            if return_trajectory:
+                frames.append(x)
+        scale = self.translation_scale
+        trajectory = None if frames is None else [atom_positions(batch, f, state.mask, scale) for f in frames]
+        return AssemblySample(pos=atom_positions(batch, x, state.mask, scale), nfe=nfe, trajectory=trajectory,
+                              ks=grid if return_trajectory else None)
+
+
+class CrystalFlowLERP(AssemblyFlow):
+    """All-atom linear flow matching from the start state: ``AssemblyFlow(mode="cartesian")``.
+
+    Args:
+        translation_scale: ``sigma`` (Å) dividing the displacements.
+        **options: further :class:`~kflow_mol.flow.AssemblyFlow` arguments (e.g. ``bump``).
+    """
+
+    head = "atom"
+    stochastic = False
+    default_steps = 12
+
+    def __init__(self, translation_scale: float = 1.0, **options):
+        super().__init__(num_bands=1, mode="cartesian", translation_scale=translation_scale, **options)
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, batch: Any, *, generator: torch.Generator | None = None,
+               **kwargs) -> AssemblySample:
+        """:meth:`AssemblyFlow.sample` (deterministic: ``generator`` is ignored; 12 steps by default)."""
+        if kwargs.get("steps_per_band") is None:
+            kwargs["steps_per_band"] = self.default_steps
+        return super().sample(model, batch, **kwargs)
