@@ -87,7 +87,15 @@ def prepare_data(cfg: ImageRunConfig, device: torch.device, log=print) -> RunDat
     data_shape = tuple(codec.latent_shape(splits.image_shape))
     key = {"data": cfg.data.__dict__, "split": "train"}
     store = cached_latents(
-        codec, splits.train, cfg.codec.cache_dir, key, cfg.codec.flip, cfg.codec.batch_size, device, log=log
+        codec,
+        splits.train,
+        cfg.codec.cache_dir,
+        key,
+        cfg.codec.flip,
+        cfg.codec.batch_size,
+        device,
+        log=log,
+        num_workers=cfg.train.num_workers,
     )
     return RunData(splits, codec, store, data_shape)
 
@@ -274,7 +282,11 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    if not is_main:  # rank 0 writes the latent store first; the other ranks then reuse it
+        dist.barrier()
     data = prepare_data(cfg, device, log=print if is_main else (lambda _: None))
+    if is_main:
+        dist.barrier()
     path = build_path(cfg.transform, data.data_shape, data.train, out_dir if is_main else None, device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.data_shape, data.num_classes)

@@ -16,6 +16,7 @@ The fits a run needs stream over batches:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -147,6 +148,7 @@ def cached_latents(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] = print,
+    num_workers: int = 0,
 ) -> LatentDataset:
     """A complete store for ``(codec, dataset, flip)`` under ``cache_dir``, encoding only if needed.
 
@@ -160,10 +162,9 @@ def cached_latents(
         batch_size: encoding batch.
         device: where to encode.
         log: called with one line when a store is written or reused.
+        num_workers: DataLoader workers reading the images while encoding.
     """
     identity = {"codec": codec.fingerprint(), "codec_name": codec.name, "flip": flip, "data": key, "size": len(dataset)}
-    import hashlib
-
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
     folder = Path(cache_dir) / f"latents-{codec.name}-{digest}"
     if (folder / "meta.json").is_file():
@@ -180,6 +181,7 @@ def cached_latents(
         batch_size,
         device,
         meta={"identity": json.loads(json.dumps(identity, default=str))},
+        num_workers=num_workers,
     )
 
 
