@@ -18,7 +18,7 @@ CORRUPTIONS = (
     "remove_column", "bad_value", "unknown_symbol", "huge_cell", "zero_cell",
 )
 BAD_VALUES = ("NaN", "?", ".", "inf", "-1e300")
-NON_ELEMENTS = ("Xx", "Qq", "M1", "EI", "Zz9", "?", ".", "D5")
+NON_ELEMENTS = ("Xx", "Qq", "M1", "EI", "Zz9", "?", ".", "Q5")  # ? and . fall back to the label
 CELL_KEYS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_beta")
 
 
@@ -76,8 +76,10 @@ def _corrupt_lines(lines: list[str], kind: str, rng: np.random.Generator) -> lis
         tokens = lines[row].split()
         if kind == "bad_value":
             tokens[int(rng.integers(min(1, len(tokens) - 1), len(tokens)))] = _pick(rng, BAD_VALUES)
-        else:
-            tokens[0] = _pick(rng, NON_ELEMENTS)
+        else:  # the type symbol, or the label where there is no type-symbol column
+            names = [lines[k].strip().lower() for k in _atom_site_headers(lines)]
+            column = names.index("_atom_site_type_symbol") if "_atom_site_type_symbol" in names else 0
+            tokens[min(column, len(tokens) - 1)] = _pick(rng, NON_ELEMENTS)
         lines[row] = " ".join(tokens)
     else:  # huge_cell, zero_cell
         key = _pick(rng, CELL_KEYS)

@@ -143,6 +143,7 @@ def _cif_has_disorder(block: dict) -> str | None:
 
 MISSING_VALUES = ("?", ".", "")
 MIN_PLANE_SPACING = 1.0  # Å, a cell thinner than this cannot hold organic molecules without overlaps
+MAX_FRACTIONAL = 10.0  # |fractional coordinate| above this is a broken number (real files stay within [-1, 2])
 _MMCIF_TAG = re.compile(r"(?m)^(\s*_[A-Za-z0-9_]+)\.")
 
 
@@ -198,7 +199,7 @@ def _atom_symbols_from_labels(parser, block, name: str) -> int:
 
 
 def _check_coordinates(block, name: str) -> None:
-    """Refuse ``?``/``.``/non-numeric fractional coordinates (pymatgen reads ``.`` as 0)."""
+    """Refuse ``?``/``.``/non-numeric/non-finite/absurd (> 10) fractional coordinates (pymatgen reads ``.`` as 0)."""
     from pymatgen.io.cif import str2float
 
     labels = block.data["_atom_site_label"]
@@ -211,7 +212,7 @@ def _check_coordinates(block, name: str) -> None:
                 number = str2float(value) if value not in MISSING_VALUES else None
             except ValueError:
                 number = None
-            if number is None or not np.isfinite(number):
+            if number is None or not abs(number) <= MAX_FRACTIONAL:
                 raise CrystalRejected("unparsable", f"{name}: atom {label}: fract_{axis} is {value!r}")
 
 

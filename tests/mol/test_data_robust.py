@@ -83,6 +83,7 @@ def test_cut_inside_the_atom_loop_is_truncated_not_missing_h(tmp_path):
 @pytest.mark.parametrize("old, new, reason, words", [
     ("C C1a 0.7001985", "C C1a .", "unparsable", "fract_x is '.'"),
     ("C C1a 0.7001985", "C C1a NaN", "unparsable", "fract_x is 'NaN'"),
+    ("C C1a 0.7001985", "C C1a -1e300", "unparsable", "fract_x is '-1e300'"),
     ("_cell_length_a                   14.6662(9)", "_cell_length_a 1e400", "bad_cell", "_cell_length_a is 1e400"),
     ("_cell_angle_gamma                90", "_cell_angle_gamma 0", "bad_cell", "_cell_angle_gamma is 0°"),
     ("_cell_angle_beta                 99.432(3)", "_cell_angle_beta 1e6", "bad_cell", "outside (0, 180)"),
