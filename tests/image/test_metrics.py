@@ -83,7 +83,7 @@ def dense_precision_recall(real, fake, k):
     return precision, recall
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
+@pytest.mark.parametrize("chunk_size", [3, 64, 10_000])
 def test_chunked_precision_recall_equals_dense(chunk_size):
     real, fake = features(120, 4, 11), 0.8 * features(90, 4, 12) + 0.4
     pr = precision_recall(real, fake, k=3, chunk_size=chunk_size)
