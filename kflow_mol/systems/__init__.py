@@ -10,19 +10,19 @@ Every system has
   ``stochastic`` (samples depend on ``generator``: score several per cluster), ``num_bands``
   and ``default_steps`` (total sampling steps).
 
-=========================  ======================================  =====  ===========  =============
-name                       system                                  head   stochastic   default steps
-=========================  ======================================  =====  ===========  =============
-``gnn_md``                 one-pass rigid regression               rigid  no           1 (one pass)
-``crystalsde_ve``          VE score diffusion, all atoms           atom   yes          100 (EM)
-``crystalsde_vp``          VP score diffusion, all atoms           atom   yes          100 (EM)
-``crystalflow_ve``         FM with the VE Gaussian path            atom   yes          50 (Euler)
-``crystalflow_vp``         FM with the VP Gaussian path            atom   yes          50 (Euler)
-``crystalflow_lerp``       linear FM from the start (AssemblyFlow  atom   no           12 (Euler)
-                           ``mode="cartesian"``)
-``assembleflow``           AssembleFlow (SLERP/LERP, end pose)     rigid  no           50 (Euler)
-``kflow_assembleflow_K<n>``  K-Flow bands on AssembleFlow          rigid  no           50 in total
-=========================  ======================================  =====  ===========  =============
+Systems (name: what; head; samples; default sampler):
+
+- ``gnn_md``: one-pass rigid regression; rigid head; deterministic; 1 network pass.
+- ``crystalsde_ve`` / ``crystalsde_vp``: VE / VP score diffusion on all atoms; atom head;
+  stochastic; 100 Euler--Maruyama steps (``method="pc"`` or ``"ode"`` too).
+- ``crystalflow_ve`` / ``crystalflow_vp``: flow matching with the VE / VP Gaussian path; atom
+  head; stochastic; 50 Euler steps (``heun``, ``rk4`` too).
+- ``crystalflow_lerp``: linear FM from the start state (``AssemblyFlow(mode="cartesian")``);
+  atom head; deterministic; 12 steps.
+- ``assembleflow``: AssembleFlow (inertial frames, LERP + SLERP, end-pose prediction); rigid
+  head; deterministic; 50 Euler steps.
+- ``kflow_assembleflow_K<n>``: K-Flow with n graph-spectral bands on AssembleFlow's
+  parametrisation; rigid head; deterministic; 50 Euler steps in total.
 
 The project's own rigid K-Flow and rigid FM stay :class:`kflow_mol.flow.AssemblyFlow`.
 
