@@ -96,7 +96,7 @@ class BuildReport:
         settings_hash: hash of settings and input files (names the cache folder).
         unsplit: kept crystal ids missing from an older ``splits.json``.
         skipped: files of the input folder that are not entries (``not a CIF``).
-        entries: entries processed (kept + rejected).
+        entries: entries listed (CIF candidates, rows, ...): kept + rejected once complete.
         complete: False when the batch was interrupted (outputs hold what was done).
         slowest: ``[entry id, seconds]`` of the slowest entries.
     """
@@ -121,7 +121,8 @@ class BuildReport:
         total = self.kept_crystals + len(self.rejected) + len(self.skipped)
         line = (f"{self.kept_crystals} kept + {len(self.rejected)} rejected + {len(self.skipped)} skipped "
                 f"= {total} inputs")
-        return line if self.complete else f"{line} (INTERRUPTED after {total} of the inputs)"
+        done = self.kept_crystals + len(self.rejected)
+        return line if self.complete else f"{line} (INTERRUPTED: {done} of {self.entries} entries done)"
 
     def summary_table(self) -> str:
         """Plain-text table of kept counts, rejection reasons and skipped files."""
@@ -451,7 +452,7 @@ def _finish(output: Path, name: str, input, entries: list[SourceEntry], skipped:
         counts[r.reason] = counts.get(r.reason, 0) + 1
     report = BuildReport(name, output, len(formulas), len(clusters), rejected, counts,
                          time.perf_counter() - started, False, digest, sorted(set(formulas) - in_splits),
-                         skipped, len(formulas) + len(rejected), result.complete, result.slowest(entries))
+                         skipped, len(entries), result.complete, result.slowest(entries))
     _write_rejections(output, report)
     _write_manifest(output, report, settings, input, formulas, limits)
     if write_csv:
