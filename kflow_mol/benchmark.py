@@ -36,7 +36,7 @@ from torch_geometric.data import Batch
 from kflow.stats import BootstrapCI, paired_difference_ci, paired_ratio_ci
 from kflow_mol.config import BenchmarkConfig, DataConfig, method_overrides, with_method
 from kflow_mol.evaluate import evaluate_method, identity_method
-from kflow_mol.experiment import build_flow, load_split, set_cpu_threads, train, validate
+from kflow_mol.experiment import TrainedRun, build_flow, load_split, set_cpu_threads, train, validate
 
 METRICS = ("pm_atom", "pm_center")
 REPEAT_PATTERN = re.compile(r"_r\d+_c")
@@ -72,13 +72,20 @@ def cluster_key(cluster_id: str) -> str:
 
 # ----- one method ------------------------------------------------------------------------------
 def score_sets(name: str, predict, test_sets: dict[str, list], cfg: BenchmarkConfig) -> dict:
-    """``{set: {ids, pm_atom, pm_center, nfe, wall_s}}`` of one predictor."""
+    """``{set: {ids, pm_atom, pm_center, nfe, wall_s}}`` of one predictor, or of a trained run
+    (a :class:`~kflow_mol.experiment.TrainedRun`: stochastic systems keep the minimum over
+    ``sample.samples`` draws, and their mean under ``<metric>_sample_mean``)."""
     out = {}
     for set_name, clusters in test_sets.items():
-        scores = evaluate_method(name, predict, clusters, batch_size=cfg.sample.batch_size, device=cfg.device,
-                                 with_rmsd=cfg.eval.rmsd)
+        common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
+        if isinstance(predict, TrainedRun):
+            scores = predict.evaluate(clusters, cfg, **common)
+        else:
+            scores = evaluate_method(name, predict, clusters, **common)
         out[set_name] = {"ids": scores.cluster_ids, **{m: scores.per_cluster[m] for m in METRICS},
                          "rmsd_17": scores.per_cluster["rmsd_17"], "nfe": scores.nfe, "wall_s": scores.wall_s}
+        if scores.per_cluster_mean is not None:
+            out[set_name].update({f"{m}_sample_mean": scores.per_cluster_mean[m] for m in METRICS})
     return out
 
 
@@ -93,7 +100,7 @@ def run_method(cfg: BenchmarkConfig, method: str, seed: int, train_set: list, te
     run.output_dir = str(out_dir / f"{method}_seed{seed}")
     trained = train(run, train_set)
     train_cpu = time.process_time() - tic
-    sets = score_sets(method, trained.predictor(run), test_sets, cfg)
+    sets = score_sets(method, trained, test_sets, run)
     return {"sets": sets, "train_cpu_s": train_cpu, "cpu_s": time.process_time() - tic,
             "final_loss": trained.result.final_loss}
 

@@ -24,7 +24,7 @@ from kflow.training.config import check_choice, check_range
 
 DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "pyxtal_mech")
 START_PRESETS = ("local", "scrambled")
-SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5")
+SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5", "pc", "ode")  # pc / ode: the score-based systems
 EDGE_MODES = ("knn", "radius")
 TEST_SETS = ("testdb", "cod", "mech")
 METHOD_VARIANTS: dict[str, dict[str, Any]] = {
@@ -139,17 +139,21 @@ class SampleConfig:
         steps: fixed steps in total, split over the K bands by :func:`kflow.sampling.allocate_steps`.
         batch_size: clusters per sampling batch.
         export: test clusters written as XYZ trajectories and CIFs (-1: all).
+        samples: samples per cluster of a stochastic system (PM is reported as the minimum over
+            them, and as their mean).
     """
 
     method: str = "euler"
     steps: int = 12
     batch_size: int = 8
     export: int = 4
+    samples: int = 5
 
     def __post_init__(self):
         check_choice("sample.method", self.method, SAMPLE_METHODS)
         check_range("sample.steps", self.steps, minimum=1)
         check_range("sample.batch_size", self.batch_size, minimum=1)
+        check_range("sample.samples", self.samples, minimum=1)
 
 
 @dataclass
@@ -175,6 +179,11 @@ class AssemblyConfig:
 
     Attributes:
         K: number of graph-spectral bands (1: plain rigid flow matching).
+        system: ``kflow`` (the rigid graph-spectral K-Flow of :class:`~kflow_mol.flow.AssemblyFlow`,
+            or all-atom linear FM with ``flow.mode=cartesian``), or a Table-5 system of
+            :mod:`kflow_mol.systems` (``gnn_md``, ``crystalsde_ve``, ``crystalsde_vp``,
+            ``crystalflow_ve``, ``crystalflow_vp``, ``assembleflow``, ``kflow_assembleflow``
+            with ``K`` bands).
         bump: ``linear``, ``smoothstep`` or ``cosine`` (``kflow.path.BUMPS``).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         cpu_threads: torch threads on CPU (``None``: torch's default); 1 was fastest for
@@ -184,6 +193,7 @@ class AssemblyConfig:
     """
 
     K: int = 2
+    system: str = "kflow"
     bump: str = "linear"
     device: str = "cpu"
     cpu_threads: int | None = 1
@@ -323,6 +333,10 @@ def to_config(cfg: Any, schema: type = AssemblyConfig):
 # ----- method names ---------------------------------------------------------------------------
 def run_name(cfg: AssemblyConfig) -> str:
     """The one name of a run's method: ``rigid_K1``, ``kflow_K<n>`` or ``crystalflow_lerp``."""
+    if cfg.system == "kflow_assembleflow":
+        return f"kflow_assembleflow_K{cfg.K}"
+    if cfg.system != "kflow":
+        return cfg.system
     if cfg.flow.mode == "cartesian":
         return "crystalflow_lerp"
     return "rigid_K1" if cfg.K == 1 else f"kflow_K{cfg.K}"
@@ -354,7 +368,16 @@ def method_overrides(method: str) -> dict[str, Any]:
         return {"K": int(match.group(1))}
     if method == "identity":
         return {}
-    raise ConfigError(f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1 or kflow_K<n>")
+    from kflow_mol.systems import KFLOW_ASSEMBLEFLOW, build_system, is_system
+
+    if is_system(method):
+        match = KFLOW_ASSEMBLEFLOW.fullmatch(method)
+        system = "kflow_assembleflow" if match else method
+        bands = int(match.group(1)) if match else 1
+        head = build_system(method, translation_scale=1.0).head
+        return {"system": system, "K": bands, "model.head": head}
+    raise ConfigError(f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1, kflow_K<n> "
+                      "or a Table-5 system (kflow_mol.systems.system_names())")
 
 
 def with_method(cfg: AssemblyConfig, method: str, seed: int | None = None) -> AssemblyConfig:

@@ -27,8 +27,8 @@ from torch_geometric.data import Batch
 from kflow.sampling import allocate_steps
 from kflow.training import ConfigError, Trainer, TrainResult, load_checkpoint
 from kflow_mol.config import AssemblyConfig, DataConfig, EvaluateConfig, run_name, to_config
-from kflow_mol.evaluate import (MethodScores, Prediction, evaluate_method, format_table, identity_method,
-                                write_per_cluster_csv)
+from kflow_mol.evaluate import (MethodScores, Prediction, evaluate_method, evaluate_samples, format_table,
+                                identity_method, write_per_cluster_csv)
 from kflow_mol.export import export_clusters
 from kflow_mol.flow import AssemblyFlow, translation_scale_of
 from kflow_mol.models import build_model
@@ -36,8 +36,18 @@ from kflow_mol.plots import pm_bar_chart
 
 
 # ----- building ------------------------------------------------------------------------------
-def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> AssemblyFlow:
-    """The flow (path, loss, sampler) a config names; its constructor checks ``K`` and the mode."""
+def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
+    """The system (path, loss, sampler) a config names; its constructor checks ``K`` and its options.
+
+    ``system=kflow`` gives :class:`~kflow_mol.flow.AssemblyFlow` (rigid K-Flow, rigid FM at
+    ``K = 1``, all-atom linear FM with ``flow.mode=cartesian``); any other ``system`` a Table-5
+    system of :mod:`kflow_mol.systems` with the same ``loss`` / ``sample`` interface.
+    """
+    if cfg.system != "kflow":
+        from kflow_mol.systems import build_system
+
+        name = f"kflow_assembleflow_K{cfg.K}" if cfg.system == "kflow_assembleflow" else cfg.system
+        return build_system(name, translation_scale=translation_scale, num_bands=cfg.K)
     return AssemblyFlow(num_bands=cfg.K, mode=cfg.flow.mode, bump=cfg.bump, translation_scale=translation_scale,
                         kernel_width=cfg.flow.kernel_width, grouping=cfg.flow.grouping, reverse=cfg.flow.reverse,
                         project=cfg.flow.project, loss_current_band=cfg.flow.loss_current_band,
@@ -61,7 +71,8 @@ def validate(cfg: AssemblyConfig) -> None:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if required_head(flow) != cfg.model.head:
-        raise ConfigError(f"flow.mode={cfg.flow.mode} needs model.head={required_head(flow)}"
+        what = f"system={cfg.system}" if cfg.system != "kflow" else f"flow.mode={cfg.flow.mode}"
+        raise ConfigError(f"{what} needs model.head={required_head(flow)}"
                           + (" and K=1" if cfg.flow.mode == "cartesian" else ""))
     check_data(cfg.data)
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
@@ -117,14 +128,27 @@ def steps_per_band(total_steps: int, num_bands: int) -> list[int]:
     return allocate_steps(total_steps, [1.0] * num_bands)
 
 
-def flow_predictor(flow: AssemblyFlow, model: nn.Module, method: str, total_steps: int,
-                   trajectory: bool = False):
-    """The ``predict(batch) -> Prediction`` of a trained flow."""
+def flow_predictor(flow: Any, model: nn.Module, method: str, total_steps: int | None,
+                   trajectory: bool = False, generator: torch.Generator | None = None):
+    """The ``predict(batch) -> Prediction`` of a trained flow or system.
+
+    Args:
+        flow: an :class:`~kflow_mol.flow.AssemblyFlow` or a :mod:`kflow_mol.systems` system.
+        model: its trained network.
+        method: the sampler's method.
+        total_steps: fixed steps in total, split evenly over the bands (``None``: the system's
+            own ``default_steps``).
+        trajectory: keep the positions along the flow.
+        generator: RNG of a stochastic system's draws.
+    """
     model.eval()
-    per_band = steps_per_band(total_steps, flow.num_bands)
+    total = total_steps if total_steps is not None else flow.default_steps
+    per_band = steps_per_band(total, flow.num_bands)
+    extra = {"generator": generator} if getattr(flow, "stochastic", False) else {}
 
     def predict(batch: Batch) -> Prediction:
-        out = flow.sample(model, batch, method=method, steps_per_band=per_band, return_trajectory=trajectory)
+        out = flow.sample(model, batch, method=method, steps_per_band=per_band, return_trajectory=trajectory,
+                          **extra)
         return Prediction(pos=out.pos, nfe=out.nfe, trajectory=out.trajectory, ks=out.ks)
 
     return predict
@@ -143,12 +167,30 @@ class TrainedRun:
     """
 
     name: str
-    flow: AssemblyFlow
+    flow: Any
     model: nn.Module
-    result: TrainResult
+    result: TrainResult | None
 
-    def predictor(self, cfg: AssemblyConfig, trajectory: bool = False):
-        return flow_predictor(self.flow, self.model, cfg.sample.method, cfg.sample.steps, trajectory)
+    @property
+    def stochastic(self) -> bool:
+        """Whether its samples depend on a random generator (scored over several samples)."""
+        return bool(getattr(self.flow, "stochastic", False))
+
+    def predictor(self, cfg: AssemblyConfig, trajectory: bool = False, sample: int = 0):
+        """``predict(batch)``: the rigid K-Flow arms take ``sample.steps``, Table-5 systems their own
+        ``default_steps``; a stochastic system's ``sample``-th draw is seeded by (train seed, sample)."""
+        steps = cfg.sample.steps if cfg.system == "kflow" else None
+        generator = None
+        if self.stochastic:
+            generator = torch.Generator().manual_seed(1_000_003 * cfg.train.seed + sample)
+        return flow_predictor(self.flow, self.model, cfg.sample.method, steps, trajectory, generator)
+
+    def evaluate(self, clusters: Sequence, cfg: AssemblyConfig, **options) -> MethodScores:
+        """Scores on ``clusters``: per cluster the minimum PM over ``cfg.sample.samples`` draws of a
+        stochastic system (their mean in ``per_cluster_mean``), one draw otherwise."""
+        samples = cfg.sample.samples if self.stochastic else 1
+        return evaluate_samples(self.name, lambda index: self.predictor(cfg, sample=index), clusters, samples,
+                                **options)
 
 
 def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None = None,
@@ -271,7 +313,8 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     if not clusters:
         raise ConfigError(f"no {cfg.split} clusters in data {data.source}")
     common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
-    predict = flow_predictor(trained.flow, trained.model, method, steps)
+    predict = flow_predictor(trained.flow, trained.model, method, steps if run_cfg.system == "kflow" else
+                             cfg.sample.steps)
     scores = {"identity": evaluate_method("identity", identity_method, clusters, **common),
               trained.name: evaluate_method(trained.name, predict, clusters, progress=True, **common)}
     summary = {key: value.summary() for key, value in scores.items()}

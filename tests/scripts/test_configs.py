@@ -63,3 +63,14 @@ def test_no_script_imports_another_script_or_edits_sys_path():
     for path in scripts:
         assert not (_imports(path) & names), f"{path.name} imports a script: {_imports(path) & names}"
         assert "sys.path.insert" not in path.read_text(), f"{path.name} edits sys.path"
+
+
+@pytest.mark.parametrize("method, head", [("gnn_md", "rigid"), ("crystalsde_vp", "atom"), ("crystalflow_ve", "atom"),
+                                          ("assembleflow", "rigid"), ("kflow_assembleflow_K3", "rigid")])
+def test_every_table5_system_is_a_config_of_the_same_engine(method, head):
+    from kflow_mol.config import run_name, with_method
+
+    cfg = with_method(compose("benchmark_assembly", [], BenchmarkConfig), method)
+    assert cfg.model.head == head and run_name(cfg) == method
+    validate(cfg)
+    assert build_flow(cfg).head == head
