@@ -1,7 +1,7 @@
 """Equivariant building blocks: radial/time embeddings, neighbour graphs, e3nn convolution.
 
-Neighbour graphs are built in plain torch (``torch.cdist`` per cluster), so no pyg-lib /
-torch-cluster is needed.
+Neighbour graphs are built in plain torch (``torch.cdist`` per molecule and per cluster), so
+no pyg-lib / torch-cluster is needed.
 """
 from __future__ import annotations
 
@@ -68,7 +68,96 @@ class Edges:
 
 def build_atom_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, *, mode: str = "knn",
                      k_intra: int = 8, k_inter: int = 8, radius: float = 5.0) -> Edges:
-    """Intra- and inter-molecular neighbour edges, cluster by cluster.
+    """Intra- and inter-molecular neighbour edges.
+
+    ``mode="knn"`` links every atom to its ``k_intra`` nearest atoms of its own molecule and
+    its ``k_inter`` nearest atoms of other molecules; ``mode="radius"`` links all pairs closer
+    than ``radius`` (and always the intra-molecular ``k_intra`` nearest, so no molecule falls
+    apart into isolated atoms).
+
+    Intra-molecular neighbours are searched molecule by molecule (one padded
+    ``(M, T_max, T_max)`` distance tensor), inter-molecular ones on each cluster's own
+    ``(N_b, N_b)`` distances; on CUDA the clusters are padded into one ``(B, N_max, N_max)``
+    tensor instead (:func:`build_atom_edges_dense`, same edges) to avoid a Python loop of small
+    kernels. Edges come out grouped by kind, not in a fixed order.
+
+    Args:
+        pos: atom positions, shape ``(A, 3)``.
+        mol_index: global molecule index of every atom, shape ``(A,)``.
+        atom_batch: cluster of every atom, shape ``(A,)``, sorted.
+        mode: ``"knn"`` or ``"radius"``.
+        k_intra: intra-molecular neighbours per atom.
+        k_inter: inter-molecular neighbours per atom (knn mode).
+        radius: cutoff in Å (radius mode).
+
+    Returns:
+        The :class:`Edges`.
+    """
+    if mode not in ("knn", "radius"):
+        raise ValueError(f"edge mode must be 'knn' or 'radius', got {mode!r}")
+    if pos.device.type == "cuda":
+        return build_atom_edges_dense(pos, mol_index, atom_batch, mode=mode, k_intra=k_intra,
+                                      k_inter=k_inter, radius=radius)
+    with torch.no_grad():
+        intra = _intra_molecular_edges(pos, mol_index, mode, k_intra, radius)
+        inter = _inter_molecular_edges(pos, mol_index, atom_batch, mode, k_inter, radius)
+    src, dst = (torch.cat(parts) for parts in zip(intra, inter))
+    intra_flag = torch.zeros_like(src, dtype=torch.bool)
+    intra_flag[: intra[0].shape[0]] = True
+    return Edges(src=src, dst=dst, intra=intra_flag)
+
+
+def _intra_molecular_edges(pos: Tensor, mol_index: Tensor, mode: str, k_intra: int,
+                           radius: float) -> tuple[Tensor, Tensor]:
+    """``(src, dst)`` within molecules, from one padded ``(M, T_max, T_max)`` distance tensor."""
+    order = torch.argsort(mol_index, stable=True)
+    sorted_mol = mol_index[order]
+    dense_pos, valid = to_dense_batch(pos[order], sorted_mol)  # (M, T, 3)
+    counts = valid.sum(1)
+    offsets = torch.cumsum(counts, 0) - counts
+    dist = torch.cdist(dense_pos, dense_pos)
+    pair_ok = valid.unsqueeze(2) & valid.unsqueeze(1)
+    pair_ok &= ~torch.eye(dist.shape[1], dtype=torch.bool, device=pos.device)
+    dist = dist.masked_fill(~pair_ok, float("inf"))
+    mask = _knn_mask(dist, k_intra)
+    if mode == "radius":
+        mask |= dist < radius
+    m, dst, src = mask.nonzero(as_tuple=True)  # row = receiving atom
+    return order[src + offsets[m]], order[dst + offsets[m]]
+
+
+def _inter_molecular_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mode: str, k_inter: int,
+                           radius: float) -> tuple[Tensor, Tensor]:
+    """``(src, dst)`` between molecules of the same cluster, cluster by cluster."""
+    counts = torch.bincount(atom_batch).tolist()
+    srcs, dsts, start = [], [], 0
+    for count in counts:
+        if count == 0:
+            continue
+        part_pos, part_mol = pos[start:start + count], mol_index[start:start + count]
+        dist = torch.cdist(part_pos, part_pos).masked_fill_(part_mol.unsqueeze(1) == part_mol.unsqueeze(0),
+                                                          float("inf"))
+        if mode == "knn":
+            k = min(k_inter, count)
+            values, index = dist.topk(k, dim=-1, largest=False)
+            keep = torch.isfinite(values)
+            dst = torch.arange(count, device=pos.device).unsqueeze(1).expand_as(index)[keep]
+            src = index[keep]
+        else:
+            dst, src = (dist < radius).nonzero(as_tuple=True)
+        srcs.append(src + start)
+        dsts.append(dst + start)
+        start += count
+    empty = torch.zeros(0, dtype=torch.long, device=pos.device)
+    return (torch.cat(srcs) if srcs else empty), (torch.cat(dsts) if dsts else empty)
+
+
+def build_atom_edges_dense(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, *, mode: str = "knn",
+                     k_intra: int = 8, k_inter: int = 8, radius: float = 5.0) -> Edges:
+    """The original neighbour search on padded ``(B, N_max, N_max)`` distance matrices.
+
+    Same edge set as :func:`build_atom_edges` (kept as its reference and for benchmarks);
+    the padded dense search costs ``B * N_max^2`` for both edge kinds.
 
     ``mode="knn"`` links every atom to its ``k_intra`` nearest atoms of its own molecule and
     its ``k_inter`` nearest atoms of other molecules; ``mode="radius"`` links all pairs closer
@@ -197,3 +286,96 @@ class EquivariantConv(nn.Module):
         msg = self.tp(h[src], edge_sh, self.radial(edge_scalars))
         agg = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
         return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
+
+
+class ContactConv(nn.Module):
+    """A cheap equivariant atom-level interaction on scalar (0e) and vector (1o) channels.
+
+    The hidden features are first projected per node onto ``channels`` scalars ``s`` and
+    vectors ``v``. Along every edge with unit direction ``u`` (the ``l = 1`` spherical
+    harmonic) and per-edge, per-channel radial weights ``w_0..w_3``, the message is the
+    depthwise tensor product restricted to ``0e + 1o`` inputs and outputs and ``l <= 1``
+    directions::
+
+        0e: w0 s + w1 (v . u)
+        1o: w2 s u + w3 v
+
+    Messages are averaged at ``dst``, projected back to the hidden irreps, added to a
+    self-connection and gated, as in :class:`EquivariantConv`. Compared with that block's
+    general e3nn tensor product (every ``l <= 2`` path, one weight per path and channel of the
+    full hidden width, i.e. hundreds of radial outputs per edge), the per-edge work is a few
+    element-wise products on ``4 * channels`` numbers (``docs/performance.md``). ``1e`` and
+    ``2e`` hidden features are updated at atoms through the self-connection and the message
+    projection only.
+
+    Args:
+        irreps_hidden: node feature irreps (input == output).
+        irreps_sh: spherical harmonics irreps of the edge direction; must start ``1x0e+1x1o``
+            with ``"component"`` normalisation.
+        edge_scalar_dim: width of the invariant edge features.
+        radial_hidden: hidden width of the radial MLP.
+        channels: scalar and vector channels of the messages.
+    """
+
+    num_paths = 4
+
+    def __init__(self, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int,
+                 radial_hidden: int = 16, channels: int = 16):
+        super().__init__()
+        irreps_sh = o3.Irreps(irreps_sh)
+        if len(irreps_sh) < 2 or irreps_sh[0] != (1, o3.Irrep("0e")) or irreps_sh[1] != (1, o3.Irrep("1o")):
+            raise ValueError(f"ContactConv needs spherical harmonics starting 1x0e+1x1o, got {irreps_sh}")
+        self.irreps_hidden = o3.Irreps(irreps_hidden)
+        self.channels = channels
+        irreps_msg = o3.Irreps(f"{channels}x0e+{channels}x1o")
+        self.down = o3.Linear(self.irreps_hidden, irreps_msg)
+        self.radial = nn.Sequential(nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(),
+                                    nn.Linear(radial_hidden, self.num_paths * channels))
+        gate_in, self.gate = gated_irreps(self.irreps_hidden)
+        self.linear_msg = o3.Linear(irreps_msg, gate_in)
+        self.linear_self = o3.Linear(self.irreps_hidden, gate_in)
+
+    def forward(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
+        """Args:
+            h: node features, shape ``(N, irreps_hidden.dim)``.
+            src: source node per edge, shape ``(E,)``.
+            dst: destination node per edge, shape ``(E,)``.
+            edge_sh: spherical harmonics of the edge vectors, shape ``(E, irreps_sh.dim)``.
+            edge_scalars: invariant edge features, shape ``(E, edge_scalar_dim)``.
+
+        Returns:
+            Updated node features, shape ``(N, irreps_hidden.dim)``.
+        """
+        c, num_nodes = self.channels, h.shape[0]
+        # Vectors are held as (., 3, c) so that every broadcast runs along the channels.
+        unit = (edge_sh[:, 1:4] * (1.0 / math.sqrt(3.0))).unsqueeze(-1)  # (E, 3, 1)
+        s, v = self.down(h).split([c, 3 * c], dim=-1)  # per node: (N, c), (N, 3c) as [channel, xyz]
+        v = v.view(num_nodes, c, 3).transpose(1, 2).reshape(num_nodes, 3 * c)
+        s, v = s.index_select(0, src), v.index_select(0, src).view(-1, 3, c)  # gather per edge
+        w_s, w_vu, w_su, w_v = self.radial(edge_scalars).view(-1, self.num_paths, c).unbind(1)
+        msg_s = w_s * s + w_vu * (v * unit).sum(1)  # (E, c)
+        msg_v = unit * (w_su * s).unsqueeze(1) + w_v.unsqueeze(1) * v  # (E, 3, c)
+        agg = scatter(torch.cat([msg_s, msg_v.flatten(1)], dim=-1), dst, dim=0, dim_size=num_nodes, reduce="mean")
+        agg_s, agg_v = agg.split([c, 3 * c], dim=-1)
+        agg = torch.cat([agg_s, agg_v.view(num_nodes, 3, c).transpose(1, 2).reshape(num_nodes, 3 * c)], dim=-1)
+        return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
+
+
+ATOM_CONVS = ("e3nn", "contact")
+
+
+def atom_conv_layer(kind: str, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int,
+                    radial_hidden: int, channels: int) -> nn.Module:
+    """One atom-level interaction block.
+
+    Args:
+        kind: ``"contact"`` (:class:`ContactConv`, the fast default of presets M and L) or
+            ``"e3nn"`` (:class:`EquivariantConv`, all ``l <= 2`` paths; the original M/L layer).
+        irreps_hidden, irreps_sh, edge_scalar_dim, radial_hidden: see the block classes.
+        channels: message channels of :class:`ContactConv` (ignored by ``"e3nn"``).
+    """
+    if kind == "contact":
+        return ContactConv(irreps_hidden, irreps_sh, edge_scalar_dim, radial_hidden, channels)
+    if kind == "e3nn":
+        return EquivariantConv(irreps_hidden, irreps_sh, edge_scalar_dim, radial_hidden)
+    raise ValueError(f"atom_conv must be one of {ATOM_CONVS}, got {kind!r}")
