@@ -39,11 +39,11 @@ from torch_geometric.utils import scatter, to_dense_batch
 from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
 from kflow.sampling import KFlowSampler
-from kflow.training import StepDraws
+from kflow.training import StepDraws, unwrap_model
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.models.assembly_gnn import StartFeatures
-from kflow_mol.rigid import apply_rigid_motion, centroids, so3_log
+from kflow_mol.rigid import apply_rigid_motion, centroids, rigid_motion
 
 MODES = ("rigid", "cartesian")
 START_MOTIONS = ("settled", "full")
@@ -51,15 +51,6 @@ BAND_EDGE_TOLERANCE = 1e-6
 """Added to ``k = s K`` before taking its band at sampling: ``s`` is rounded to the state's dtype,
 which may put the first evaluation of a band a rounding error below its left edge. Smaller than
 the sampler's ``edge_eps`` (1e-5), so the last evaluation of a band never reaches the next."""
-
-
-def _unwrapped(model: nn.Module) -> nn.Module:
-    """The network inside DDP / torch.compile wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None:
-            return model
-        model = inner
 
 
 @dataclass
@@ -168,10 +159,12 @@ class AssemblyFlow:
         if self.mode == "cartesian":
             disp, _ = to_dense_batch(batch.pos_target - batch.pos_start, layout.atom_batch)
             return disp / self.translation_scale
-        centroid_target = centroids(batch.pos_target, batch.mol_index, layout.mol_batch.shape[0])
-        delta_c = (centroid_target - layout.centroid_start) / self.translation_scale
-        omega = so3_log(batch.rot_start_to_target.double()).to(delta_c.dtype)  # float64: exact near pi
-        return torch.cat([delta_c, omega], -1).reshape(layout.num_clusters, layout.mols_per_cluster, 6)
+        # float64 rotations: the log stays exact near pi
+        motion = rigid_motion(batch.pos_start, batch.rot_start_to_target.double(), batch.pos_target,
+                              batch.mol_index, layout.mol_batch.shape[0])
+        delta_c = motion.delta_c / self.translation_scale
+        return torch.cat([delta_c, motion.omega.to(delta_c.dtype)], -1).reshape(
+            layout.num_clusters, layout.mols_per_cluster, 6)
 
     def positions(self, batch: Any, x: Tensor, layout: ClusterLayout | None = None) -> Tensor:
         """Atom positions ``(A, 3)`` of the flow state ``x``."""
@@ -221,7 +214,7 @@ class AssemblyFlow:
         layout = layout or cluster_layout(batch)
         pos = self.positions(batch, x, layout)
         extra = {}
-        if getattr(_unwrapped(model), "start_aware", False):
+        if getattr(unwrap_model(model), "start_aware", False):
             context = context if context is not None else self.context(batch, layout)
             k = k if k is not None else s.double() * self.num_bands + BAND_EDGE_TOLERANCE
             extra["start"] = self.start_features(x, k, context)
