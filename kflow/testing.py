@@ -214,7 +214,7 @@ def assert_path_endpoints(path: Any, x0: torch.Tensor, x1: torch.Tensor, context
     for k_value, expected, name in ((0.0, x0, "x0 at k=0"), (float(path.num_bands), x1, "x1 at k=K")):
         k = torch.full((batch,), k_value, dtype=x0.dtype, device=x0.device)
         got = path.sample(x0, x1, k, context).x_k
-        torch.testing.assert_close(got, expected, atol=atol, rtol=0, msg=lambda m: f"path must give {name}: {m}")
+        torch.testing.assert_close(got, expected, atol=atol, rtol=0, msg=lambda m, name=name: f"path must give {name}: {m}")
 
 
 def assert_velocity_matches_finite_difference(path: Any, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor,

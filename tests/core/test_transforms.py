@@ -270,7 +270,7 @@ def test_graph_rejects_bad_input():
     with pytest.raises(ValueError, match=r"expected \(B, N, d\)"):
         transform.forward(_randn(2, 16, 6), basis)
     with pytest.raises(AttributeError, match="band_index_for"):
-        transform.band_index
+        _ = transform.band_index
     with pytest.raises(ValueError, match="kernel_width"):
         GraphSpectralTransform(3, kernel_width=-1.0)
     with pytest.raises(ValueError, match="grouping"):

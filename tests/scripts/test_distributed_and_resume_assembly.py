@@ -53,7 +53,7 @@ def train(out_dir, *overrides, nproc: int = 1) -> subprocess.CompletedProcess:
         # Seen once on a loaded 2-core machine: every output written, then torchrun never
         # returned. Not reproduced since ranks meet at a barrier before the group is destroyed;
         # retried once so the report names it instead of failing the whole suite.
-        warnings.warn(f"2-rank torchrun did not exit within {hang.timeout} s; retrying once")
+        warnings.warn(f"2-rank torchrun did not exit within {hang.timeout} s; retrying once", stacklevel=2)
         shutil.rmtree(out_dir, ignore_errors=True)
         Path(out_dir).mkdir(parents=True)
         done = subprocess.run(command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(),
