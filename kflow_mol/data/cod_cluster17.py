@@ -89,9 +89,10 @@ def read_cluster_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
             fields = [f.strip() for f in line.split(",")]
             if len(fields) != 5 or fields[1] not in ATOMIC_NUMBERS:
                 raise ValueError(f"line {line_no}: expected 'mol_idx,atom_symbol,x,y,z', got {line!r}")
-            molecules.setdefault(int(fields[0]), []).append(
-                (ATOMIC_NUMBERS[fields[1]], [float(v) for v in fields[2:]])
-            )
+            xyz = [float(v) for v in fields[2:]]
+            if not np.isfinite(xyz).all():
+                raise ValueError(f"line {line_no}: non-finite coordinate in {line!r}")
+            molecules.setdefault(int(fields[0]), []).append((ATOMIC_NUMBERS[fields[1]], xyz))
     except (OSError, ValueError) as error:
         raise CrystalRejected("bad_cluster_file", f"{path}: {error}") from None
     sizes = {len(atoms) for atoms in molecules.values()}

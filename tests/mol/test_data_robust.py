@@ -180,3 +180,40 @@ def test_guarded_runs_turn_errors_hangs_and_crashes_into_outcomes():
     in_process = list(run_guarded(lambda i: _flaky(i) if i < 2 else i, 3, time_limit=None,
                                   expected=(CrystalRejected,)))
     assert [o.reason for o in in_process] == [None, "error", None]
+
+
+def test_non_finite_csv_coordinates_are_a_bad_cluster_file(tmp_path):
+    # before the check this reached numpy's eigh and raised LinAlgError
+    build_assembly_dataset("cif", input=GOOD, output=tmp_path / "made", write_csv=True, progress=False)
+    final = sorted((tmp_path / "made" / "raw" / "FinalPositions").iterdir())[0]
+    lines = final.read_text().splitlines()
+    fields = lines[1].split(",")
+    lines[1] = ",".join(fields[:2] + ["nan"] + fields[3:])
+    final.write_text("\n".join(lines) + "\n")
+    report = build_assembly_dataset("cod_cluster17", input=tmp_path / "made", output=tmp_path / "out", progress=False)
+    assert report.accounting() == "1 kept + 1 rejected + 0 skipped = 2 inputs"
+    assert report.rejected[0].reason == "bad_cluster_file" and "non-finite" in report.rejected[0].detail
+
+
+def test_an_unexpected_exception_is_an_error_row_with_its_traceback_logged(tmp_path):
+    from kflow_mol.data.build import _BatchResult, _run
+    from kflow_mol.data.sources import SourceEntry, cif_entries
+    from kflow_mol.data.start_states import start_scheme
+
+    def fails():
+        raise ValueError("no such column\nsecond line")
+
+    entries = [SourceEntry("broken", fails, {"file": "broken.cif"}), *cif_entries(GOOD)]
+    settings = {"source": "cif", "max_atoms": 100, "rdkit_check": True, "num_mols": 17, "criterion": "centroid",
+                "min_distance": 1.0, "seed": 0, "repeats": 1, "max_file_mb": None}
+    for time_limit in (None, 30):
+        result = _BatchResult()
+        _run(entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, tmp_path, False,
+             result)
+        assert result.complete and sorted(result.clusters) == [1, 2]
+        assert (result.rejected[0].reason, result.rejected[0].detail) == ("error", "ValueError: no such column")
+        log = (tmp_path / "errors.log").read_text()
+        assert log.startswith("=== broken (broken.cif): error: ValueError") and "Traceback" in log and "fails" in log
+        with open(tmp_path / "rejections.csv") as handle:
+            assert list(csv.reader(handle)) == [["entry_id", "reason", "detail"],
+                                                ["broken", "error", "ValueError: no such column"]]
