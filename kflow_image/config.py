@@ -271,6 +271,11 @@ def validate_transform(spec: TransformSpec) -> None:
         raise ConfigError(f"transform.levels={spec.levels} must be >= 1")
     if spec.name == "none" and spec.num_bands not in (1, None):
         raise ConfigError(f"transform=none has one band, got transform.num_bands={spec.num_bands}")
+    if spec.name == "wavelet" and spec.num_bands is not None and spec.num_bands > spec.levels + 1:
+        raise ConfigError(
+            f"transform.num_bands={spec.num_bands}: a wavelet with transform.levels={spec.levels} has at most "
+            f"{spec.levels + 1} bands (num_bands=null gives one per level)"
+        )
     grouping = spec.grouping or DEFAULT_GROUPING[spec.name]
     if spec.name == "pca" and grouping == "equal_radius":
         raise ConfigError("transform=pca: grouping must be equal_count or equal_energy")

@@ -126,7 +126,7 @@ def build_path(
     try:
         transform = build_transform(spec, data_shape, source, save_dir=out_dir, device=device)
     except ValueError as err:
-        raise ConfigError(f"transform: {err}") from None
+        raise ConfigError(str(err)) from None
     return KAmplitudePath(transform, bump=spec.bump, reverse=spec.reverse)
 
 

@@ -110,6 +110,7 @@ def test_unknown_keys_and_bad_values_fail_in_one_line():
         ({"data": {"reference_fraction": 1.0}}, "data.reference_fraction=1.0"),
         ({"train": {"lr": -1.0}}, "train.lr must be > 0"),
         ({"model": {"preset": "DiT-Z/2"}}, "model.preset='DiT-Z/2'"),
+        ({"transform": {"name": "wavelet", "levels": 1, "num_bands": 3}}, "at most 2 bands"),
     ]
     for extra, message in cases:
         with pytest.raises(ConfigError) as info:
