@@ -5,6 +5,7 @@ no pyg-lib / torch-cluster is needed.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -13,6 +14,23 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, to_dense_batch
+
+
+def float32_block(*tensors: Tensor) -> tuple[contextlib.AbstractContextManager, tuple[Tensor, ...]]:
+    """Autocast off for an e3nn block, and its float inputs in float32 if autocast was on.
+
+    e3nn's tensor products mix their float32 constants with the inputs, which bf16 autocast
+    turns into a dtype mismatch; these blocks therefore run in float32 inside an autocast
+    region (the surrounding linear layers still use bf16). Outside autocast nothing changes
+    (float64 stays float64).
+
+    Returns:
+        ``(context, tensors)``: enter the context and use the returned tensors.
+    """
+    device_type = tensors[0].device.type
+    if not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext(), tensors
+    return torch.autocast(device_type, enabled=False), tuple(t.float() for t in tensors)
 
 
 class GaussianRBF(nn.Module):
@@ -283,9 +301,11 @@ class EquivariantConv(nn.Module):
         Returns:
             Updated node features, shape ``(N, irreps_hidden.dim)``.
         """
-        msg = self.tp(h[src], edge_sh, self.radial(edge_scalars))
-        agg = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
-        return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
+        context, (h, edge_sh, edge_scalars) = float32_block(h, edge_sh, edge_scalars)
+        with context:
+            msg = self.tp(h[src], edge_sh, self.radial(edge_scalars))
+            agg = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
+            return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
 
 
 class ContactConv(nn.Module):
@@ -346,6 +366,11 @@ class ContactConv(nn.Module):
         Returns:
             Updated node features, shape ``(N, irreps_hidden.dim)``.
         """
+        context, (h, edge_sh, edge_scalars) = float32_block(h, edge_sh, edge_scalars)
+        with context:
+            return self._forward(h, src, dst, edge_sh, edge_scalars)
+
+    def _forward(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
         c, num_nodes = self.channels, h.shape[0]
         # Vectors are held as (., 3, c) so that every broadcast runs along the channels.
         unit = (edge_sh[:, 1:4] * (1.0 / math.sqrt(3.0))).unsqueeze(-1)  # (E, 3, 1)
