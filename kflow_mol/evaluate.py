@@ -192,7 +192,8 @@ def evaluate_samples(name: str, predictor_for: Callable[[int], Callable[[Batch],
                           wall_s=sum(d.wall_s for d in draws), per_cluster_mean={})
     for metric in METRICS:
         values = torch.tensor([d.per_cluster[metric] for d in draws], dtype=torch.float64)  # (samples, clusters)
-        result.per_cluster[metric] = values.min(0).values.tolist()
+        best = values.max(0).values if metric == "n_matched" else values.min(0).values  # more matched is better
+        result.per_cluster[metric] = best.tolist()
         result.per_cluster_mean[metric] = values.mean(0).tolist()
     return result
 

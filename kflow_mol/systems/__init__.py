@@ -25,8 +25,9 @@ Systems (name: what; head; samples; default sampler):
   parametrisation; rigid head; deterministic; 50 Euler steps in total.
 
 The project's own rigid K-Flow and rigid FM stay :class:`kflow_mol.flow.AssemblyFlow`.
-:func:`evaluate_system` scores n draws per cluster (min and mean over draws, AssembleFlow's
-protocol) for stochastic systems and one for deterministic ones.
+:meth:`kflow_mol.experiment.TrainedRun.evaluate` scores n draws per cluster of a stochastic
+system (min and mean over draws, AssembleFlow's protocol; :func:`kflow_mol.evaluate.evaluate_samples`)
+and one of a deterministic one.
 
 Example:
     >>> system = build_system("kflow_assembleflow_K2", translation_scale=2.0)
@@ -41,7 +42,6 @@ from functools import partial
 from kflow_mol.systems.assembleflow import AssembleFlowSystem
 from kflow_mol.systems.crystal_flow import CrystalFlow, CrystalFlowLERP
 from kflow_mol.systems.crystal_sde import CrystalSDE
-from kflow_mol.systems.evaluation import RepeatedScores, combine_draws, evaluate_system
 from kflow_mol.systems.gnn_md import GNNMD
 
 SYSTEMS: dict[str, Callable[..., object]] = {
@@ -98,4 +98,4 @@ def build_system(name: str, *, translation_scale: float, num_bands: int = 1, **o
 
 
 __all__ = ["SYSTEMS", "AssembleFlowSystem", "CrystalFlow", "CrystalFlowLERP", "CrystalSDE", "GNNMD",
-           "RepeatedScores", "build_system", "combine_draws", "evaluate_system", "is_system", "system_names"]
+           "build_system", "is_system", "system_names"]

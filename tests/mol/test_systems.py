@@ -340,30 +340,32 @@ def test_per_atom_noise_from_draws_does_not_depend_on_the_rank_split():
     torch.testing.assert_close(part, whole[1::2, :width], atol=0, rtol=0)
 
 
-def test_evaluate_system_scores_min_and_mean_over_draws():
+def test_stochastic_systems_are_scored_as_min_and_mean_over_draws():
+    from kflow_mol.evaluate import evaluate_samples
+    from kflow_mol.experiment import flow_predictor
     from kflow_mol.systems.common import atom_state
-    from kflow_mol.systems.evaluation import evaluate_system
 
     clusters = [cluster(seed, num_mols=3, atoms_per_mol=3) for seed in range(3)]
     for index, item in enumerate(clusters):
         item.cluster_id = f"toy{index}"
     batch = Batch.from_data_list(clusters)
-    rigid = build_system("assembleflow", translation_scale=2.0)
-    once = evaluate_system("assembleflow", rigid, RigidOracle(batch, 2.0), clusters, n_samples=5, batch_size=3,
-                           steps_per_band=3)
-    assert len(once.runs) == 1 and once.summary()["pm_atom"] < 1e-6 and once.summary()["n_samples"] == 1
     noisy = build_system("crystalflow_ve", translation_scale=2.0)
     target = atom_state(batch, cluster_layout(batch), 2.0).target
     oracle = AtomOracle(batch, 2.0, lambda x, s: noisy.path.conditional_velocity(
         x, target[batch.batch, torch.cat([torch.arange(9)] * 3)], s))  # per-atom closed form, at the atom's time
-    scores = evaluate_system("crystalflow_ve", noisy, oracle, clusters, n_samples=3, batch_size=3, steps_per_band=4)
-    assert len(scores.runs) == 3 and scores.best.cluster_ids == ["toy0", "toy1", "toy2"]
-    per_draw = torch.tensor([run.per_cluster["pm_atom"] for run in scores.runs])
-    torch.testing.assert_close(torch.tensor(scores.best.per_cluster["pm_atom"]), per_draw.min(0).values)
-    torch.testing.assert_close(torch.tensor(scores.mean.per_cluster["pm_atom"]), per_draw.mean(0))
+
+    def predictor_for(index):
+        return flow_predictor(noisy, oracle, "euler", 4, generator=torch.Generator().manual_seed(index))
+
+    single = evaluate_samples("ve", predictor_for, clusters, 1, batch_size=3, with_rmsd=False)
+    per_draw = torch.tensor([evaluate_samples("ve", lambda _, i=i: predictor_for(i), clusters, 1, batch_size=3,
+                                              with_rmsd=False).per_cluster["pm_atom"] for i in range(3)])
+    scores = evaluate_samples("ve", predictor_for, clusters, 3, batch_size=3, with_rmsd=False)
+    assert scores.cluster_ids == ["toy0", "toy1", "toy2"] and single.per_cluster_mean is None
+    torch.testing.assert_close(torch.tensor(scores.per_cluster["pm_atom"], dtype=per_draw.dtype), per_draw.min(0).values)
+    torch.testing.assert_close(torch.tensor(scores.per_cluster_mean["pm_atom"], dtype=per_draw.dtype), per_draw.mean(0))
     summary = scores.summary()
-    assert summary["pm_atom"] <= summary["pm_atom_mean_over_samples"] and summary["n_samples"] == 3
-    assert not torch.equal(per_draw[0], per_draw[1])
+    assert summary["pm_atom"] <= summary["pm_atom_sample_mean"] and not torch.equal(per_draw[0], per_draw[1])
 
 
 def test_registry_names_options_and_errors():
