@@ -20,6 +20,7 @@ whose conditional velocity has the closed form
 
 Both take ``t`` of shape ``(B,)`` and data of shape ``(B, *data_shape)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,8 +94,9 @@ class GaussianPath:
         shape = (-1,) + (1,) * (like.dim() - 1)
         return PathCoefficients(*(value.reshape(shape) for value in self.scales(t)))
 
-    def sample(self, x1: Tensor, t: Tensor, noise: Tensor | None = None,
-               generator: torch.Generator | None = None) -> GaussianPathSample:
+    def sample(
+        self, x1: Tensor, t: Tensor, noise: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> GaussianPathSample:
         """Point and conditional velocity at ``t``.
 
         Args:
@@ -112,16 +114,21 @@ class GaussianPath:
             raise ValueError(f"noise shape {tuple(noise.shape)} != data shape {tuple(x1.shape)}")
         c = self.coefficients(t, x1)
         t = torch.as_tensor(t, dtype=x1.dtype, device=x1.device).expand(x1.shape[0])
-        return GaussianPathSample(x1=x1, noise=noise, t=t, x_t=c.a * x1 + c.b * noise,
-                                  u_t=c.da * x1 + c.db * noise)
+        return GaussianPathSample(x1=x1, noise=noise, t=t, x_t=c.a * x1 + c.b * noise, u_t=c.da * x1 + c.db * noise)
 
     def conditional_velocity(self, x: Tensor, x1: Tensor, t: Tensor) -> Tensor:
         """Closed-form ``u_t(x | x1) = a' x1 + b'/b (x - a x1)`` at any ``x``, shape of ``x``."""
         c = self.coefficients(t, x)
         return c.da * x1 + c.db / c.b * (x - c.a * x1)
 
-    def prior_sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
-                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
         """Source draws ``N(0, prior_std^2 I)`` of shape ``shape``."""
         return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
 

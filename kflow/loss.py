@@ -6,9 +6,11 @@ all coefficients; ``current_band_only`` restricts it to the coefficients of the 
 (the others have zero target velocity, which the model must still learn to output unless
 the sampler masks them).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

@@ -24,11 +24,13 @@ Choice of bump (the paper leaves mu open):
   * ``cosine``: mu(t) = (1 - cos(pi t)) / 2. Also zero velocity at edges, smoother
     acceleration (peak speed pi/2).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -129,9 +131,7 @@ class KAmplitudePath:
         """
         return torch.floor(torch.as_tensor(k)).long().clamp(0, self.num_bands - 1)
 
-    def band_mask(
-        self, k: torch.Tensor, context: Any = None, like: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def band_mask(self, k: torch.Tensor, context: Any = None, like: torch.Tensor | None = None) -> torch.Tensor:
         """1 on the coefficients of the band moving at ``k``, 0 elsewhere.
 
         The band is the one at schedule position ``floor(k)`` (``K - 1`` at ``k == K``), so it
@@ -203,9 +203,7 @@ class KAmplitudePath:
         dw = torch.where(inside, self.bump.dmu(t), torch.zeros_like(t))
         return w, dw
 
-    def sample(
-        self, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor, context: Any = None
-    ) -> PathSample:
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor, context: Any = None) -> PathSample:
         """Point and velocity of the path at ``k``.
 
         Args:

@@ -1,4 +1,5 @@
 """Figures without pyplot: no global backend switch, safe in notebooks and worker processes."""
+
 from __future__ import annotations
 
 import os

@@ -14,11 +14,13 @@ Steering (from the paper):
   * training-free restoration: start at ``k_start`` with the observed bands already in
     place and clamp them after every step with ``fixed_coeffs`` / ``fixed_mask``.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 

@@ -11,6 +11,7 @@ convention of Song et al. (2021). The Gaussian probability paths of
 
 Every method takes a tensor ``s`` of any shape and returns the same shape and dtype.
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ noise-prediction MSE). Sampling: :class:`ReverseSDESampler` integrates the rever
 (``"euler_maruyama"``), a predictor--corrector scheme with Langevin corrector steps (``"pc"``)
 or the probability-flow ODE ``dx/dt = f - g^2 score / 2`` (``"ode"``, Euler, deterministic).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,8 +34,13 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 SDE_METHODS = ("euler_maruyama", "pc", "ode")
 
 
-def randn(shape: tuple[int, ...], *, generator: torch.Generator | None = None,
-          device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def randn(
+    shape: tuple[int, ...],
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Standard normal draws made on the generator's device, then moved to ``device``."""
     where = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
@@ -97,8 +103,9 @@ class SDE:
         """Song's ``alpha_i`` of the Langevin corrector step at ``t`` (1 for VE), shape of ``t``."""
         return torch.ones_like(t)
 
-    def perturb(self, x0: Tensor, t: Tensor, noise: Tensor | None = None,
-                generator: torch.Generator | None = None) -> SDEPerturbation:
+    def perturb(
+        self, x0: Tensor, t: Tensor, noise: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> SDEPerturbation:
         """Draw ``x_t ~ p_t(x | x0)``.
 
         Args:
@@ -114,19 +121,33 @@ class SDE:
             noise = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         mean, std = self.marginal(x0, t)
         sigma = _expand(std, x0)
-        return SDEPerturbation(x0=x0, t=t, noise=noise, mean=mean, std=std, x_t=mean + sigma * noise,
-                               score=-noise / sigma)
+        return SDEPerturbation(
+            x0=x0, t=t, noise=noise, mean=mean, std=std, x_t=mean + sigma * noise, score=-noise / sigma
+        )
 
-    def sample_time(self, batch_size: int, *, u: Tensor | None = None, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    def sample_time(
+        self,
+        batch_size: int,
+        *,
+        u: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
         """Training times uniform on ``[t_eps, 1]``, shape ``(B,)`` (from uniforms ``u`` when given)."""
         if u is None:
             where = generator.device if generator is not None else device
             u = torch.rand(batch_size, generator=generator, device=where, dtype=dtype).to(device)
         return self.t_eps + (1 - self.t_eps) * u
 
-    def prior_sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
-                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
         """Draws from the prior ``N(0, prior_std^2 I)``, shape ``shape``."""
         return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
 
@@ -244,9 +265,20 @@ class ReverseSDESampler:
         return torch.linspace(1.0, self.sde.t_eps, steps + 1, dtype=torch.float64).tolist()
 
     @torch.no_grad()
-    def sample(self, score_fn: ScoreFn, x_init: Tensor, *, steps: int = 100, method: str = "euler_maruyama",
-               snr: float = 0.16, corrector_steps: int = 1, denoise: bool = True, mask: Tensor | None = None,
-               generator: torch.Generator | None = None, return_trajectory: bool = False) -> SDESampleResult:
+    def sample(
+        self,
+        score_fn: ScoreFn,
+        x_init: Tensor,
+        *,
+        steps: int = 100,
+        method: str = "euler_maruyama",
+        snr: float = 0.16,
+        corrector_steps: int = 1,
+        denoise: bool = True,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_trajectory: bool = False,
+    ) -> SDESampleResult:
         """Integrate the reverse SDE (or the probability-flow ODE) from ``x_init`` at ``t = 1``.
 
         Args:

@@ -12,6 +12,7 @@ Two interval kinds: ``"percentile"`` (quantiles of the resampled statistic) and 
 (bias-corrected and accelerated, Efron 1987: corrects the percentile interval for the
 median bias of the resamples and, through a jackknife, for a skewed statistic).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -111,8 +112,9 @@ def bootstrap_ci(
     return BootstrapCI(estimate, float(low), float(high), level, n, method, num_resamples)
 
 
-def _bca_quantiles(statistic, data: np.ndarray, resampled: np.ndarray, estimate: float,
-                   alpha: float) -> tuple[float, float]:
+def _bca_quantiles(
+    statistic, data: np.ndarray, resampled: np.ndarray, estimate: float, alpha: float
+) -> tuple[float, float]:
     """Adjusted quantile levels of the BCa interval."""
     normal = NormalDist()
     below = (np.sum(resampled < estimate) + 0.5 * np.sum(resampled == estimate)) / resampled.size
@@ -134,14 +136,21 @@ def _bca_quantiles(statistic, data: np.ndarray, resampled: np.ndarray, estimate:
     return adjusted(alpha), adjusted(1 - alpha)
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95, num_resamples: int = 10000,
-            method: str = "percentile", seed: int = 0) -> BootstrapCI:
+def mean_ci(
+    values: Sequence[float], level: float = 0.95, num_resamples: int = 10000, method: str = "percentile", seed: int = 0
+) -> BootstrapCI:
     """Bootstrap interval of the mean of ``values`` (shape ``(n,)``)."""
     return bootstrap_ci(lambda d: d[..., 0].mean(-1), _as_pairs(values, None), level, num_resamples, method, seed)
 
 
-def paired_difference_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95,
-                         num_resamples: int = 10000, method: str = "percentile", seed: int = 0) -> BootstrapCI:
+def paired_difference_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    level: float = 0.95,
+    num_resamples: int = 10000,
+    method: str = "percentile",
+    seed: int = 0,
+) -> BootstrapCI:
     """Interval of ``mean(a) - mean(b)`` over paired items (``a[i]`` and ``b[i]`` share item i).
 
     Args:
@@ -152,12 +161,17 @@ def paired_difference_ci(a: Sequence[float], b: Sequence[float], level: float = 
         method: ``"percentile"`` or ``"bca"``.
         seed: resampling seed.
     """
-    return bootstrap_ci(lambda d: (d[..., 0] - d[..., 1]).mean(-1), _as_pairs(a, b), level, num_resamples,
-                        method, seed)
+    return bootstrap_ci(lambda d: (d[..., 0] - d[..., 1]).mean(-1), _as_pairs(a, b), level, num_resamples, method, seed)
 
 
-def paired_ratio_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95,
-                    num_resamples: int = 10000, method: str = "percentile", seed: int = 0) -> BootstrapCI:
+def paired_ratio_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    level: float = 0.95,
+    num_resamples: int = 10000,
+    method: str = "percentile",
+    seed: int = 0,
+) -> BootstrapCI:
     """Interval of the ratio of means ``mean(a) / mean(b)`` over paired items.
 
     The ratio of means (not the mean of per-item ratios) is the ratio of the two reported
@@ -177,4 +191,3 @@ def format_ci(ci: BootstrapCI, reference: float, digits: int = 3) -> str:
     """``"est [low, high]"`` with a ``*`` when the interval excludes ``reference``."""
     mark = "*" if ci.excludes(reference) else ""
     return f"{ci.estimate:.{digits}f} [{ci.low:.{digits}f}, {ci.high:.{digits}f}]{mark}"
-

@@ -4,9 +4,11 @@ Transform checks (round trip, orthonormality, band coverage) and geometric helpe
 rotations, a generic equivariance check). Every assertion raises ``AssertionError`` with a
 message that names the transform and what went wrong.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -19,9 +21,7 @@ def _name(transform: Any) -> str:
     return type(transform).__name__
 
 
-def assert_round_trip(
-    transform: Any, x: torch.Tensor, context: Any = None, atol: float | None = None
-) -> None:
+def assert_round_trip(transform: Any, x: torch.Tensor, context: Any = None, atol: float | None = None) -> None:
     """``inverse(forward(x)) == x`` with matching shape, dtype and device.
 
     Args:
@@ -35,11 +35,12 @@ def assert_round_trip(
     assert coeffs.dtype == x.dtype, f"{_name(transform)}.forward changed dtype {x.dtype} -> {coeffs.dtype}"
     assert coeffs.device == x.device, f"{_name(transform)}.forward moved data {x.device} -> {coeffs.device}"
     back = transform.inverse(coeffs, context)
-    assert back.shape == x.shape, (
-        f"{_name(transform)} round trip changed shape {tuple(x.shape)} -> {tuple(back.shape)}"
-    )
+    assert back.shape == x.shape, f"{_name(transform)} round trip changed shape {tuple(x.shape)} -> {tuple(back.shape)}"
     torch.testing.assert_close(
-        back, x, atol=atol, rtol=0,
+        back,
+        x,
+        atol=atol,
+        rtol=0,
         msg=lambda m: f"{_name(transform)}: inverse(forward(x)) != x\n{m}",
     )
 
@@ -78,11 +79,17 @@ def assert_orthonormal(
         return (a.flatten(1) * b.flatten(1)).sum(1)
 
     torch.testing.assert_close(
-        inner(fx, fy) / scale, inner(x, y) / scale, atol=atol, rtol=0,
+        inner(fx, fy) / scale,
+        inner(x, y) / scale,
+        atol=atol,
+        rtol=0,
         msg=lambda m: f"{_name(transform)} does not preserve inner products\n{m}",
     )
     torch.testing.assert_close(
-        fx.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), atol=atol * 10, rtol=atol,
+        fx.flatten(1).norm(dim=1),
+        x.flatten(1).norm(dim=1),
+        atol=atol * 10,
+        rtol=atol,
         msg=lambda m: f"{_name(transform)} does not preserve norms\n{m}",
     )
     dim = x[0].numel()
@@ -90,14 +97,15 @@ def assert_orthonormal(
         eye = torch.eye(dim, dtype=x.dtype, device=x.device)
         matrix = transform.forward(eye.reshape(dim, *x.shape[1:])).reshape(dim, -1)
         torch.testing.assert_close(
-            matrix @ matrix.T, eye, atol=atol, rtol=0,
+            matrix @ matrix.T,
+            eye,
+            atol=atol,
+            rtol=0,
             msg=lambda m: f"{_name(transform)}: basis matrix M has M M^T != I\n{m}",
         )
 
 
-def assert_band_index_covers(
-    transform: Any, context: Any = None, coeff_shape: tuple[int, ...] | None = None
-) -> None:
+def assert_band_index_covers(transform: Any, context: Any = None, coeff_shape: tuple[int, ...] | None = None) -> None:
     """Every coefficient has a band in ``0 .. num_bands-1`` and every band is used.
 
     For per-sample bands (``band_index_for(context)`` with a batch axis), every sample must use
@@ -114,9 +122,7 @@ def assert_band_index_covers(
     num_bands = transform.num_bands
     assert bands.numel() > 0, f"{name}: band index is empty"
     low, high = int(bands.min()), int(bands.max())
-    assert low >= 0 and high < num_bands, (
-        f"{name}: band index spans {low}..{high}, outside 0..{num_bands - 1}"
-    )
+    assert low >= 0 and high < num_bands, f"{name}: band index spans {low}..{high}, outside 0..{num_bands - 1}"
     if coeff_shape is not None:
         try:
             torch.broadcast_shapes(bands.shape, (1, *coeff_shape))
@@ -190,7 +196,10 @@ def assert_equivariant(
     expected = rotate_out(call(inputs))
     actual = call(rotate_in(inputs))
     torch.testing.assert_close(
-        actual, expected, atol=atol, rtol=rtol,
+        actual,
+        expected,
+        atol=atol,
+        rtol=rtol,
         msg=lambda m: f"{getattr(fn, '__name__', fn)} is not equivariant: f(g x) != g f(x)\n{m}",
     )
 
@@ -198,8 +207,9 @@ def assert_equivariant(
 # --------------------------------------------------------------------------- path assertions
 
 
-def assert_path_endpoints(path: Any, x0: torch.Tensor, x1: torch.Tensor, context: Any = None,
-                          atol: float | None = None) -> None:
+def assert_path_endpoints(
+    path: Any, x0: torch.Tensor, x1: torch.Tensor, context: Any = None, atol: float | None = None
+) -> None:
     """Assert ``Psi_0 = x0`` and ``Psi_K = x1`` for a :class:`~kflow.path.KAmplitudePath`.
 
     Args:
@@ -214,12 +224,20 @@ def assert_path_endpoints(path: Any, x0: torch.Tensor, x1: torch.Tensor, context
     for k_value, expected, name in ((0.0, x0, "x0 at k=0"), (float(path.num_bands), x1, "x1 at k=K")):
         k = torch.full((batch,), k_value, dtype=x0.dtype, device=x0.device)
         got = path.sample(x0, x1, k, context).x_k
-        torch.testing.assert_close(got, expected, atol=atol, rtol=0, msg=lambda m, name=name: f"path must give {name}: {m}")
+        torch.testing.assert_close(
+            got, expected, atol=atol, rtol=0, msg=lambda m, name=name: f"path must give {name}: {m}"
+        )
 
 
-def assert_velocity_matches_finite_difference(path: Any, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor,
-                                              context: Any = None, h: float = 1e-6,
-                                              atol: float = 1e-6) -> None:
+def assert_velocity_matches_finite_difference(
+    path: Any,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    k: torch.Tensor,
+    context: Any = None,
+    h: float = 1e-6,
+    atol: float = 1e-6,
+) -> None:
     """Assert ``dx_k`` equals the central difference of ``x_k`` in ``k`` (use float64, k away from edges).
 
     Args:
@@ -236,12 +254,18 @@ def assert_velocity_matches_finite_difference(path: Any, x0: torch.Tensor, x1: t
     forward = path.sample(x0, x1, k + h, context).x_k
     backward = path.sample(x0, x1, k - h, context).x_k
     got = path.sample(x0, x1, k, context).dx_k
-    torch.testing.assert_close(got, (forward - backward) / (2 * h), atol=atol, rtol=0,
-                               msg=lambda m: f"dx_k differs from the finite difference of x_k: {m}")
+    torch.testing.assert_close(
+        got,
+        (forward - backward) / (2 * h),
+        atol=atol,
+        rtol=0,
+        msg=lambda m: f"dx_k differs from the finite difference of x_k: {m}",
+    )
 
 
-def assert_velocity_on_current_band(path: Any, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor,
-                                    context: Any = None, atol: float = 1e-10) -> None:
+def assert_velocity_on_current_band(
+    path: Any, x0: torch.Tensor, x1: torch.Tensor, k: torch.Tensor, context: Any = None, atol: float = 1e-10
+) -> None:
     """Assert the path velocity has no component outside the band moving at ``k``.
 
     Args:
@@ -259,9 +283,15 @@ def assert_velocity_on_current_band(path: Any, x0: torch.Tensor, x1: torch.Tenso
     assert worst <= atol, f"velocity leaks {worst:.3g} outside the current band (allowed {atol:.3g})"
 
 
-def assert_sampler_reaches_target(path: Any, x0: torch.Tensor, x1: torch.Tensor, context: Any = None,
-                                  method: str = "rk4", steps_per_band: int = 20,
-                                  atol: float = 1e-4) -> None:
+def assert_sampler_reaches_target(
+    path: Any,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    context: Any = None,
+    method: str = "rk4",
+    steps_per_band: int = 20,
+    atol: float = 1e-4,
+) -> None:
     """Assert the sampler driven by the exact conditional velocity of one pair carries x0 to x1.
 
     Args:
@@ -279,5 +309,6 @@ def assert_sampler_reaches_target(path: Any, x0: torch.Tensor, x1: torch.Tensor,
         return path.sample(x0, x1, s * path.num_bands, context).dx_k
 
     result = KFlowSampler(path).sample(exact_velocity, x0, method=method, steps_per_band=steps_per_band)
-    torch.testing.assert_close(result.x, x1, atol=atol, rtol=0,
-                               msg=lambda m: f"sampler with the exact velocity missed x1: {m}")
+    torch.testing.assert_close(
+        result.x, x1, atol=atol, rtol=0, msg=lambda m: f"sampler with the exact velocity missed x1: {m}"
+    )

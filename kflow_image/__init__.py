@@ -18,9 +18,17 @@ Modules, each named after its idea:
   experiment    one run from its config (data, codec, latents, path, DiT, Trainer, evaluation, figures)
   benchmark     equal-budget comparison of transforms vs plain FM
 """
-from kflow_image.models import DIT_PRESETS, DiT
-from kflow_image.train import (ImageFlowLoss, SamplerSpec, TransformSpec, build_transform, generate,
-                               velocity_fn_for)
 
-__all__ = ["DIT_PRESETS", "DiT", "ImageFlowLoss", "SamplerSpec", "TransformSpec", "build_transform", "generate",
-           "velocity_fn_for"]
+from kflow_image.models import DIT_PRESETS, DiT
+from kflow_image.train import ImageFlowLoss, SamplerSpec, TransformSpec, build_transform, generate, velocity_fn_for
+
+__all__ = [
+    "DIT_PRESETS",
+    "DiT",
+    "ImageFlowLoss",
+    "SamplerSpec",
+    "TransformSpec",
+    "build_transform",
+    "generate",
+    "velocity_fn_for",
+]

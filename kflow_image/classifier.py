@@ -6,6 +6,7 @@ its weights are cached under a key made of a hash of the training images and lab
 (:func:`dataset_fingerprint`) and the training settings, so every later run on the same data
 (whatever the data set's name or folder) loads it, and changed data trains a new one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,11 +36,16 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: int, num_classes: int, width: int = 32, feature_dim: int = 64):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(2 * width, feature_dim), nn.GELU(),
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, feature_dim),
+            nn.GELU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -71,16 +77,22 @@ class FeatureNet:
     def features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Features of ``(N, C, H, W)`` images, returned as ``(N, feature_dim)`` float64 on CPU."""
         device = next(self.model.parameters()).device
-        chunks = [self.model.features(images[i:i + batch_size].to(device)).double().cpu()
-                  for i in range(0, len(images), batch_size)]
+        chunks = [
+            self.model.features(images[i : i + batch_size].to(device)).double().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(chunks)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Predicted labels ``(N,)`` for ``(N, C, H, W)`` images."""
         device = next(self.model.parameters()).device
-        return torch.cat([self.model(images[i:i + batch_size].to(device)).argmax(-1).cpu()
-                          for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [
+                self.model(images[i : i + batch_size].to(device)).argmax(-1).cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
 
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -90,7 +102,7 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     padded = F.pad(images, (max_shift,) * 4, value=-1.0)
     h, w = images.shape[-2:]
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
-    return padded[..., dy:dy + h, dx:dx + w]
+    return padded[..., dy : dy + h, dx : dx + w]
 
 
 def accuracy(model: nn.Module, data: Dataset, device: torch.device) -> float:
@@ -98,7 +110,7 @@ def accuracy(model: nn.Module, data: Dataset, device: torch.device) -> float:
     images, labels = stack_dataset(data)
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(images[i:i + 512].to(device)).argmax(-1).cpu() for i in range(0, len(images), 512)])
+        pred = torch.cat([model(images[i : i + 512].to(device)).argmax(-1).cpu() for i in range(0, len(images), 512)])
     return (pred == labels).double().mean().item()
 
 
@@ -119,17 +131,33 @@ def dataset_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def classifier_cache_key(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int,
-                         batch_size: int, lr: float, seed: int) -> str:
+def classifier_cache_key(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int, batch_size: int, lr: float, seed: int
+) -> str:
     """Cache key of a feature CNN: the data's content hash plus everything that shapes the training."""
-    spec = {"content": dataset_fingerprint(images, labels), "classes": num_classes, "epochs": epochs,
-            "batch_size": batch_size, "lr": lr, "seed": seed, "arch": "SmallCNN-32-64", "version": 2}
+    spec = {
+        "content": dataset_fingerprint(images, labels),
+        "classes": num_classes,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "arch": "SmallCNN-32-64",
+        "version": 2,
+    }
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 128, lr: float = 2e-3,
-                     seed: int = 0, device: str | torch.device = "cpu", cache_dir: str | Path | None = None,
-                     verbose: bool = False) -> FeatureNet:
+def train_classifier(
+    splits: ImageSplits,
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    verbose: bool = False,
+) -> FeatureNet:
     """Train the feature CNN on ``splits.train``, or load it from ``cache_dir`` if trained before.
 
     The cache file ``classifier-<name>-<key>.pt`` is keyed by :func:`classifier_cache_key`
@@ -151,8 +179,10 @@ def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 12
         The trained :class:`FeatureNet`, in eval mode on ``device``.
     """
     if splits.num_classes < 2:
-        raise ValueError(f"classifier: data set {splits.name!r} has {splits.num_classes} classes; "
-                         "FD-<net> needs a labelled data set (use fd_net='pixels' instead)")
+        raise ValueError(
+            f"classifier: data set {splits.name!r} has {splits.num_classes} classes; "
+            "FD-<net> needs a labelled data set (use fd_net='pixels' instead)"
+        )
     device = torch.device(device)
     channels = splits.image_shape[0]
     images, labels = stack_dataset(splits.train)
@@ -179,7 +209,7 @@ def train_classifier(splits: ImageSplits, epochs: int = 30, batch_size: int = 12
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
         for i in range(0, len(images), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             x = random_shift(images[idx], max_shift, generator).to(device)
             loss = F.cross_entropy(model(x), labels[idx].to(device))
             optimizer.zero_grad(set_to_none=True)

@@ -4,6 +4,7 @@ Every data set yields ``(image, label)`` with ``image`` a float tensor ``(C, H, 
 [-1, 1] and ``label`` a long scalar (0 for unlabelled folders), and comes split into a fixed
 ``train`` part and a held-out ``reference`` part used by the metrics.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -79,8 +80,13 @@ def load_digits(reference_size: int = 500, pad_to: int | None = None, seed: int 
     labels = torch.from_numpy(bunch.target).long()
     order = torch.from_numpy(np.random.RandomState(seed).permutation(len(labels)))
     ref, train = order[:reference_size], order[reference_size:]
-    return ImageSplits(TensorDataset(images[train], labels[train]), TensorDataset(images[ref], labels[ref]),
-                       10, tuple(images.shape[1:]), "digits")
+    return ImageSplits(
+        TensorDataset(images[train], labels[train]),
+        TensorDataset(images[ref], labels[ref]),
+        10,
+        tuple(images.shape[1:]),
+        "digits",
+    )
 
 
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
@@ -91,7 +97,7 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     if magic != expected_magic:
         raise ValueError(f"{path}: IDX magic 0x{magic:08x}, expected 0x{expected_magic:08x}")
     ndim = magic & 0xFF
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != int(np.prod(dims)):
         raise ValueError(f"{path}: {payload.size} bytes of data, header says {dims}")
@@ -115,8 +121,13 @@ def load_mnist(root: str | Path = SHARED_MNIST, pad_to: int | None = None) -> Im
     if len(images) != len(labels):
         raise ValueError(f"{root}: {len(images)} images but {len(labels)} labels")
     images = pad_images(images, pad_to)
-    return ImageSplits(TensorDataset(images[0::2], labels[0::2]), TensorDataset(images[1::2], labels[1::2]),
-                       10, tuple(images.shape[1:]), "mnist")
+    return ImageSplits(
+        TensorDataset(images[0::2], labels[0::2]),
+        TensorDataset(images[1::2], labels[1::2]),
+        10,
+        tuple(images.shape[1:]),
+        "mnist",
+    )
 
 
 def load_image_file(path: Path, size: int, channels: int) -> torch.Tensor:
@@ -131,8 +142,7 @@ def load_image_file(path: Path, size: int, channels: int) -> torch.Tensor:
         with Image.open(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             scale = size / min(img.size)
-            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
-                             Image.BICUBIC)
+            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
             left, top = (img.width - size) // 2, (img.height - size) // 2
             img = img.crop((left, top, left + size, top + size))
             array = np.asarray(img, dtype=np.uint8)
@@ -164,8 +174,9 @@ class ImageFolderDataset(Dataset):
         return image, torch.tensor(self.labels[index], dtype=torch.long)
 
 
-def load_folder(root: str | Path, size: int = 64, channels: int = 3, reference_fraction: float = 0.1,
-                seed: int = 0) -> ImageSplits:
+def load_folder(
+    root: str | Path, size: int = 64, channels: int = 3, reference_fraction: float = 0.1, seed: int = 0
+) -> ImageSplits:
     """A user's image folder; class sub-folders (if any) become labels, sorted by name.
 
     Args:
@@ -205,8 +216,7 @@ def load_folder(root: str | Path, size: int = 64, channels: int = 3, reference_f
     def subset(idx: np.ndarray) -> ImageFolderDataset:
         return ImageFolderDataset([files[i] for i in idx], [labels[i] for i in idx], size, channels)
 
-    return ImageSplits(subset(order[n_ref:]), subset(order[:n_ref]), len(class_dirs),
-                       (channels, size, size), root.name)
+    return ImageSplits(subset(order[n_ref:]), subset(order[:n_ref]), len(class_dirs), (channels, size, size), root.name)
 
 
 def load_dataset(name: str, **kwargs) -> ImageSplits:

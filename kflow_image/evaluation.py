@@ -8,6 +8,7 @@ compares with the held-out *reference* split on the classifier of :mod:`kflow_im
 and is reported as ``fd`` with ``fd_net`` naming the network (FD-<net>, never "FID"); only
 ``inception_fid`` is an FID.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,35 +31,61 @@ def frechet_of_features(real: torch.Tensor, fake: torch.Tensor, batch_size: int 
     """Fréchet distance of two feature sets ``(N, D)`` and ``(M, D)`` through :class:`FrechetScorer`."""
     scorer = FrechetScorer()
     for i in range(0, len(real), batch_size):
-        scorer.add_reference(real[i:i + batch_size])
+        scorer.add_reference(real[i : i + batch_size])
     for i in range(0, len(fake), batch_size):
-        scorer.add_samples(fake[i:i + batch_size])
+        scorer.add_samples(fake[i : i + batch_size])
     return scorer.compute()
 
 
-def sample_metrics(samples: torch.Tensor, reference: torch.Tensor, feature_net: FeatureNet | PixelFeatures,
-                   pr_k: int = 3, kid_subsets: int = 50, kid_subset_size: int = 1000,
-                   seed: int = 0) -> dict[str, float | str]:
+def sample_metrics(
+    samples: torch.Tensor,
+    reference: torch.Tensor,
+    feature_net: FeatureNet | PixelFeatures,
+    pr_k: int = 3,
+    kid_subsets: int = 50,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float | str]:
     """Distribution metrics of ``samples (N, C, H, W)`` against ``reference (M, C, H, W)``.
 
     Returns:
         ``fd``, ``fd_net``, ``kid``, ``kid_std``, ``precision``, ``recall``.
     """
-    return feature_metrics(feature_net.features(reference), feature_net.features(samples), feature_net.name,
-                           pr_k, kid_subsets, kid_subset_size, seed)
+    return feature_metrics(
+        feature_net.features(reference),
+        feature_net.features(samples),
+        feature_net.name,
+        pr_k,
+        kid_subsets,
+        kid_subset_size,
+        seed,
+    )
 
 
-def feature_metrics(real: torch.Tensor, fake: torch.Tensor, net_name: str, pr_k: int = 3, kid_subsets: int = 50,
-                    kid_subset_size: int = 1000, seed: int = 0,
-                    pr_samples: int | None = None) -> dict[str, float | str]:
+def feature_metrics(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    net_name: str,
+    pr_k: int = 3,
+    kid_subsets: int = 50,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+    pr_samples: int | None = None,
+) -> dict[str, float | str]:
     """FD, KID and precision/recall of feature sets ``real (N, D)`` and ``fake (M, D)``.
 
     ``pr_samples`` caps the points per set that precision/recall uses (the first ones).
     """
     kid = kernel_distance(real, fake, kid_subsets, kid_subset_size, seed)
     pr = precision_recall(real[:pr_samples], fake[:pr_samples], pr_k)
-    return {"fd": frechet_of_features(real, fake), "fd_net": net_name, "kid": kid.mean, "kid_std": kid.std,
-            "precision": pr.precision, "recall": pr.recall}
+    return {
+        "fd": frechet_of_features(real, fake),
+        "fd_net": net_name,
+        "kid": kid.mean,
+        "kid_std": kid.std,
+        "precision": pr.precision,
+        "recall": pr.recall,
+    }
 
 
 def draw_noise(generator: torch.Generator, num: int, shape: Sequence[int]) -> torch.Tensor:
@@ -66,8 +93,9 @@ def draw_noise(generator: torch.Generator, num: int, shape: Sequence[int]) -> to
     return torch.stack([torch.randn(*shape, generator=generator) for _ in range(num)])
 
 
-def features_in_batches(data, feature_fn, batch_size: int,
-                        max_items: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def features_in_batches(
+    data, feature_fn, batch_size: int, max_items: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features ``(N, D)`` and labels ``(N,)`` (or ``None``) of a data set, ``batch_size`` images at a time."""
     features, labels = [], []
     for images, batch_labels in iterate_batches(data, batch_size, max_items):
@@ -76,8 +104,13 @@ def features_in_batches(data, feature_fn, batch_size: int,
     return torch.cat(features), (None if labels[0] is None else torch.cat(labels))
 
 
-def inception_reference(splits: ImageSplits, inception: InceptionFeatures, stats_path: str | Path | None,
-                        keep_features: int, batch_size: int) -> ReferenceStats:
+def inception_reference(
+    splits: ImageSplits,
+    inception: InceptionFeatures,
+    stats_path: str | Path | None,
+    keep_features: int,
+    batch_size: int,
+) -> ReferenceStats:
     """Inception statistics of the reference: from ``stats_path`` (.npz) or computed from ``splits.reference``."""
     if stats_path:
         return ReferenceStats.load(stats_path)
@@ -101,13 +134,26 @@ class _KeptFeatures:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
-                   feature_net: FeatureNet | PixelFeatures, num_samples: int = 1000,
-                   sampler: SamplerSpec | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                   cdr: bool = True, cdr_drop_after: float = 0.3, inception_weights: str | None = None,
-                   batch_size: int = 500, progress: bool = False, inception_reference_stats: str | None = None,
-                   pr_k: int = 3, pr_samples: int = 10_000, codec=None,
-                   sample_shape: Sequence[int] | None = None) -> dict:
+def evaluate_model(
+    model: nn.Module,
+    path: KAmplitudePath,
+    splits: ImageSplits,
+    feature_net: FeatureNet | PixelFeatures,
+    num_samples: int = 1000,
+    sampler: SamplerSpec | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    cdr: bool = True,
+    cdr_drop_after: float = 0.3,
+    inception_weights: str | None = None,
+    batch_size: int = 500,
+    progress: bool = False,
+    inception_reference_stats: str | None = None,
+    pr_k: int = 3,
+    pr_samples: int = 10_000,
+    codec=None,
+    sample_shape: Sequence[int] | None = None,
+) -> dict:
     """Generate ``num_samples`` images batch by batch and score them as they come.
 
     Class-conditional data sets get balanced labels, ``accuracy`` (classifier agreement with
@@ -161,10 +207,11 @@ def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
     for start in tqdm(range(0, num_samples, batch_size), desc="evaluating", disable=not progress, leave=False):
         n = min(batch_size, num_samples - start)
         noise = draw_noise(generator, n, shape)
-        y = labels[start:start + n] if conditional else None
+        y = labels[start : start + n] if conditional else None
         tick = time.perf_counter()
-        result = generate(model, path, n, shape, sampler, labels=y, noise=noise, batch_size=n, device=device,
-                          codec=codec)
+        result = generate(
+            model, path, n, shape, sampler, labels=y, noise=noise, batch_size=n, device=device, codec=codec
+        )
         sample_time += time.perf_counter() - tick
         nfe = result.nfe
         fake.add(feature_net.features(result.images))
@@ -176,22 +223,40 @@ def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
             inc_kept.add(feats.float())
         if conditional and cdr:
             tick = time.perf_counter()
-            other = generate(model, path, n, shape, replace(sampler, drop_cond_after=cdr_drop_after), labels=y,
-                             noise=noise, batch_size=n, device=device, codec=codec)
+            other = generate(
+                model,
+                path,
+                n,
+                shape,
+                replace(sampler, drop_cond_after=cdr_drop_after),
+                labels=y,
+                noise=noise,
+                batch_size=n,
+                device=device,
+                codec=codec,
+            )
             sample_time += time.perf_counter() - tick
             dropped.add(feature_net.features(other.images))
             predicted_dropped.append(feature_net.predict(other.images))
-    metrics: dict = {"nfe": nfe, "cfg_scale": sampler.cfg_scale, "num_samples": num_samples,
-                     "classifier_test_accuracy": feature_net.test_accuracy,
-                     "classifier_from_cache": bool(getattr(feature_net, "from_cache", False))}
+    metrics: dict = {
+        "nfe": nfe,
+        "cfg_scale": sampler.cfg_scale,
+        "num_samples": num_samples,
+        "classifier_test_accuracy": feature_net.test_accuracy,
+        "classifier_from_cache": bool(getattr(feature_net, "from_cache", False)),
+    }
     fake_features = fake.tensor()
     metrics.update(feature_metrics(reference, fake_features, feature_net.name, pr_k, seed=seed, pr_samples=pr_samples))
     metrics["accuracy"] = classifier_accuracy(torch.cat(predicted), labels) if conditional else None
     metrics["cdr"] = None
     if conditional and cdr:
         ratio = class_drop_ratio(reference, reference_labels, fake_features, dropped.tensor(), labels)
-        metrics.update(cdr=ratio.cdr, accuracy_dropped=classifier_accuracy(torch.cat(predicted_dropped), labels),
-                       fd_per_class_kept=ratio.fd_kept, fd_per_class_dropped=ratio.fd_dropped)
+        metrics.update(
+            cdr=ratio.cdr,
+            accuracy_dropped=classifier_accuracy(torch.cat(predicted_dropped), labels),
+            fd_per_class_kept=ratio.fd_kept,
+            fd_per_class_dropped=ratio.fd_dropped,
+        )
     metrics.update(inception_fid=None, inception_precision=None, inception_recall=None)
     if inception is not None:
         metrics["inception_fid"] = inc_scorer.compute()
@@ -202,8 +267,9 @@ def evaluate_model(model: nn.Module, path: KAmplitudePath, splits: ImageSplits,
     return metrics
 
 
-def reference_floor(splits: ImageSplits, feature_net: FeatureNet | PixelFeatures, seed: int = 0,
-                    batch_size: int = 500) -> dict:
+def reference_floor(
+    splits: ImageSplits, feature_net: FeatureNet | PixelFeatures, seed: int = 0, batch_size: int = 500
+) -> dict:
     """Metrics of *training* images against the reference split: the best a model can expect."""
     train, _ = features_in_batches(splits.train, feature_net.features, batch_size, max_items=len(splits.reference))
     reference, _ = features_in_batches(splits.reference, feature_net.features, batch_size)

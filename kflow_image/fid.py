@@ -10,6 +10,7 @@
   saved as ``.npz`` (pytorch-fid's ``mu``/``sigma`` keys), made by :func:`reference_stats`
   for a data set and :func:`save_folder_reference_stats` for an image folder.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -60,10 +61,12 @@ class FrechetScorer:
             try:
                 from torchmetrics.image.fid import FrechetInceptionDistance
             except ImportError as err:
-                raise ImportError(f"fid: torchmetrics is needed for FID/FD ({err}); pip install 'kflow[image]'") \
-                    from None
-            self._metric = FrechetInceptionDistance(feature=_PassThrough(self.num_features),
-                                                    reset_real_features=False, sync_on_compute=False)
+                raise ImportError(
+                    f"fid: torchmetrics is needed for FID/FD ({err}); pip install 'kflow[image]'"
+                ) from None
+            self._metric = FrechetInceptionDistance(
+                feature=_PassThrough(self.num_features), reset_real_features=False, sync_on_compute=False
+            )
         return self._metric
 
     def _check(self, features: torch.Tensor) -> torch.Tensor:
@@ -95,8 +98,9 @@ class FrechetScorer:
         """Use precomputed reference statistics instead of reference features."""
         self.num_features = self.num_features or stats.mu.shape[0]
         if stats.mu.shape != (self.num_features,):
-            raise ValueError(f"fid: reference statistics have D={stats.mu.shape[0]}, "
-                             f"features have D={self.num_features}")
+            raise ValueError(
+                f"fid: reference statistics have D={stats.mu.shape[0]}, features have D={self.num_features}"
+            )
         n = stats.num_samples
         mu, sigma = torch.from_numpy(stats.mu).double(), torch.from_numpy(stats.sigma).double()
         self.metric.real_features_sum = n * mu
@@ -116,8 +120,9 @@ class FrechetScorer:
     def compute(self) -> float:
         """Fréchet distance between the reference and sample Gaussians (needs >= 2 of each)."""
         if self.num_reference < 2 or self.num_samples < 2:
-            raise ValueError(f"fid: need >= 2 reference and sample features, have {self.num_reference} "
-                             f"and {self.num_samples}")
+            raise ValueError(
+                f"fid: need >= 2 reference and sample features, have {self.num_reference} and {self.num_samples}"
+            )
         return float(self.metric.compute())
 
 
@@ -151,8 +156,12 @@ class ReferenceStats:
         """Write ``.npz`` with keys ``mu``, ``sigma``, ``num_samples``, ``feature_net`` [, ``features``]."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"mu": self.mu, "sigma": self.sigma, "num_samples": np.int64(self.num_samples),
-                  "feature_net": np.str_(self.feature_net)}
+        arrays = {
+            "mu": self.mu,
+            "sigma": self.sigma,
+            "num_samples": np.int64(self.num_samples),
+            "feature_net": np.str_(self.feature_net),
+        }
         if self.features is not None:
             arrays["features"] = self.features
         np.savez(path, **arrays)
@@ -212,7 +221,7 @@ class InceptionFeatures:
         """``(B, C, H, W)`` in [-1, 1] -> ``(B, 2048)`` float64 on CPU."""
         out = []
         for i in range(0, len(images), self.batch_size):
-            x = to_inception_input(images[i:i + self.batch_size].to(self.device))
+            x = to_inception_input(images[i : i + self.batch_size].to(self.device))
             out.append(self._call(x).double().cpu())
         return torch.cat(out)
 
@@ -225,14 +234,19 @@ def check_fid_files(inception_weights: str | Path | None, inception_reference: s
         ValueError: a reference file without Inception weights to score samples with.
     """
     if inception_reference and not inception_weights:
-        raise ValueError(f"eval.inception_reference={inception_reference} needs eval.inception_weights (a local "
-                         "Inception file) to score the samples")
+        raise ValueError(
+            f"eval.inception_reference={inception_reference} needs eval.inception_weights (a local "
+            "Inception file) to score the samples"
+        )
     if inception_weights and not Path(inception_weights).is_file():
-        raise FileNotFoundError(f"{inception_weights}: Inception weights file not found (eval.inception_weights; "
-                                "nothing is downloaded)")
+        raise FileNotFoundError(
+            f"{inception_weights}: Inception weights file not found (eval.inception_weights; nothing is downloaded)"
+        )
     if inception_reference and not Path(inception_reference).is_file():
-        raise FileNotFoundError(f"{inception_reference}: reference statistics file not found "
-                                "(eval.inception_reference; make one with scripts/fid_stats.py)")
+        raise FileNotFoundError(
+            f"{inception_reference}: reference statistics file not found "
+            "(eval.inception_reference; make one with scripts/fid_stats.py)"
+        )
 
 
 def load_inception(weights_path: str | Path, device: torch.device) -> tuple[nn.Module, FeatureFn]:
@@ -244,16 +258,25 @@ def load_inception(weights_path: str | Path, device: torch.device) -> tuple[nn.M
     """
     path = Path(weights_path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: Inception weights file not found (nothing is downloaded; "
-                                "give a local inception-2015-12-05.pt)")
+        raise FileNotFoundError(
+            f"{path}: Inception weights file not found (nothing is downloaded; give a local inception-2015-12-05.pt)"
+        )
     if path.suffix == ".pth":  # torch-fidelity's format, through torchmetrics' wrapper
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
-            net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                     feature_extractor_weights_path=str(path)).to(device).eval()
+
+            net = (
+                NoTrainInceptionV3(
+                    name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
+                )
+                .to(device)
+                .eval()
+            )
         except (ImportError, ModuleNotFoundError, TypeError) as err:
-            raise ImportError(f"{path}: torch-fidelity's .pth format needs torch-fidelity installed ({err}); "
-                              "or give the TorchScript inception-2015-12-05.pt instead") from None
+            raise ImportError(
+                f"{path}: torch-fidelity's .pth format needs torch-fidelity installed ({err}); "
+                "or give the TorchScript inception-2015-12-05.pt instead"
+            ) from None
         return net, lambda x: net(x.round().to(torch.uint8))
     with warnings.catch_warnings():  # the published Inception files are TorchScript; jit.load warns in torch 2.13
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -264,8 +287,9 @@ def load_inception(weights_path: str | Path, device: torch.device) -> tuple[nn.M
     return net, lambda x: net(x, return_features=True)
 
 
-def iterate_batches(data: Dataset | torch.Tensor, batch_size: int, max_items: int | None = None,
-                    num_workers: int = 0) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
+def iterate_batches(
+    data: Dataset | torch.Tensor, batch_size: int, max_items: int | None = None, num_workers: int = 0
+) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
     """Batches ``(images (B, C, H, W), labels (B,) or None)`` of an image tensor or a data set.
 
     A data set yields ``(image, label)`` items; a ``TensorDataset`` is sliced directly.
@@ -282,16 +306,23 @@ def iterate_batches(data: Dataset | torch.Tensor, batch_size: int, max_items: in
         yield (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
 
 
-def iterate_images(data: Dataset | torch.Tensor, batch_size: int, max_items: int | None = None,
-                   num_workers: int = 0) -> Iterable[torch.Tensor]:
+def iterate_images(
+    data: Dataset | torch.Tensor, batch_size: int, max_items: int | None = None, num_workers: int = 0
+) -> Iterable[torch.Tensor]:
     """Image batches ``(B, C, H, W)`` of an image tensor or a data set of ``(image, label)`` items."""
     for images, _ in iterate_batches(data, batch_size, max_items, num_workers):
         yield images
 
 
-def reference_stats(data: Dataset | torch.Tensor, features: FeatureFn, name: str = "",
-                    batch_size: int = 256, keep_features: int = 0, max_items: int | None = None,
-                    num_workers: int = 0) -> ReferenceStats:
+def reference_stats(
+    data: Dataset | torch.Tensor,
+    features: FeatureFn,
+    name: str = "",
+    batch_size: int = 256,
+    keep_features: int = 0,
+    max_items: int | None = None,
+    num_workers: int = 0,
+) -> ReferenceStats:
     """Streamed statistics of a data set's features.
 
     Args:
@@ -308,16 +339,24 @@ def reference_stats(data: Dataset | torch.Tensor, features: FeatureFn, name: str
         feats = features(images)
         scorer.add_reference(feats)
         if n_kept < keep_features:
-            kept.append(feats[:keep_features - n_kept].float())
+            kept.append(feats[: keep_features - n_kept].float())
             n_kept += len(kept[-1])
     stats = scorer.reference_stats(name)
     stats.features = torch.cat(kept).numpy() if kept else None
     return stats
 
 
-def save_folder_reference_stats(folder: str | Path, out: str | Path, weights_path: str | Path, size: int = 256,
-                                channels: int = 3, batch_size: int = 100, keep_features: int = 10_000,
-                                device: str | torch.device = "cpu", num_workers: int = 0) -> ReferenceStats:
+def save_folder_reference_stats(
+    folder: str | Path,
+    out: str | Path,
+    weights_path: str | Path,
+    size: int = 256,
+    channels: int = 3,
+    batch_size: int = 100,
+    keep_features: int = 10_000,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+) -> ReferenceStats:
     """Inception reference statistics of every image under ``folder`` (recursively), saved to ``out``.
 
     Images are resized (short side) to ``size`` and centre-cropped as in training

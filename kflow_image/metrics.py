@@ -9,6 +9,7 @@
   after 30% of k, as a ratio (see its docstring).
 - :func:`radial_power_spectrum`, :func:`psnr`, :func:`ssim` — image-space measures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,11 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef0: floa
     """Unbiased MMD^2 estimate with :func:`polynomial_kernel`; x ``(N, D)``, y ``(M, D)``, N, M >= 2."""
     x, y = x.double(), y.double()
     n, m = len(x), len(y)
-    k_xx, k_yy, k_xy = polynomial_kernel(x, x, degree, coef0), polynomial_kernel(y, y, degree, coef0), \
-        polynomial_kernel(x, y, degree, coef0)
+    k_xx, k_yy, k_xy = (
+        polynomial_kernel(x, x, degree, coef0),
+        polynomial_kernel(y, y, degree, coef0),
+        polynomial_kernel(x, y, degree, coef0),
+    )
     term_xx = (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
     term_yy = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
     return (term_xx + term_yy - 2 * k_xy.mean()).item()
@@ -74,8 +78,9 @@ class KernelDistance:
     std: float
 
 
-def kernel_distance(features_a: torch.Tensor, features_b: torch.Tensor, num_subsets: int = 50,
-                    subset_size: int = 500, seed: int = 0) -> KernelDistance:
+def kernel_distance(
+    features_a: torch.Tensor, features_b: torch.Tensor, num_subsets: int = 50, subset_size: int = 500, seed: int = 0
+) -> KernelDistance:
     """Kernel Inception-style distance on arbitrary features (Bińkowski et al., 2018).
 
     Args:
@@ -94,11 +99,16 @@ def kernel_distance(features_a: torch.Tensor, features_b: torch.Tensor, num_subs
     if size < 2:
         raise ValueError("metrics: KID needs at least 2 samples in each set")
     generator = torch.Generator().manual_seed(seed)
-    values = torch.tensor([
-        mmd2_unbiased(features_a[torch.randperm(len(features_a), generator=generator)[:size]],
-                      features_b[torch.randperm(len(features_b), generator=generator)[:size]])
-        for _ in range(num_subsets)
-    ], dtype=torch.float64)
+    values = torch.tensor(
+        [
+            mmd2_unbiased(
+                features_a[torch.randperm(len(features_a), generator=generator)[:size]],
+                features_b[torch.randperm(len(features_b), generator=generator)[:size]],
+            )
+            for _ in range(num_subsets)
+        ],
+        dtype=torch.float64,
+    )
     return KernelDistance(values.mean().item(), values.std(unbiased=False).item())
 
 
@@ -112,7 +122,7 @@ class PrecisionRecall:
 
 def _chunk_len(num_cols: int, chunk_size: int | None) -> int:
     """Rows per distance block: ``chunk_size``, or enough for about 256 MB of float64 ``(rows, num_cols)``."""
-    return chunk_size or max(1, 2 ** 25 // max(num_cols, 1))
+    return chunk_size or max(1, 2**25 // max(num_cols, 1))
 
 
 def manifold_radii(manifold: torch.Tensor, k: int, chunk_size: int | None = None) -> torch.Tensor:
@@ -129,24 +139,32 @@ def manifold_radii(manifold: torch.Tensor, k: int, chunk_size: int | None = None
     if len(manifold) <= k:
         raise ValueError(f"metrics: precision/recall with k={k} needs more than {k} points per set")
     step = _chunk_len(len(manifold), chunk_size)
-    return torch.cat([torch.cdist(manifold[i:i + step], manifold).kthvalue(k + 1, dim=1).values
-                      for i in range(0, len(manifold), step)])
+    return torch.cat(
+        [
+            torch.cdist(manifold[i : i + step], manifold).kthvalue(k + 1, dim=1).values
+            for i in range(0, len(manifold), step)
+        ]
+    )
 
 
-def covered_fraction(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor,
-                     chunk_size: int | None = None) -> float:
+def covered_fraction(
+    manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk_size: int | None = None
+) -> float:
     """Fraction of ``queries (M, D)`` inside the union of balls ``(manifold (N, D), radii (N,))``.
 
     Distances are computed a ``(chunk, N)`` block at a time; no ``(M, N)`` matrix is formed.
     """
     step = _chunk_len(len(manifold), chunk_size)
-    inside = sum(int((torch.cdist(queries[i:i + step], manifold) <= radii[None]).any(dim=1).sum())
-                 for i in range(0, len(queries), step))
+    inside = sum(
+        int((torch.cdist(queries[i : i + step], manifold) <= radii[None]).any(dim=1).sum())
+        for i in range(0, len(queries), step)
+    )
     return inside / len(queries)
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
-                     chunk_size: int | None = None) -> PrecisionRecall:
+def precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 3, chunk_size: int | None = None
+) -> PrecisionRecall:
     """Precision (fake inside the real manifold) and recall (real inside the fake manifold).
 
     Kynkäänniemi et al. (2019): each set's manifold is the union of balls reaching each
@@ -161,8 +179,9 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
     """
     real, fake = real.double(), fake.double()
     real_radii, fake_radii = manifold_radii(real, k, chunk_size), manifold_radii(fake, k, chunk_size)
-    return PrecisionRecall(covered_fraction(real, real_radii, fake, chunk_size),
-                           covered_fraction(fake, fake_radii, real, chunk_size))
+    return PrecisionRecall(
+        covered_fraction(real, real_radii, fake, chunk_size), covered_fraction(fake, fake_radii, real, chunk_size)
+    )
 
 
 def classifier_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
@@ -187,8 +206,13 @@ class ClassDropRatio:
     fd_dropped: dict[int, float]
 
 
-def class_drop_ratio(reference: torch.Tensor, reference_labels: torch.Tensor, kept: torch.Tensor,
-                     dropped: torch.Tensor, sample_labels: torch.Tensor) -> ClassDropRatio:
+def class_drop_ratio(
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    kept: torch.Tensor,
+    dropped: torch.Tensor,
+    sample_labels: torch.Tensor,
+) -> ClassDropRatio:
     """Class-drop ratio: how much per-class quality is lost when the label is dropped early.
 
     K-Flow generates low scales first, so the class should be settled once the low bands are;
@@ -249,18 +273,19 @@ def radial_power_spectrum(images: torch.Tensor) -> RadialSpectrum:
 def psnr(x: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image; x, target ``(N, C, H, W)`` -> ``(N,)``."""
     mse = (x.double() - target.double()).square().flatten(1).mean(1)
-    return 10 * torch.log10(data_range ** 2 / mse.clamp_min(1e-20))
+    return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
 
 
 def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
     return g[:, None] * g[None]
 
 
-def ssim(x: torch.Tensor, target: torch.Tensor, data_range: float = 2.0, window: int = 11,
-         sigma: float = 1.5) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor, target: torch.Tensor, data_range: float = 2.0, window: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
     """Structural similarity (Wang et al., 2004) per image, Gaussian window, valid region.
 
     The window shrinks to the image size for small images (an odd size <= min(H, W)).
@@ -285,9 +310,9 @@ def ssim(x: torch.Tensor, target: torch.Tensor, data_range: float = 2.0, window:
         return F.conv2d(v, kernel, groups=channels)
 
     mu_x, mu_t = blur(x), blur(target)
-    var_x = blur(x * x) - mu_x ** 2
-    var_t = blur(target * target) - mu_t ** 2
+    var_x = blur(x * x) - mu_x**2
+    var_t = blur(target * target) - mu_t**2
     cov = blur(x * target) - mu_x * mu_t
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    ssim_map = ((2 * mu_x * mu_t + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_t ** 2 + c1) * (var_x + var_t + c2))
+    ssim_map = ((2 * mu_x * mu_t + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_t**2 + c1) * (var_x + var_t + c2))
     return ssim_map.flatten(1).mean(1)

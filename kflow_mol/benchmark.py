@@ -57,11 +57,12 @@ def load_test_sets(cfg: BenchmarkConfig, start: str | None) -> dict[str, list]:
             data = dataclasses.replace(cfg.data, start=start, repeats=cfg.test_repeats)
             sets[name] = load_split(data, "test", limit=cfg.data.max_test)
             continue
-        source, folder, split = (("cif", cfg.cod_input, None) if name == "cod" else ("pyxtal_mech", None, "test"))
-        report = build_assembly_dataset(source, input=folder, start=start or "local", repeats=cfg.test_repeats,
-                                        progress=False)
+        source, folder, split = ("cif", cfg.cod_input, None) if name == "cod" else ("pyxtal_mech", None, "test")
+        report = build_assembly_dataset(
+            source, input=folder, start=start or "local", repeats=cfg.test_repeats, progress=False
+        )
         clusters = load_assembly_dataset(report.output, split)
-        sets[name] = clusters[:cfg.data.max_test] if cfg.data.max_test else clusters
+        sets[name] = clusters[: cfg.data.max_test] if cfg.data.max_test else clusters
     return sets
 
 
@@ -82,27 +83,40 @@ def score_sets(name: str, predict, test_sets: dict[str, list], cfg: BenchmarkCon
             scores = predict.evaluate(clusters, cfg, **common)
         else:
             scores = evaluate_method(name, predict, clusters, **common)
-        out[set_name] = {"ids": scores.cluster_ids, **{m: scores.per_cluster[m] for m in METRICS},
-                         "rmsd_17": scores.per_cluster["rmsd_17"], "nfe": scores.nfe, "wall_s": scores.wall_s}
+        out[set_name] = {
+            "ids": scores.cluster_ids,
+            **{m: scores.per_cluster[m] for m in METRICS},
+            "rmsd_17": scores.per_cluster["rmsd_17"],
+            "nfe": scores.nfe,
+            "wall_s": scores.wall_s,
+        }
         if scores.per_cluster_mean is not None:
             out[set_name].update({f"{m}_sample_mean": scores.per_cluster_mean[m] for m in METRICS})
     return out
 
 
-def run_method(cfg: BenchmarkConfig, method: str, seed: int, train_set: list, test_sets: dict[str, list],
-               out_dir: Path) -> dict:
+def run_method(
+    cfg: BenchmarkConfig, method: str, seed: int, train_set: list, test_sets: dict[str, list], out_dir: Path
+) -> dict:
     """Train (unless identity) and score one method with one seed on every test set."""
     tic = time.process_time()
     if method == "identity":
-        return {"sets": score_sets(method, identity_method, test_sets, cfg), "train_cpu_s": 0.0,
-                "cpu_s": time.process_time() - tic}
+        return {
+            "sets": score_sets(method, identity_method, test_sets, cfg),
+            "train_cpu_s": 0.0,
+            "cpu_s": time.process_time() - tic,
+        }
     run = with_method(cfg, method, seed)
     run.output_dir = str(out_dir / f"{method}_seed{seed}")
     trained = train(run, train_set)
     train_cpu = time.process_time() - tic
     sets = score_sets(method, trained, test_sets, run)
-    return {"sets": sets, "train_cpu_s": train_cpu, "cpu_s": time.process_time() - tic,
-            "final_loss": trained.result.final_loss}
+    return {
+        "sets": sets,
+        "train_cpu_s": train_cpu,
+        "cpu_s": time.process_time() - tic,
+        "final_loss": trained.result.final_loss,
+    }
 
 
 # ----- budget ----------------------------------------------------------------------------------
@@ -114,7 +128,7 @@ def measure_costs(cfg: BenchmarkConfig, train_set: list, test_sets: dict[str, li
 
     model = build_model(**run.model.build_kwargs())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = Batch.from_data_list(train_set[:cfg.train.batch_size])
+    batch = Batch.from_data_list(train_set[: cfg.train.batch_size])
     tic = time.process_time()
     for _ in range(steps):
         loss, _ = flow.loss(model, batch)
@@ -122,7 +136,7 @@ def measure_costs(cfg: BenchmarkConfig, train_set: list, test_sets: dict[str, li
         loss.backward()
         optimizer.step()
     step_s = (time.process_time() - tic) / steps
-    clusters = [c for cs in test_sets.values() for c in cs][:cfg.sample.batch_size]
+    clusters = [c for cs in test_sets.values() for c in cs][: cfg.sample.batch_size]
     model.eval()
     tic = time.process_time()
     with torch.no_grad():
@@ -168,8 +182,9 @@ class Comparison:
     ratio: dict[str, BootstrapCI | None]
 
 
-def compare(runs: dict[str, list[dict]], baseline: str, set_names: list[str], label: str,
-            resamples: int) -> list[Comparison]:
+def compare(
+    runs: dict[str, list[dict]], baseline: str, set_names: list[str], label: str, resamples: int
+) -> list[Comparison]:
     """Paired per-cluster comparison of every method with ``baseline`` over ``set_names``."""
     base = {m: per_cluster_means(runs.get(baseline, []), set_names, m) for m in METRICS}
     out = []
@@ -203,14 +218,18 @@ def _ci_cell(ci: BootstrapCI | None, reference: float, signed: bool) -> str:
 
 def comparison_table(comparisons: list[Comparison], baseline: str, seeds: dict[str, int]) -> list[str]:
     """Markdown rows of the paired comparison table (``*``: the 95% CI excludes 0 / 1)."""
-    lines = [f"| method | seeds | test set | clusters | instances/seed | PM-atom (Å) | PM-center (Å) | "
-             f"ΔPM-atom vs {baseline} | PM-atom ratio | ΔPM-center vs {baseline} | PM-center ratio |",
-             "|" + "---|" * 11]
+    lines = [
+        f"| method | seeds | test set | clusters | instances/seed | PM-atom (Å) | PM-center (Å) | "
+        f"ΔPM-atom vs {baseline} | PM-atom ratio | ΔPM-center vs {baseline} | PM-center ratio |",
+        "|" + "---|" * 11,
+    ]
     for c in comparisons:
-        lines.append(f"| {c.method} | {seeds.get(c.method, 0)} | {c.test_set} | {c.n_clusters} | {c.n_instances} | "
-                     f"{c.mean['pm_atom']:.3f} | {c.mean['pm_center']:.3f} | "
-                     f"{_ci_cell(c.difference['pm_atom'], 0.0, True)} | {_ci_cell(c.ratio['pm_atom'], 1.0, False)} | "
-                     f"{_ci_cell(c.difference['pm_center'], 0.0, True)} | {_ci_cell(c.ratio['pm_center'], 1.0, False)} |")
+        lines.append(
+            f"| {c.method} | {seeds.get(c.method, 0)} | {c.test_set} | {c.n_clusters} | {c.n_instances} | "
+            f"{c.mean['pm_atom']:.3f} | {c.mean['pm_center']:.3f} | "
+            f"{_ci_cell(c.difference['pm_atom'], 0.0, True)} | {_ci_cell(c.ratio['pm_atom'], 1.0, False)} | "
+            f"{_ci_cell(c.difference['pm_center'], 0.0, True)} | {_ci_cell(c.ratio['pm_center'], 1.0, False)} |"
+        )
     return lines
 
 
@@ -218,13 +237,17 @@ def write_outputs(every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, co
     """benchmark.md / .csv / .json from every run; returns the markdown."""
     (out_dir / "benchmark.json").write_text(json.dumps(every_run))
     starts = list(dict.fromkeys(r["start"] for r in every_run))
-    lines = [f"Command: `{command}`", "",
-             f"Model preset {cfg.model.preset}, {steps} optimizer steps, batch {cfg.train.batch_size}, "
-             f"lr {cfg.train.lr}, "
-             f"seeds {list(cfg.seeds)}, {cfg.sample.method} with {cfg.sample.steps} steps in total, "
-             f"{cfg.test_repeats} start states per test cluster. A cluster's value is its mean over start states "
-             f"and seeds; Δ and ratio are paired over clusters against {cfg.baseline} with a 95% bootstrap CI "
-             f"({cfg.bootstrap_resamples} resamples, percentile); `*`: the CI excludes 0 (Δ) or 1 (ratio).", ""]
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"Model preset {cfg.model.preset}, {steps} optimizer steps, batch {cfg.train.batch_size}, "
+        f"lr {cfg.train.lr}, "
+        f"seeds {list(cfg.seeds)}, {cfg.sample.method} with {cfg.sample.steps} steps in total, "
+        f"{cfg.test_repeats} start states per test cluster. A cluster's value is its mean over start states "
+        f"and seeds; Δ and ratio are paired over clusters against {cfg.baseline} with a 95% bootstrap CI "
+        f"({cfg.bootstrap_resamples} resamples, percentile); `*`: the CI excludes 0 (Δ) or 1 (ratio).",
+        "",
+    ]
     rows = []
     for start in starts:
         runs: dict[str, list[dict]] = defaultdict(list)
@@ -243,16 +266,38 @@ def write_outputs(every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, co
         rows += [(start, c) for c in comparisons]
     with open(out_dir / "benchmark.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["start", "method", "test_set", "n_clusters", "pm_atom", "pm_center",
-                         *[f"{kind}_{m}_{part}" for m in METRICS for kind in ("diff", "ratio")
-                           for part in ("est", "low", "high")]])
+        writer.writerow(
+            [
+                "start",
+                "method",
+                "test_set",
+                "n_clusters",
+                "pm_atom",
+                "pm_center",
+                *[
+                    f"{kind}_{m}_{part}"
+                    for m in METRICS
+                    for kind in ("diff", "ratio")
+                    for part in ("est", "low", "high")
+                ],
+            ]
+        )
         for start, c in rows:
             cells = []
             for metric in METRICS:
                 for ci in (c.difference[metric], c.ratio[metric]):
                     cells += ["", "", ""] if ci is None else [f"{ci.estimate:.6g}", f"{ci.low:.6g}", f"{ci.high:.6g}"]
-            writer.writerow([start, c.method, c.test_set, c.n_clusters, f"{c.mean['pm_atom']:.6g}",
-                             f"{c.mean['pm_center']:.6g}", *cells])
+            writer.writerow(
+                [
+                    start,
+                    c.method,
+                    c.test_set,
+                    c.n_clusters,
+                    f"{c.mean['pm_atom']:.6g}",
+                    f"{c.mean['pm_center']:.6g}",
+                    *cells,
+                ]
+            )
     table = "\n".join(lines) + "\n"
     (out_dir / "benchmark.md").write_text(table)
     return table
@@ -281,20 +326,30 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
         train_set = load_split(data, "train", limit=data.max_train)
         test_sets = load_test_sets(cfg, start)
         num_test = sum(len(v) for v in test_sets.values())
-        print(f"[{start}] {len(train_set)} train clusters; test instances "
-              + ", ".join(f"{k} {len(v)}" for k, v in test_sets.items()), file=sys.stderr, flush=True)
+        print(
+            f"[{start}] {len(train_set)} train clusters; test instances "
+            + ", ".join(f"{k} {len(v)}" for k, v in test_sets.items()),
+            file=sys.stderr,
+            flush=True,
+        )
         if index == 0 and cfg.budget_cpu_minutes is not None:
             costs = measure_costs(cfg, train_set, test_sets)
             steps = budget_steps(cfg, costs, num_test, len(starts))
-            print(f"budget {cfg.budget_cpu_minutes} CPU-min: {costs['step_s']:.3f} CPU-s/step, "
-                  f"{costs['sample_cluster_s']:.3f} CPU-s/cluster sampled -> {steps} steps per run",
-                  file=sys.stderr, flush=True)
+            print(
+                f"budget {cfg.budget_cpu_minutes} CPU-min: {costs['step_s']:.3f} CPU-s/step, "
+                f"{costs['sample_cluster_s']:.3f} CPU-s/cluster sampled -> {steps} steps per run",
+                file=sys.stderr,
+                flush=True,
+            )
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
         for method in cfg.methods:
             for seed in [0] if method == "identity" else list(cfg.seeds):
                 row = run_method(run_cfg, method, seed, train_set, test_sets, out_dir / str(start))
                 every_run.append({"start": str(start), "method": method, "seed": seed, **row})
                 means = " ".join(f"{k} {np.mean(v['pm_atom']):.3f}" for k, v in row["sets"].items())
-                print(f"[{start}] {method} seed {seed}: PM-atom {means} ({row['cpu_s']:.0f} CPU-s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[{start}] {method} seed {seed}: PM-atom {means} ({row['cpu_s']:.0f} CPU-s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return write_outputs(every_run, cfg, out_dir, command.strip(), steps)

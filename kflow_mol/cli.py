@@ -51,8 +51,14 @@ def compose(config_name: str, overrides: Sequence[str], schema: type, config_dir
     return to_config(cfg, schema)
 
 
-def main(prog: str, config_name: str, schema: type, run: Callable[[Any], Any],
-         guard: Callable[[str], AbstractContextManager] | None = None, argv: Sequence[str] | None = None) -> None:
+def main(
+    prog: str,
+    config_name: str,
+    schema: type,
+    run: Callable[[Any], Any],
+    guard: Callable[[str], AbstractContextManager] | None = None,
+    argv: Sequence[str] | None = None,
+) -> None:
     """Compose the config from ``argv`` (default ``sys.argv[1:]``) and call ``run`` on it.
 
     Args:

@@ -166,8 +166,7 @@ class EvalConfig:
 def assembly_train_defaults() -> TrainConfig:
     """The assembly branch's optimisation defaults (``out_dir``, ``device``, ``resume`` come
     from the top-level ``output_dir``, ``device`` and ``resume``)."""
-    return TrainConfig(steps=800, batch_size=8, lr=2e-3, warmup_steps=20, grad_clip=1.0, log_every=10,
-                       ckpt_every=100)
+    return TrainConfig(steps=800, batch_size=8, lr=2e-3, warmup_steps=20, grad_clip=1.0, log_every=10, ckpt_every=100)
 
 
 RUN_LEVEL_TRAIN_KEYS = ("out_dir", "device", "resume")
@@ -217,8 +216,9 @@ class AssemblyConfig:
 
     def train_config(self) -> TrainConfig:
         """The Trainer's config: the train group plus the run's folder, device and resume flag."""
-        return dataclasses.replace(self.train, out_dir=str(self.output_dir), device=str(self.device),
-                                   resume=bool(self.resume))
+        return dataclasses.replace(
+            self.train, out_dir=str(self.output_dir), device=str(self.device), resume=bool(self.resume)
+        )
 
 
 @dataclass
@@ -241,8 +241,9 @@ class BenchmarkConfig(AssemblyConfig):
             sampling cost are measured on the data first).
     """
 
-    methods: list[str] = field(default_factory=lambda: ["identity", "crystalflow_lerp", "rigid_K1", "kflow_K2",
-                                                        "kflow_K3"])
+    methods: list[str] = field(
+        default_factory=lambda: ["identity", "crystalflow_lerp", "rigid_K1", "kflow_K2", "kflow_K3"]
+    )
     starts: list[str] = field(default_factory=lambda: list(START_PRESETS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     test_sets: list[str] = field(default_factory=lambda: list(TEST_SETS))
@@ -252,8 +253,11 @@ class BenchmarkConfig(AssemblyConfig):
     bootstrap_resamples: int = 10000
     budget_cpu_minutes: float | None = None
     output_dir: str = "outputs/assembly_benchmark"
-    train: TrainConfig = field(default_factory=lambda: dataclasses.replace(
-        assembly_train_defaults(), steps=150, progress=False, ckpt_every=100000))
+    train: TrainConfig = field(
+        default_factory=lambda: dataclasses.replace(
+            assembly_train_defaults(), steps=150, progress=False, ckpt_every=100000
+        )
+    )
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(export=0))
 
     def __post_init__(self):
@@ -308,8 +312,11 @@ class EvaluateConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-SCHEMAS: dict[str, type] = {"assembly_schema": AssemblyConfig, "benchmark_assembly_schema": BenchmarkConfig,
-                            "evaluate_assembly_schema": EvaluateConfig}
+SCHEMAS: dict[str, type] = {
+    "assembly_schema": AssemblyConfig,
+    "benchmark_assembly_schema": BenchmarkConfig,
+    "evaluate_assembly_schema": EvaluateConfig,
+}
 """Structured-config names (used in the ``defaults`` of ``configs/assembly/*.yaml``) of each schema."""
 
 
@@ -376,14 +383,21 @@ def method_overrides(method: str) -> dict[str, Any]:
         bands = int(match.group(1)) if match else 1
         head = build_system(method, translation_scale=1.0).head
         return {"system": system, "K": bands, "model.head": head}
-    raise ConfigError(f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1, kflow_K<n> "
-                      "or a Table-5 system (kflow_mol.systems.system_names())")
+    raise ConfigError(
+        f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1, kflow_K<n> "
+        "or a Table-5 system (kflow_mol.systems.system_names())"
+    )
 
 
 def with_method(cfg: AssemblyConfig, method: str, seed: int | None = None) -> AssemblyConfig:
     """A copy of ``cfg`` set up for ``method`` (and the training ``seed``)."""
-    run = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), model=dataclasses.replace(cfg.model),
-                              flow=dataclasses.replace(cfg.flow), train=dataclasses.replace(cfg.train))
+    run = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data),
+        model=dataclasses.replace(cfg.model),
+        flow=dataclasses.replace(cfg.flow),
+        train=dataclasses.replace(cfg.train),
+    )
     for key, value in method_overrides(method).items():
         group, _, name = key.rpartition(".")
         setattr(getattr(run, group) if group else run, name, value)

@@ -12,21 +12,28 @@ state unchanged, a trained flow integrates its ODE. Scores per cluster (see
 The summary gives the mean and std over clusters and, for PM, the mean after dropping
 non-finite values and values above 100 Å (with the number dropped).
 """
+
 from __future__ import annotations
 
 import csv
 import math
 import time
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from kflow_mol.metrics import (aggregate_pm, collision_rate, pm_atom_batch, pm_center_batch, rmsd17_batch,
-                               separation_rate)
+from kflow_mol.metrics import (
+    aggregate_pm,
+    collision_rate,
+    pm_atom_batch,
+    pm_center_batch,
+    rmsd17_batch,
+    separation_rate,
+)
 
 METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation")
 
@@ -80,8 +87,9 @@ class MethodScores:
             out[f"{metric}_std"] = float(tensor.std(unbiased=False)) if len(values) else math.nan
         if self.per_cluster_mean is not None:
             for metric in ("pm_atom", "pm_center"):
-                out[f"{metric}_sample_mean"] = float(torch.tensor(self.per_cluster_mean[metric],
-                                                                  dtype=torch.float64).mean())
+                out[f"{metric}_sample_mean"] = float(
+                    torch.tensor(self.per_cluster_mean[metric], dtype=torch.float64).mean()
+                )
         for metric in ("pm_atom", "pm_center"):
             if self.per_cluster[metric]:
                 agg = aggregate_pm(torch.tensor(self.per_cluster[metric], dtype=torch.float64))
@@ -109,9 +117,14 @@ def score_batch(batch: Batch, pos_pred: Tensor, *, with_rmsd: bool = True) -> di
     pos_true, pos_pred = batch.pos_target.detach().cpu().double(), pos_pred.detach().cpu().double()
     atom_batch, z = batch.batch.cpu(), batch.z.cpu()
     mol_local = local_mol_index(batch).cpu()
-    scores = {"pm_atom": pm_atom_batch(pos_true, pos_pred, atom_batch).tolist(),
-              "pm_center": pm_center_batch(pos_true, pos_pred, mol_local, atom_batch).tolist(),
-              "rmsd_17": [], "n_matched": [], "collision": [], "separation": []}
+    scores = {
+        "pm_atom": pm_atom_batch(pos_true, pos_pred, atom_batch).tolist(),
+        "pm_center": pm_center_batch(pos_true, pos_pred, mol_local, atom_batch).tolist(),
+        "rmsd_17": [],
+        "n_matched": [],
+        "collision": [],
+        "separation": [],
+    }
     if with_rmsd:
         for result in rmsd17_batch(pos_true, pos_pred, z, mol_local, atom_batch):
             scores["rmsd_17"].append(float(result.rmsd_17))
@@ -131,9 +144,17 @@ def identity_method(batch: Batch) -> Prediction:
     return Prediction(pos=batch.pos_start)
 
 
-def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters: Sequence, *,
-                    batch_size: int = 8, device: str | torch.device = "cpu", with_rmsd: bool = True,
-                    keep_predictions: bool = False, progress: bool = False) -> MethodScores:
+def evaluate_method(
+    name: str,
+    predict: Callable[[Batch], Prediction],
+    clusters: Sequence,
+    *,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    with_rmsd: bool = True,
+    keep_predictions: bool = False,
+    progress: bool = False,
+) -> MethodScores:
     """Predict and score ``clusters`` in batches.
 
     Args:
@@ -154,7 +175,7 @@ def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters:
     result = MethodScores(name=name)
     starts = range(0, len(clusters), batch_size)
     for start in tqdm(starts, desc=f"evaluate {name}", disable=not progress, leave=False):
-        chunk = list(clusters[start:start + batch_size])
+        chunk = list(clusters[start : start + batch_size])
         batch = Batch.from_data_list(chunk).to(device)
         tic = time.perf_counter()
         with torch.no_grad():
@@ -171,8 +192,13 @@ def evaluate_method(name: str, predict: Callable[[Batch], Prediction], clusters:
     return result
 
 
-def evaluate_samples(name: str, predictor_for: Callable[[int], Callable[[Batch], Prediction]], clusters: Sequence,
-                     samples: int, **options) -> MethodScores:
+def evaluate_samples(
+    name: str,
+    predictor_for: Callable[[int], Callable[[Batch], Prediction]],
+    clusters: Sequence,
+    samples: int,
+    **options,
+) -> MethodScores:
     """Score ``samples`` draws of a stochastic method: per cluster the minimum, and the mean.
 
     The published protocol keeps the best of several samples per cluster; the mean over
@@ -188,8 +214,13 @@ def evaluate_samples(name: str, predictor_for: Callable[[int], Callable[[Batch],
     if samples == 1:
         return evaluate_method(name, predictor_for(0), clusters, **options)
     draws = [evaluate_method(name, predictor_for(index), clusters, **options) for index in range(samples)]
-    result = MethodScores(name=name, cluster_ids=draws[0].cluster_ids, nfe=sum(d.nfe for d in draws),
-                          wall_s=sum(d.wall_s for d in draws), per_cluster_mean={})
+    result = MethodScores(
+        name=name,
+        cluster_ids=draws[0].cluster_ids,
+        nfe=sum(d.nfe for d in draws),
+        wall_s=sum(d.wall_s for d in draws),
+        per_cluster_mean={},
+    )
     for metric in METRICS:
         values = torch.tensor([d.per_cluster[metric] for d in draws], dtype=torch.float64)  # (samples, clusters)
         best = values.max(0).values if metric == "n_matched" else values.min(0).values  # more matched is better
@@ -222,9 +253,12 @@ def _split_prediction(batch: Batch, prediction: Prediction) -> list[Prediction]:
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
     """A fixed-width text table of method summaries (PM-atom, PM-center, RMSD_17, collision, separation, NFE)."""
-    lines = [f"{'method':<18}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}"
-             f"{'NFE':>5}"]
+    lines = [
+        f"{'method':<18}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}{'NFE':>5}"
+    ]
     for method, s in summary.items():
-        lines.append(f"{method:<18}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
-                     f"{s['collision']:>11.2f}{s['separation']:>12.1f}{int(s['nfe']):>5}")
+        lines.append(
+            f"{method:<18}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
+            f"{s['collision']:>11.2f}{s['separation']:>12.1f}{int(s['nfe']):>5}"
+        )
     return "\n".join(lines)

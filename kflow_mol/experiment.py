@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,8 +28,15 @@ from torch_geometric.data import Batch
 from kflow.sampling import allocate_steps
 from kflow.training import ConfigError, Trainer, TrainResult, load_checkpoint
 from kflow_mol.config import AssemblyConfig, DataConfig, EvaluateConfig, run_name, to_config
-from kflow_mol.evaluate import (MethodScores, Prediction, evaluate_method, evaluate_samples, format_table,
-                                identity_method, write_per_cluster_csv)
+from kflow_mol.evaluate import (
+    MethodScores,
+    Prediction,
+    evaluate_method,
+    evaluate_samples,
+    format_table,
+    identity_method,
+    write_per_cluster_csv,
+)
 from kflow_mol.export import export_clusters
 from kflow_mol.flow import AssemblyFlow, translation_scale_of
 from kflow_mol.models import build_model
@@ -48,10 +56,18 @@ def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
 
         name = f"kflow_assembleflow_K{cfg.K}" if cfg.system == "kflow_assembleflow" else cfg.system
         return build_system(name, translation_scale=translation_scale, num_bands=cfg.K)
-    return AssemblyFlow(num_bands=cfg.K, mode=cfg.flow.mode, bump=cfg.bump, translation_scale=translation_scale,
-                        kernel_width=cfg.flow.kernel_width, grouping=cfg.flow.grouping, reverse=cfg.flow.reverse,
-                        project=cfg.flow.project, loss_current_band=cfg.flow.loss_current_band,
-                        start_motion=cfg.flow.start_motion)
+    return AssemblyFlow(
+        num_bands=cfg.K,
+        mode=cfg.flow.mode,
+        bump=cfg.bump,
+        translation_scale=translation_scale,
+        kernel_width=cfg.flow.kernel_width,
+        grouping=cfg.flow.grouping,
+        reverse=cfg.flow.reverse,
+        project=cfg.flow.project,
+        loss_current_band=cfg.flow.loss_current_band,
+        start_motion=cfg.flow.start_motion,
+    )
 
 
 def required_head(flow: Any) -> str:
@@ -72,8 +88,9 @@ def validate(cfg: AssemblyConfig) -> None:
         raise ConfigError(str(error)) from None
     if required_head(flow) != cfg.model.head:
         what = f"system={cfg.system}" if cfg.system != "kflow" else f"flow.mode={cfg.flow.mode}"
-        raise ConfigError(f"{what} needs model.head={required_head(flow)}"
-                          + (" and K=1" if cfg.flow.mode == "cartesian" else ""))
+        raise ConfigError(
+            f"{what} needs model.head={required_head(flow)}" + (" and K=1" if cfg.flow.mode == "cartesian" else "")
+        )
     check_data(cfg.data)
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine")
@@ -84,8 +101,10 @@ def check_data(data: DataConfig) -> None:
     """Raise ConfigError when the data group points at a folder that is not there."""
     if data.source == "prepared":
         if not data.folder or not (Path(data.folder) / "manifest.json").is_file():
-            raise ConfigError(f"data=prepared needs data.folder=<a folder from scripts/prepare_assembly_data.py>; "
-                              f"{data.folder!r} has no manifest.json")
+            raise ConfigError(
+                f"data=prepared needs data.folder=<a folder from scripts/prepare_assembly_data.py>; "
+                f"{data.folder!r} has no manifest.json"
+            )
     elif data.source in ("cif", "cod_cluster17") and (not data.input or not Path(data.input).is_dir()):
         raise ConfigError(f"data.source={data.source} needs data.input=<existing folder>, got {data.input!r}")
 
@@ -96,8 +115,9 @@ def set_cpu_threads(cfg: AssemblyConfig) -> None:
         torch.set_num_threads(int(cfg.cpu_threads))
 
 
-def load_split(data: DataConfig, split: str, *, start: str | None = None, limit: int | None = None,
-               progress: bool = False) -> list:
+def load_split(
+    data: DataConfig, split: str, *, start: str | None = None, limit: int | None = None, progress: bool = False
+) -> list:
     """Clusters of one split of a data group (building it into the cache on first use).
 
     Args:
@@ -116,9 +136,14 @@ def load_split(data: DataConfig, split: str, *, start: str | None = None, limit:
         check_data(data)
         clusters = load_assembly_dataset(data.folder, split)
     else:
-        report = build_assembly_dataset(data.source, input=data.input, output=data.folder,
-                                        start=start or data.start or "local", repeats=data.repeats or 1,
-                                        progress=progress)
+        report = build_assembly_dataset(
+            data.source,
+            input=data.input,
+            output=data.folder,
+            start=start or data.start or "local",
+            repeats=data.repeats or 1,
+            progress=progress,
+        )
         clusters = load_assembly_dataset(report.output, split)
     return clusters[:limit] if limit is not None else clusters
 
@@ -128,8 +153,14 @@ def steps_per_band(total_steps: int, num_bands: int) -> list[int]:
     return allocate_steps(total_steps, [1.0] * num_bands)
 
 
-def flow_predictor(flow: Any, model: nn.Module, method: str, total_steps: int | None,
-                   trajectory: bool = False, generator: torch.Generator | None = None):
+def flow_predictor(
+    flow: Any,
+    model: nn.Module,
+    method: str,
+    total_steps: int | None,
+    trajectory: bool = False,
+    generator: torch.Generator | None = None,
+):
     """The ``predict(batch) -> Prediction`` of a trained flow or system.
 
     Args:
@@ -147,8 +178,7 @@ def flow_predictor(flow: Any, model: nn.Module, method: str, total_steps: int | 
     extra = {"generator": generator} if getattr(flow, "stochastic", False) else {}
 
     def predict(batch: Batch) -> Prediction:
-        out = flow.sample(model, batch, method=method, steps_per_band=per_band, return_trajectory=trajectory,
-                          **extra)
+        out = flow.sample(model, batch, method=method, steps_per_band=per_band, return_trajectory=trajectory, **extra)
         return Prediction(pos=out.pos, nfe=out.nfe, trajectory=out.trajectory, ks=out.ks)
 
     return predict
@@ -189,12 +219,12 @@ class TrainedRun:
         """Scores on ``clusters``: per cluster the minimum PM over ``cfg.sample.samples`` draws of a
         stochastic system (their mean in ``per_cluster_mean``), one draw otherwise."""
         samples = cfg.sample.samples if self.stochastic else 1
-        return evaluate_samples(self.name, lambda index: self.predictor(cfg, sample=index), clusters, samples,
-                                **options)
+        return evaluate_samples(
+            self.name, lambda index: self.predictor(cfg, sample=index), clusters, samples, **options
+        )
 
 
-def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None = None,
-          on_start=None) -> TrainedRun:
+def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None = None, on_start=None) -> TrainedRun:
     """Train the flow and network that ``cfg`` names on ``train_set``.
 
     Args:
@@ -214,8 +244,15 @@ def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None =
         from kflow_mol.data.fresh_starts import FreshStarts
 
         loss = FreshStarts().wrap_loss(flow.loss)
-    trainer = Trainer(model, loss, train_set, cfg.train_config(), collate_fn=Batch.from_data_list,
-                      run_config=config, signature=signature)
+    trainer = Trainer(
+        model,
+        loss,
+        train_set,
+        cfg.train_config(),
+        collate_fn=Batch.from_data_list,
+        run_config=config,
+        signature=signature,
+    )
     if on_start is not None:
         on_start(trainer, model, sigma)
     result = trainer.fit()
@@ -237,9 +274,12 @@ def run_training(cfg: AssemblyConfig) -> dict:
         if trainer.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "config.yaml").write_text(_yaml({**run_config, "translation_scale": sigma}))
-            print(f"data: {len(train_set)} train / {len(test_set)} test clusters ({data.source}, start={data.start}); "
-                  f"translation scale {sigma:.2f} Å; model {cfg.model.preset} "
-                  f"({sum(p.numel() for p in model.parameters()):,} parameters); K={cfg.K}", file=sys.stderr)
+            print(
+                f"data: {len(train_set)} train / {len(test_set)} test clusters ({data.source}, start={data.start}); "
+                f"translation scale {sigma:.2f} Å; model {cfg.model.preset} "
+                f"({sum(p.numel() for p in model.parameters()):,} parameters); K={cfg.K}",
+                file=sys.stderr,
+            )
             announce.is_main = True
 
     announce.is_main = False
@@ -249,25 +289,43 @@ def run_training(cfg: AssemblyConfig) -> dict:
     device = next(trained.model.parameters()).device
     tic = time.perf_counter()
     common = dict(batch_size=cfg.sample.batch_size, device=device, with_rmsd=cfg.eval.rmsd)
-    scores = {"identity": evaluate_method("identity", identity_method, test_set, **common),
-              trained.name: evaluate_method(trained.name, trained.predictor(cfg, trajectory=True), test_set,
-                                            keep_predictions=True, progress=True, **common)}
+    scores = {
+        "identity": evaluate_method("identity", identity_method, test_set, **common),
+        trained.name: evaluate_method(
+            trained.name,
+            trained.predictor(cfg, trajectory=True),
+            test_set,
+            keep_predictions=True,
+            progress=True,
+            **common,
+        ),
+    }
     summary = {key: value.summary() for key, value in scores.items()}
     result = trained.result
-    metrics = {**summary, "run": {"train_steps": result.step, "train_wall_s": result.wall_time_s,
-                                  "final_loss": result.final_loss, "eval_wall_s": time.perf_counter() - tic,
-                                  "n_train": len(train_set), "n_test": len(test_set), "K": cfg.K,
-                                  "translation_scale": trained.flow.translation_scale,
-                                  "test_ids": scores[trained.name].cluster_ids},
-               "per_cluster": {key: value.per_cluster for key, value in scores.items()}}
+    metrics = {
+        **summary,
+        "run": {
+            "train_steps": result.step,
+            "train_wall_s": result.wall_time_s,
+            "final_loss": result.final_loss,
+            "eval_wall_s": time.perf_counter() - tic,
+            "n_train": len(train_set),
+            "n_test": len(test_set),
+            "K": cfg.K,
+            "translation_scale": trained.flow.translation_scale,
+            "test_ids": scores[trained.name].cluster_ids,
+        },
+        "per_cluster": {key: value.per_cluster for key, value in scores.items()},
+    }
     write_outputs(out_dir, metrics, scores, test_set, trained.name, cfg)
     print(format_table(summary))
     print(f"outputs in {out_dir}/", file=sys.stderr)
     return metrics
 
 
-def write_outputs(out_dir: Path, metrics: dict, scores: dict[str, MethodScores], test_set: list, name: str,
-                  cfg: AssemblyConfig) -> None:
+def write_outputs(
+    out_dir: Path, metrics: dict, scores: dict[str, MethodScores], test_set: list, name: str, cfg: AssemblyConfig
+) -> None:
     """metrics.json, eval_per_cluster.csv, trajectories/ and clusters/ exports, pm_bars.png."""
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_per_cluster_csv(out_dir / "eval_per_cluster.csv", scores)
@@ -313,16 +371,23 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     if not clusters:
         raise ConfigError(f"no {cfg.split} clusters in data {data.source}")
     common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
-    predict = flow_predictor(trained.flow, trained.model, method, steps if run_cfg.system == "kflow" else
-                             cfg.sample.steps)
-    scores = {"identity": evaluate_method("identity", identity_method, clusters, **common),
-              trained.name: evaluate_method(trained.name, predict, clusters, progress=True, **common)}
+    predict = flow_predictor(
+        trained.flow, trained.model, method, steps if run_cfg.system == "kflow" else cfg.sample.steps
+    )
+    scores = {
+        "identity": evaluate_method("identity", identity_method, clusters, **common),
+        trained.name: evaluate_method(trained.name, predict, clusters, progress=True, **common),
+    }
     summary = {key: value.summary() for key, value in scores.items()}
     output = Path(cfg.output) if cfg.output else Path(cfg.checkpoint).parent.parent / f"eval_{cfg.split}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    metrics = {**summary, "checkpoint": str(cfg.checkpoint), "data": asdict(data),
-               "per_cluster": {key: value.per_cluster for key, value in scores.items()},
-               "cluster_ids": scores[trained.name].cluster_ids}
+    metrics = {
+        **summary,
+        "checkpoint": str(cfg.checkpoint),
+        "data": asdict(data),
+        "per_cluster": {key: value.per_cluster for key, value in scores.items()},
+        "cluster_ids": scores[trained.name].cluster_ids,
+    }
     output.write_text(json.dumps(metrics, indent=2))
     write_per_cluster_csv(output.with_suffix(".csv"), scores)
     print(format_table(summary))

@@ -8,8 +8,9 @@ holding the molecule index); the CIF puts the (non-periodic) cluster in a P1 box
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,8 +34,14 @@ def _atoms(z: Tensor, pos: Tensor, mol_index: Tensor | None, path: str | Path) -
     return atoms
 
 
-def write_xyz_trajectory(path: str | Path, z: Tensor, frames: Sequence[Tensor], ks: Sequence[float],
-                         mol_index: Tensor | None = None, title: str = "") -> Path:
+def write_xyz_trajectory(
+    path: str | Path,
+    z: Tensor,
+    frames: Sequence[Tensor],
+    ks: Sequence[float],
+    mol_index: Tensor | None = None,
+    title: str = "",
+) -> Path:
     """Write an extended-XYZ trajectory, one frame per ``k``.
 
     Args:
@@ -61,8 +68,14 @@ def write_xyz_trajectory(path: str | Path, z: Tensor, frames: Sequence[Tensor], 
     return path
 
 
-def write_cluster_cif(path: str | Path, z: Tensor, pos: Tensor, name: str = "cluster",
-                      mol_index: Tensor | None = None, padding: float = 10.0) -> Path:
+def write_cluster_cif(
+    path: str | Path,
+    z: Tensor,
+    pos: Tensor,
+    name: str = "cluster",
+    mol_index: Tensor | None = None,
+    padding: float = 10.0,
+) -> Path:
     """Write one cluster as a P1 CIF in an orthogonal box with vacuum padding.
 
     Args:
@@ -82,8 +95,10 @@ def write_cluster_cif(path: str | Path, z: Tensor, pos: Tensor, name: str = "clu
     atoms.positions -= low
     atoms.set_cell(np.diag(lengths))
     atoms.pbc = True
-    labels = [f"{symbol}{i + 1}_m{mol}" for i, (symbol, mol) in
-              enumerate(zip(atoms.get_chemical_symbols(), atoms.get_array("mol")))]
+    labels = [
+        f"{symbol}{i + 1}_m{mol}"
+        for i, (symbol, mol) in enumerate(zip(atoms.get_chemical_symbols(), atoms.get_array("mol")))
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write(path, atoms, format="cif", labels=[labels])
@@ -105,7 +120,13 @@ def export_clusters(out_dir: Path, clusters: list, scores: MethodScores, count: 
         mol = cluster.mol_index - cluster.mol_index.min()
         frames = list(prediction.trajectory or [prediction.pos]) + [cluster.pos_target]
         ks = list(prediction.ks or [float("nan")]) + [float("inf")]  # last frame: the crystal
-        write_xyz_trajectory(out_dir / "trajectories" / f"{name}.xyz", cluster.z, frames, ks, mol,
-                             title=f"{name} {scores.name}; last frame = crystal")
+        write_xyz_trajectory(
+            out_dir / "trajectories" / f"{name}.xyz",
+            cluster.z,
+            frames,
+            ks,
+            mol,
+            title=f"{name} {scores.name}; last frame = crystal",
+        )
         for tag, pos in (("pred", prediction.pos), ("crystal", cluster.pos_target), ("start", cluster.pos_start)):
             write_cluster_cif(out_dir / "clusters" / f"{name}_{tag}.cif", cluster.z, pos, f"{name}_{tag}", mol)

@@ -27,6 +27,7 @@ the whole motion.
 Batches are torch-geometric batches of ``kflow_mol.data.AssemblyData``: ``z``, ``mol_index``
 (global), ``pos_start``, ``pos_target``, ``rot_start_to_target`` (M, 3, 3), ``batch``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,9 +82,13 @@ def cluster_layout(batch: Any) -> ClusterLayout:
     counts = torch.bincount(mol_batch, minlength=num_clusters)
     if not bool((counts == counts[0]).all()):
         raise ValueError(f"all clusters of a batch must have the same number of molecules, got {counts.tolist()}")
-    return ClusterLayout(atom_batch=atom_batch, mol_batch=mol_batch, num_clusters=num_clusters,
-                         mols_per_cluster=int(counts[0]),
-                         centroid_start=centroids(batch.pos_start, batch.mol_index, num_mols))
+    return ClusterLayout(
+        atom_batch=atom_batch,
+        mol_batch=mol_batch,
+        num_clusters=num_clusters,
+        mols_per_cluster=int(counts[0]),
+        centroid_start=centroids(batch.pos_start, batch.mol_index, num_mols),
+    )
 
 
 @dataclass
@@ -121,10 +126,19 @@ class AssemblyFlow:
             start: ``"settled"`` (finished bands only) or ``"full"``.
     """
 
-    def __init__(self, num_bands: int = 3, mode: str = "rigid", bump: str = "linear",
-                 translation_scale: float = 1.0, kernel_width: float | str = "median",
-                 grouping: str = "equal_count", reverse: bool = False, project: bool | None = None,
-                 loss_current_band: bool = False, start_motion: str = "settled"):
+    def __init__(
+        self,
+        num_bands: int = 3,
+        mode: str = "rigid",
+        bump: str = "linear",
+        translation_scale: float = 1.0,
+        kernel_width: float | str = "median",
+        grouping: str = "equal_count",
+        reverse: bool = False,
+        project: bool | None = None,
+        loss_current_band: bool = False,
+        start_motion: str = "settled",
+    ):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
         if num_bands < 1:
@@ -136,8 +150,11 @@ class AssemblyFlow:
         if not translation_scale > 0:
             raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
         self.mode, self.num_bands, self.translation_scale = mode, num_bands, float(translation_scale)
-        transform = (GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
-                     if mode == "rigid" else IdentityTransform())
+        transform = (
+            GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
+            if mode == "rigid"
+            else IdentityTransform()
+        )
         self.path = KAmplitudePath(transform, bump=bump, reverse=reverse)
         self.sampler = KFlowSampler(self.path)
         self.project = (num_bands > 1) if project is None else bool(project)
@@ -160,11 +177,17 @@ class AssemblyFlow:
             disp, _ = to_dense_batch(batch.pos_target - batch.pos_start, layout.atom_batch)
             return disp / self.translation_scale
         # float64 rotations: the log stays exact near pi
-        motion = rigid_motion(batch.pos_start, batch.rot_start_to_target.double(), batch.pos_target,
-                              batch.mol_index, layout.mol_batch.shape[0])
+        motion = rigid_motion(
+            batch.pos_start,
+            batch.rot_start_to_target.double(),
+            batch.pos_target,
+            batch.mol_index,
+            layout.mol_batch.shape[0],
+        )
         delta_c = motion.delta_c / self.translation_scale
         return torch.cat([delta_c, motion.omega.to(delta_c.dtype)], -1).reshape(
-            layout.num_clusters, layout.mols_per_cluster, 6)
+            layout.num_clusters, layout.mols_per_cluster, 6
+        )
 
     def positions(self, batch: Any, x: Tensor, layout: ClusterLayout | None = None) -> Tensor:
         """Atom positions ``(A, 3)`` of the flow state ``x``."""
@@ -173,8 +196,9 @@ class AssemblyFlow:
             _, valid = to_dense_batch(batch.pos_start, layout.atom_batch)
             return batch.pos_start + self.translation_scale * x[valid]
         state = x.reshape(-1, 6)
-        return apply_rigid_motion(batch.pos_start, batch.mol_index, self.translation_scale * state[:, :3],
-                                  state[:, 3:], layout.centroid_start)
+        return apply_rigid_motion(
+            batch.pos_start, batch.mol_index, self.translation_scale * state[:, :3], state[:, 3:], layout.centroid_start
+        )
 
     # ----- network ---------------------------------------------------------------------------
     def start_features(self, x: Tensor, k: Tensor, context) -> StartFeatures:
@@ -204,8 +228,16 @@ class AssemblyFlow:
         vectors = torch.cat([self.translation_scale * motion[..., :3], motion[..., 3:]], dim=-1)
         return StartFeatures(scalars=scalars.reshape(-1, 3), vectors=vectors.reshape(-1, 6))
 
-    def velocity(self, model: nn.Module, batch: Any, x: Tensor, s: Tensor,
-                 layout: ClusterLayout | None = None, context=None, k: Tensor | None = None) -> Tensor:
+    def velocity(
+        self,
+        model: nn.Module,
+        batch: Any,
+        x: Tensor,
+        s: Tensor,
+        layout: ClusterLayout | None = None,
+        context=None,
+        k: Tensor | None = None,
+    ) -> Tensor:
         """Network velocity ``dx/dk`` at state ``x``, same shape as ``x``; ``s`` is ``(B,)``.
 
         ``context`` (the start basis) and ``k`` (default ``s K``) are needed only by a
@@ -218,14 +250,22 @@ class AssemblyFlow:
             context = context if context is not None else self.context(batch, layout)
             k = k if k is not None else s.double() * self.num_bands + BAND_EDGE_TOLERANCE
             extra["start"] = self.start_features(x, k, context)
-        out = model(z=batch.z, pos=pos, mol_index=batch.mol_index, atom_batch=layout.atom_batch,
-                    mol_batch=layout.mol_batch, s=s, **extra)
+        out = model(
+            z=batch.z,
+            pos=pos,
+            mol_index=batch.mol_index,
+            atom_batch=layout.atom_batch,
+            mol_batch=layout.mol_batch,
+            s=s,
+            **extra,
+        )
         if self.mode == "cartesian":
             return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=x.shape[1])[0]
         return torch.cat([out.translation, out.rotation], -1).reshape(x.shape)
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
-             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """Conditional flow-matching loss at random ``k`` (the ``loss_fn`` of the Trainer).
 
         ``k`` is uniform on ``[0, K)``. Under the Trainer it comes from ``draws`` (one value per
@@ -255,8 +295,15 @@ class AssemblyFlow:
 
     # ----- sampling --------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: Any, *, method: str = "euler", steps_per_band: int = 10,
-               return_trajectory: bool = False) -> AssemblySample:
+    def sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        *,
+        method: str = "euler",
+        steps_per_band: int = 10,
+        return_trajectory: bool = False,
+    ) -> AssemblySample:
         """Integrate the learned velocity from the start state (``k = 0``) to ``k = K``.
 
         With ``project`` every velocity is first projected onto the band moving at ``k``.
@@ -282,8 +329,9 @@ class AssemblyFlow:
         return velocity_fn
 
     @torch.no_grad()
-    def sample_exact(self, batch: Any, *, method: str = "euler", steps_per_band: int = 10,
-                     return_trajectory: bool = False) -> AssemblySample:
+    def sample_exact(
+        self, batch: Any, *, method: str = "euler", steps_per_band: int = 10, return_trajectory: bool = False
+    ) -> AssemblySample:
         """Integrate the exact conditional velocity (uses the target: a correctness check)."""
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
@@ -296,13 +344,15 @@ class AssemblyFlow:
         return self._integrate(velocity_fn, batch, x0, layout, method, steps_per_band, return_trajectory)
 
     def _integrate(self, velocity_fn, batch, x0, layout, method, steps_per_band, return_trajectory):
-        result = self.sampler.sample(velocity_fn, x0, method=method, steps_per_band=steps_per_band,
-                                     return_trajectory=return_trajectory)
+        result = self.sampler.sample(
+            velocity_fn, x0, method=method, steps_per_band=steps_per_band, return_trajectory=return_trajectory
+        )
         trajectory = None
         if return_trajectory:
             trajectory = [self.positions(batch, x, layout) for x in result.trajectory]
-        return AssemblySample(pos=self.positions(batch, result.x, layout), nfe=result.nfe,
-                              trajectory=trajectory, ks=result.ks)
+        return AssemblySample(
+            pos=self.positions(batch, result.x, layout), nfe=result.nfe, trajectory=trajectory, ks=result.ks
+        )
 
 
 def translation_scale_of(dataset, max_items: int = 512) -> float:
@@ -311,7 +361,9 @@ def translation_scale_of(dataset, max_items: int = 512) -> float:
     for index in range(min(len(dataset), max_items)):
         item = dataset[index]
         num_mols = int(item.mol_index.max()) + 1
-        shift = centroids(item.pos_target, item.mol_index, num_mols) - centroids(item.pos_start, item.mol_index, num_mols)
+        shift = centroids(item.pos_target, item.mol_index, num_mols) - centroids(
+            item.pos_start, item.mol_index, num_mols
+        )
         squares += float(shift.double().pow(2).sum())
         count += shift.numel()
     if count == 0:

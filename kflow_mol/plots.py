@@ -1,14 +1,19 @@
 """Figures of the assembly runs (matplotlib imported lazily, no pyplot)."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from kflow.plotting import new_figure, save_figure
 
 
-def pm_bar_chart(summary: Mapping[str, Mapping[str, float]], path: str | Path,
-                 metrics: tuple[str, ...] = ("pm_atom", "pm_center"), title: str = "") -> Path:
+def pm_bar_chart(
+    summary: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    metrics: tuple[str, ...] = ("pm_atom", "pm_center"),
+    title: str = "",
+) -> Path:
     """Grouped bars of PM metrics (mean with std error bars) per method.
 
     Args:

@@ -10,6 +10,7 @@ which is ``R_m(k) body_a + t_m(k)`` with ``R_m(k) = exp(omega_m(k)) R_m^0``. Rot
 therefore integrated exactly: the ODE moves the log-coordinates ``omega``, and ``exp`` maps
 them back onto SO(3) without drift.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,9 +33,7 @@ def hat(omega: Tensor) -> Tensor:
     """
     x, y, z = omega.unbind(-1)
     zero = torch.zeros_like(x)
-    return torch.stack(
-        [zero, -z, y, z, zero, -x, -y, x, zero], dim=-1
-    ).reshape(*omega.shape[:-1], 3, 3)
+    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*omega.shape[:-1], 3, 3)
 
 
 def so3_exp(omega: Tensor) -> Tensor:
@@ -123,8 +122,9 @@ class RigidMotion:
     omega: Tensor
 
 
-def rigid_motion(pos_start: Tensor, rot_start_to_target: Tensor, pos_target: Tensor,
-                 mol_index: Tensor, num_mols: int | None = None) -> RigidMotion:
+def rigid_motion(
+    pos_start: Tensor, rot_start_to_target: Tensor, pos_target: Tensor, mol_index: Tensor, num_mols: int | None = None
+) -> RigidMotion:
     """Rigid motion (centroid shift, rotation vector) taking each start molecule to its target.
 
     Args:
@@ -142,8 +142,9 @@ def rigid_motion(pos_start: Tensor, rot_start_to_target: Tensor, pos_target: Ten
     return RigidMotion(delta_c=delta_c, omega=so3_log(rot_start_to_target))
 
 
-def apply_rigid_motion(pos_start: Tensor, mol_index: Tensor, delta_c: Tensor, omega: Tensor,
-                       centroid_start: Tensor | None = None) -> Tensor:
+def apply_rigid_motion(
+    pos_start: Tensor, mol_index: Tensor, delta_c: Tensor, omega: Tensor, centroid_start: Tensor | None = None
+) -> Tensor:
     """Atom positions after rotating each start molecule about its centroid and shifting it.
 
     ``pos_a = exp(omega_m) (pos_start_a - c_m) + c_m + delta_c_m``, with ``m = mol_index[a]``.

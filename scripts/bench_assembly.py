@@ -11,6 +11,7 @@ the current one, so the ratio is measured side by side. On CPU the time is proce
 clusters / time summed over the timed steps (the first step of each model is a warm-up);
 ``--sample-steps`` adds the sampling time per cluster. Prints a Markdown table, writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,30 @@ from kflow_mol.flow import AssemblyFlow, translation_scale_of
 from kflow_mol.models import PRESETS, AssemblyGNN
 
 REFERENCE_PRESETS: dict[str, dict] = {
-    "M": dict(irreps_hidden="64x0e+16x1o+16x1e+8x2e", atom_layers=1, mol_layers=3, z_dim=32,
-              time_dim=32, num_radial=16, radial_hidden=64, k_intra=8, k_inter=8, atom_conv="e3nn"),
-    "L": dict(irreps_hidden="128x0e+32x1o+32x1e+16x2e", atom_layers=3, mol_layers=4, z_dim=64,
-              time_dim=64, num_radial=16, radial_hidden=64, k_intra=8, k_inter=12, atom_conv="e3nn"),
+    "M": dict(
+        irreps_hidden="64x0e+16x1o+16x1e+8x2e",
+        atom_layers=1,
+        mol_layers=3,
+        z_dim=32,
+        time_dim=32,
+        num_radial=16,
+        radial_hidden=64,
+        k_intra=8,
+        k_inter=8,
+        atom_conv="e3nn",
+    ),
+    "L": dict(
+        irreps_hidden="128x0e+32x1o+32x1e+16x2e",
+        atom_layers=3,
+        mol_layers=4,
+        z_dim=64,
+        time_dim=64,
+        num_radial=16,
+        radial_hidden=64,
+        k_intra=8,
+        k_inter=12,
+        atom_conv="e3nn",
+    ),
 }
 """The presets M and L before issue 15 (one/three full ``l <= 2`` e3nn atom layers), for timing."""
 
@@ -51,8 +72,9 @@ def build(preset: str, variant: str, device: torch.device) -> AssemblyGNN:
     return AssemblyGNN(**kwargs).to(device)
 
 
-def train_rates(models: dict[str, AssemblyGNN], batches: list[Batch], flow: AssemblyFlow, device: torch.device,
-                repeats: int) -> dict[str, float]:
+def train_rates(
+    models: dict[str, AssemblyGNN], batches: list[Batch], flow: AssemblyFlow, device: torch.device, repeats: int
+) -> dict[str, float]:
     """Training clusters per second (forward, backward, AdamW step) of every model, interleaved."""
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-3) for name, model in models.items()}
     seconds = dict.fromkeys(models, 0.0)
@@ -73,8 +95,9 @@ def train_rates(models: dict[str, AssemblyGNN], batches: list[Batch], flow: Asse
     return {name: clusters / seconds[name] for name in models}
 
 
-def sampling_time(model: AssemblyGNN, batch: Batch, flow: AssemblyFlow, device: torch.device, steps: int,
-                  repeats: int) -> float:
+def sampling_time(
+    model: AssemblyGNN, batch: Batch, flow: AssemblyFlow, device: torch.device, steps: int, repeats: int
+) -> float:
     """Median seconds per cluster to integrate from k = 0 to K with ``steps`` Euler steps in total."""
     model.eval()
     per_band = max(1, steps // flow.num_bands)
@@ -106,14 +129,18 @@ def main() -> None:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     clusters = load_split(DataConfig(), "train")
     atoms = [c.num_nodes for c in clusters]
-    print(f"{len(clusters)} pyxtal training clusters, {statistics.mean(atoms):.0f} atoms on average; "
-          f"batch {args.batch_size}, K={args.K}, threads {torch.get_num_threads()}")
+    print(
+        f"{len(clusters)} pyxtal training clusters, {statistics.mean(atoms):.0f} atoms on average; "
+        f"batch {args.batch_size}, K={args.K}, threads {torch.get_num_threads()}"
+    )
     flow = AssemblyFlow(num_bands=args.K, translation_scale=translation_scale_of(clusters))
     results = []
     for name in devices:
         device = torch.device(name)
-        batches = [Batch.from_data_list(clusters[i:i + args.batch_size]).to(device)
-                   for i in range(0, len(clusters) - args.batch_size + 1, args.batch_size)]
+        batches = [
+            Batch.from_data_list(clusters[i : i + args.batch_size]).to(device)
+            for i in range(0, len(clusters) - args.batch_size + 1, args.batch_size)
+        ]
         models = {}
         for preset in args.presets:
             models[(preset, "current")] = build(preset, "current", device)
@@ -121,12 +148,18 @@ def main() -> None:
                 models[(preset, "reference")] = build(preset, "reference", device)
         rates = train_rates(models, batches, flow, device, args.repeats)
         for (preset, variant), model in models.items():
-            row = {"device": name, "preset": preset, "variant": variant, "clock": "wall" if name == "cuda" else "cpu",
-                   "parameters": sum(p.numel() for p in model.parameters()),
-                   "train_clusters_per_s": rates[(preset, variant)]}
+            row = {
+                "device": name,
+                "preset": preset,
+                "variant": variant,
+                "clock": "wall" if name == "cuda" else "cpu",
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "train_clusters_per_s": rates[(preset, variant)],
+            }
             for steps in args.sample_steps:
-                row[f"sample_s_per_cluster@{steps}"] = sampling_time(model, batches[0], flow, device, steps,
-                                                                     max(1, args.repeats // 2))
+                row[f"sample_s_per_cluster@{steps}"] = sampling_time(
+                    model, batches[0], flow, device, steps, max(1, args.repeats // 2)
+                )
             reference = rates.get((preset, "reference"))
             if reference is not None:
                 row["speed_up_vs_reference"] = rates[(preset, variant)] / reference
@@ -135,8 +168,14 @@ def main() -> None:
     header += [f"sample s/cluster @{s} steps" for s in args.sample_steps]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in results:
-        cells = [row["device"], row["preset"], row["variant"], f"{row['parameters']:,}",
-                 f"{row['train_clusters_per_s']:.2f}", f"{row.get('speed_up_vs_reference', float('nan')):.1f}"]
+        cells = [
+            row["device"],
+            row["preset"],
+            row["variant"],
+            f"{row['parameters']:,}",
+            f"{row['train_clusters_per_s']:.2f}",
+            f"{row.get('speed_up_vs_reference', float('nan')):.1f}",
+        ]
         cells += [f"{row[f'sample_s_per_cluster@{s}']:.3f}" for s in args.sample_steps]
         print("| " + " | ".join(cells) + " |")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ Arguments after ``--`` are overrides of ``configs/assembly/train_assembly.yaml``
 writes ``<output>/<preset>_<variant>/`` (metrics.json etc.) and the table goes to
 ``<output>/pm_<preset>.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def run_variant(preset: str, variant: str, overrides: list[str], output: Path) -
         assembly_gnn.PRESETS[preset] = reference_presets()[preset]
     try:
         out_dir = output / f"{preset}_{variant}"
-        cfg = compose("train_assembly", [f"model={preset}", *overrides, f"output_dir={out_dir}",
-                                         "train.progress=false"], AssemblyConfig)
+        cfg = compose(
+            "train_assembly",
+            [f"model={preset}", *overrides, f"output_dir={out_dir}", "train.progress=false"],
+            AssemblyConfig,
+        )
         tic = time.process_time()
         run_training(cfg)
         cpu_s = time.process_time() - tic
@@ -56,8 +60,8 @@ def run_variant(preset: str, variant: str, overrides: list[str], output: Path) -
 
 def main() -> None:
     argv = sys.argv[1:]
-    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[:argv.index("--")] if "--" in argv else argv
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="M", choices=sorted(assembly_gnn.PRESETS))
     parser.add_argument("--variants", nargs="+", default=["current", "reference"], choices=["current", "reference"])
@@ -68,8 +72,10 @@ def main() -> None:
     print(f"preset {args.preset}, overrides {' '.join(overrides) or '(none)'}")
     print("| variant | PM-atom | PM-center | identity PM-atom | CPU s (train + eval) |\n|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['variant']} | {_pm(row['metrics'], 'pm_atom')} | {_pm(row['metrics'], 'pm_center')} | "
-              f"{_pm(row['metrics'], 'pm_atom', 'identity')} | {row['cpu_s']:.0f} |")
+        print(
+            f"| {row['variant']} | {_pm(row['metrics'], 'pm_atom')} | {_pm(row['metrics'], 'pm_center')} | "
+            f"{_pm(row['metrics'], 'pm_atom', 'identity')} | {row['cpu_s']:.0f} |"
+        )
     output.mkdir(parents=True, exist_ok=True)
     (output / f"pm_{args.preset}.json").write_text(json.dumps({"overrides": overrides, "rows": rows}, indent=2))
 

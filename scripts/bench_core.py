@@ -9,16 +9,16 @@ random images); at 3x64x64 the basis alone would be 12288^2 floats. Graph spectr
 (Laplacian + batched eigh) and forward + inverse for (256, 17, 3) points with 6 features.
 Every row reports the median wall time of ``--repeats`` runs after one warm-up.
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import warnings
 
 import numpy as np
 import pywt
@@ -139,9 +139,7 @@ def to_markdown(rows: list[BenchRow], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64, help="images per batch")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

@@ -37,8 +37,7 @@ def embedded_molecule(smiles: str, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return pos - pos.mean(0), torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()])
 
 
-def random_rotations(count: int, generator: torch.Generator, angle_scale: float | None = None
-                     ) -> torch.Tensor:
+def random_rotations(count: int, generator: torch.Generator, angle_scale: float | None = None) -> torch.Tensor:
     """(count, 3, 3) proper rotations: uniform, or of small angles when angle_scale is set."""
     if angle_scale is None:
         q, r = torch.linalg.qr(torch.randn(count, 3, 3, generator=generator, dtype=torch.float64))
@@ -57,24 +56,30 @@ def make_clusters(num_clusters: int, smiles: str, num_molecules: int, seed: int)
     generator = torch.Generator().manual_seed(seed)
     molecule, numbers = embedded_molecule(smiles, seed)
     size = molecule.shape[0]
-    grid = torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=torch.float64)] * 3,
-                                      indexing="ij"), -1).reshape(-1, 3)[:num_molecules] * 9.0
-    sites = grid + 0.8 * torch.randn(num_clusters, num_molecules, 3, generator=generator,
-                                     dtype=torch.float64)
+    grid = (
+        torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)[
+            :num_molecules
+        ]
+        * 9.0
+    )
+    sites = grid + 0.8 * torch.randn(num_clusters, num_molecules, 3, generator=generator, dtype=torch.float64)
     orient = random_rotations(num_clusters * num_molecules, generator)
     orient = orient.reshape(num_clusters, num_molecules, 3, 3)
     true = molecule @ orient.transpose(-1, -2) + sites.unsqueeze(-2)  # (C, M, T, 3)
     wobble = random_rotations(num_clusters * num_molecules, generator, angle_scale=0.1)
-    shift = 0.5 * torch.randn(num_clusters, num_molecules, 1, 3, generator=generator,
-                              dtype=torch.float64)
+    shift = 0.5 * torch.randn(num_clusters, num_molecules, 1, 3, generator=generator, dtype=torch.float64)
     centre = true.mean(-2, keepdim=True)
     pred = (true - centre) @ wobble.reshape(num_clusters, num_molecules, 3, 3).transpose(-1, -2)
     pred = pred + centre + shift
     for c in range(0, num_clusters, 2):
         pred[c] = pred[c][torch.randperm(num_molecules, generator=generator)]
     mol_index = torch.arange(num_molecules).repeat_interleave(size)
-    return (true.reshape(num_clusters, -1, 3), pred.reshape(num_clusters, -1, 3),
-            numbers.repeat(num_molecules), mol_index)
+    return (
+        true.reshape(num_clusters, -1, 3),
+        pred.reshape(num_clusters, -1, 3),
+        numbers.repeat(num_molecules),
+        mol_index,
+    )
 
 
 def median_time(fn, repeats: int) -> tuple[float, float, list[float]]:
@@ -96,8 +101,7 @@ def median_time(fn, repeats: int) -> tuple[float, float, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=1000)
-    parser.add_argument("--rmsd-clusters", type=int, default=None,
-                        help="clusters for RMSD_17 (default: --clusters)")
+    parser.add_argument("--rmsd-clusters", type=int, default=None, help="clusters for RMSD_17 (default: --clusters)")
     parser.add_argument("--molecules", type=int, default=17)
     parser.add_argument("--smiles", default="CCCCCCc1ccccc1")
     parser.add_argument("--repeats", type=int, default=5)
@@ -106,8 +110,9 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
-    parser.add_argument("--reference", action="store_true",
-                        help="also time the original per-cluster RMSD_17 loop (same results)")
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the original per-cluster RMSD_17 loop (same results)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -123,18 +128,34 @@ def main() -> None:
     for name, fn, count in [
         ("PM-atom", lambda: pm_atom(true, pred), args.clusters),
         ("PM-center", lambda: pm_center(true, pred, mol_index), args.clusters),
-        ("RMSD_17", lambda: rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index,
-                                   cache=cache), rmsd_clusters),
-    ] + ([
-        ("RMSD_17 per-cluster loop (before)", lambda: rmsd17(
-            true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache, vectorized=False),
-         rmsd_clusters),
-    ] if args.reference else []):
+        (
+            "RMSD_17",
+            lambda: rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache),
+            rmsd_clusters,
+        ),
+    ] + (
+        [
+            (
+                "RMSD_17 per-cluster loop (before)",
+                lambda: rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache, vectorized=False),
+                rmsd_clusters,
+            ),
+        ]
+        if args.reference
+        else []
+    ):
         fn()  # warm-up
         median, median_cpu, times = median_time(fn, args.repeats)
-        rows.append({"metric": name, "clusters": count, "median_s": median,
-                     "median_cpu_s": median_cpu, "clusters_per_s": count / median,
-                     "times_s": times})
+        rows.append(
+            {
+                "metric": name,
+                "clusters": count,
+                "median_s": median,
+                "median_cpu_s": median_cpu,
+                "clusters_per_s": count / median,
+                "times_s": times,
+            }
+        )
 
     result = rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache)
     summary = {
@@ -144,14 +165,18 @@ def main() -> None:
         "rmsd_17_mean": result.rmsd_17.mean().item(),
         "n_matched_mean": result.n_matched.float().mean().item(),
     }
-    print(f"{args.clusters} clusters of {args.molecules} x {true.shape[1] // args.molecules} "
-          f"atoms, {args.dtype}, device {args.device}, {args.threads} thread(s), "
-          f"median of {args.repeats}")
+    print(
+        f"{args.clusters} clusters of {args.molecules} x {true.shape[1] // args.molecules} "
+        f"atoms, {args.dtype}, device {args.device}, {args.threads} thread(s), "
+        f"median of {args.repeats}"
+    )
     print("| metric | clusters | median wall s | median CPU s | CPU s per 1,000 clusters |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['metric']} | {row['clusters']} | {row['median_s']:.3f} | "
-              f"{row['median_cpu_s']:.3f} | {1000 * row['median_cpu_s'] / row['clusters']:.2f} |")
+        print(
+            f"| {row['metric']} | {row['clusters']} | {row['median_s']:.3f} | "
+            f"{row['median_cpu_s']:.3f} | {1000 * row['median_cpu_s'] / row['clusters']:.2f} |"
+        )
     print("values: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
     if args.out:
         with open(args.out, "w") as handle:

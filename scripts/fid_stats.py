@@ -6,6 +6,7 @@
 Then score runs against it with eval.inception_weights=... eval.inception_reference=stats/celebahq256.npz.
 Nothing is downloaded: the Inception file is yours (TorchScript inception-2015-12-05.pt).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        stats = save_folder_reference_stats(args.folder, args.out, args.inception_weights, args.size, args.channels,
-                                            args.batch_size, args.keep_features, args.device, args.num_workers)
+        stats = save_folder_reference_stats(
+            args.folder,
+            args.out,
+            args.inception_weights,
+            args.size,
+            args.channels,
+            args.batch_size,
+            args.keep_features,
+            args.device,
+            args.num_workers,
+        )
     except (FileNotFoundError, ValueError, ImportError) as err:
         sys.exit(f"fid_stats: {err}")
     print(f"wrote {args.out}: {stats.num_samples} images, D={stats.mu.shape[0]}")

@@ -23,6 +23,7 @@ writing the JSON (``"cuda": false``); ``--make-reference`` (CPU) rewrites the re
     python scripts/gpu_check.py --output outputs/gpu_check.json
     python scripts/gpu_check.py --make-reference --device cpu      # refresh the CPU reference
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,13 +79,19 @@ def run_part(report: dict, name: str, fn, *args, **kwargs) -> None:
     try:
         result = fn(*args, **kwargs)
     except Exception as error:  # one failing part must not hide the others
-        result = {"status": "error", "error": f"{type(error).__name__}: {error}",
-                  "traceback": traceback.format_exc(limit=6)}
+        result = {
+            "status": "error",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(limit=6),
+        }
     result.setdefault("status", "ok")
     result["seconds"] = round(time.perf_counter() - tic, 2)
     report["parts"][name] = result
-    print(f"[gpu_check] {name}: {result['status']} ({result['seconds']} s)"
-          + (f" - {result.get('error') or result.get('reason')}" if result["status"] != "ok" else ""), flush=True)
+    print(
+        f"[gpu_check] {name}: {result['status']} ({result['seconds']} s)"
+        + (f" - {result.get('error') or result.get('reason')}" if result["status"] != "ok" else ""),
+        flush=True,
+    )
 
 
 def share_flops(runs: list[dict], peak: float | None) -> None:
@@ -126,8 +133,16 @@ def time_steps(step, device: torch.device, repeats: int, warmup: int) -> list[fl
     return times
 
 
-def step_report(make_step, items: int, device: torch.device, peak: float | None, repeats: int,
-                compile_model: bool, budget: Budget, min_left: float) -> dict:
+def step_report(
+    make_step,
+    items: int,
+    device: torch.device,
+    peak: float | None,
+    repeats: int,
+    compile_model: bool,
+    budget: Budget,
+    min_left: float,
+) -> dict:
     """Time one training step; ``make_step(compile_model)`` returns a no-argument step function."""
     if budget.left() < min_left:
         return {"status": "skipped", "reason": f"time budget: {budget.left():.0f} s left"}
@@ -140,8 +155,13 @@ def step_report(make_step, items: int, device: torch.device, peak: float | None,
     flops = flops_of(make_step(False)) if not compile_model else None
     times = time_steps(step, device, repeats, warmup=2)
     median = statistics.median(times)
-    out = {"compile": compile_model, "first_step_s": round(first_s, 3), "median_step_s": median,
-           "items_per_s": items / median, "step_times_s": times}
+    out = {
+        "compile": compile_model,
+        "first_step_s": round(first_s, 3),
+        "median_step_s": median,
+        "items_per_s": items / median,
+        "step_times_s": times,
+    }
     if flops is not None:
         out["flops_per_step"] = flops
         out["tflops_per_s"] = flops / median / 1e12
@@ -187,9 +207,17 @@ def synthetic_clusters(count: int, molecules: int = 17, atoms: int = 40, seed: i
         trans_start = trans_target + 1.5 * rng.normal(size=grid.shape)
         meta = {key: f"gpu_check_{index}" for key in META_FIELDS}
         meta.update(synthetic=True, start_scheme="local", cluster_id=f"gpu_check_r0_c{index}")
-        clusters.append(rigid_cluster_data(np.repeat(numbers[None], molecules, 0),
-                                           np.repeat(body[None], molecules, 0), rot_start, trans_start,
-                                           rot_target, trans_target, meta))
+        clusters.append(
+            rigid_cluster_data(
+                np.repeat(numbers[None], molecules, 0),
+                np.repeat(body[None], molecules, 0),
+                rot_start,
+                trans_start,
+                rot_target,
+                trans_target,
+                meta,
+            )
+        )
     return clusters
 
 
@@ -203,32 +231,46 @@ def assembly_batches(batch_size: int, count: int) -> tuple[list, list, str]:
 
         clusters, source = load_split(DataConfig(), "train"), "pyxtal"
     except Exception as error:  # pyxtal / rdkit missing on the GPU image, or no cache
-        print(f"[gpu_check] pyxtal clusters unavailable ({type(error).__name__}); synthetic clusters instead",
-              flush=True)
+        print(
+            f"[gpu_check] pyxtal clusters unavailable ({type(error).__name__}); synthetic clusters instead", flush=True
+        )
         clusters, source = synthetic_clusters(count), "synthetic"
-    batches = [Batch.from_data_list(clusters[i:i + batch_size])
-               for i in range(0, len(clusters) - batch_size + 1, batch_size)]
+    batches = [
+        Batch.from_data_list(clusters[i : i + batch_size]) for i in range(0, len(clusters) - batch_size + 1, batch_size)
+    ]
     return batches, clusters, source
 
 
 # ----------------------------------------------------------------------------- parts
 def part_environment(device: torch.device, peak_override: float | None) -> dict:
-    out = {"python": platform.python_version(), "torch": torch.__version__, "cuda_build": torch.version.cuda,
-           "cuda_available": torch.cuda.is_available(), "hostname": platform.node()}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_build": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "hostname": platform.node(),
+    }
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         props = torch.cuda.get_device_properties(device)
-        out.update(device_name=name, capability=list(torch.cuda.get_device_capability(device)),
-                   memory_gib=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count,
-                   bf16_peak_tflops=peak_override or bf16_peak_tflops(name),
-                   peak_source="--peak-tflops" if peak_override else "name table")
+        out.update(
+            device_name=name,
+            capability=list(torch.cuda.get_device_capability(device)),
+            memory_gib=round(props.total_memory / 2**30, 1),
+            multiprocessors=props.multi_processor_count,
+            bf16_peak_tflops=peak_override or bf16_peak_tflops(name),
+            peak_source="--peak-tflops" if peak_override else "name table",
+        )
     return out
 
 
 def part_tests(timeout_s: float) -> dict:
     # only the files that hold gpu tests: collecting the whole suite would need every optional extra
-    files = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests").rglob("test_*.py")
-                   if "mark.gpu" in path.read_text(errors="ignore"))
+    files = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if "mark.gpu" in path.read_text(errors="ignore")
+    )
     if not files:
         return {"status": "error", "error": "no test file marks tests with pytest.mark.gpu"}
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files]
@@ -237,23 +279,44 @@ def part_tests(timeout_s: float) -> dict:
     except subprocess.TimeoutExpired:
         return {"status": "error", "error": f"pytest -m gpu ran past {timeout_s:.0f} s", "command": " ".join(command)}
     lines = [line for line in done.stdout.splitlines() if line.strip()]
-    summary = next((line for line in reversed(lines) if " passed" in line or " failed" in line
-                    or " error" in line or "no tests ran" in line), lines[-1] if lines else "")
-    return {"status": "ok" if done.returncode == 0 else "failed", "returncode": done.returncode,
-            "summary": summary.strip("= "), "command": " ".join(command[1:]),
-            "output_tail": (done.stdout + done.stderr)[-3000:]}
+    summary = next(
+        (
+            line
+            for line in reversed(lines)
+            if " passed" in line or " failed" in line or " error" in line or "no tests ran" in line
+        ),
+        lines[-1] if lines else "",
+    )
+    return {
+        "status": "ok" if done.returncode == 0 else "failed",
+        "returncode": done.returncode,
+        "summary": summary.strip("= "),
+        "command": " ".join(command[1:]),
+        "output_tail": (done.stdout + done.stderr)[-3000:],
+    }
 
 
-def part_assembly_steps(device: torch.device, peak: float | None, budget: Budget, presets: list[str],
-                        repeats: int, compile_modes: tuple[bool, ...] = (False, True)) -> dict:
+def part_assembly_steps(
+    device: torch.device,
+    peak: float | None,
+    budget: Budget,
+    presets: list[str],
+    repeats: int,
+    compile_modes: tuple[bool, ...] = (False, True),
+) -> dict:
     from kflow_mol.flow import AssemblyFlow, translation_scale_of
     from kflow_mol.models import build_model
 
     batches, clusters, source = assembly_batches(8, 16)
     batch = batches[0].to(device)
     flow = AssemblyFlow(num_bands=2, translation_scale=translation_scale_of(clusters))
-    out = {"data": source, "batch_clusters": batch.num_graphs, "batch_atoms": int(batch.num_nodes),
-           "precision": "bf16 autocast", "runs": []}
+    out = {
+        "data": source,
+        "batch_clusters": batch.num_graphs,
+        "batch_atoms": int(batch.num_nodes),
+        "precision": "bf16 autocast",
+        "runs": [],
+    }
     try:  # e3nn tensor products mix float32 constants with autocast's bf16 outputs
         with torch.autocast(device.type, dtype=torch.bfloat16):
             flow.loss(build_model("S").to(device), batch)
@@ -264,6 +327,7 @@ def part_assembly_steps(device: torch.device, peak: float | None, budget: Budget
         out["bf16_error"] = f"{type(error).__name__}: {error}"
         print(f"[gpu_check]   assembly model under bf16 autocast: {error}; timing float32 instead", flush=True)
     for preset in presets:
+
         def make_step(compile_model: bool, preset=preset):
             torch.manual_seed(0)
             model = build_model(preset).to(device)
@@ -276,6 +340,7 @@ def part_assembly_steps(device: torch.device, peak: float | None, budget: Budget
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+
             return step
 
         for compile_model in compile_modes:
@@ -286,14 +351,24 @@ def part_assembly_steps(device: torch.device, peak: float | None, budget: Budget
             row["preset"] = preset
             out["runs"].append(row)
             share_flops([r for r in out["runs"] if r.get("preset") == preset], peak)
-            print(f"[gpu_check]   assembly {preset} compile={compile_model}: "
-                  f"{row.get('items_per_s', float('nan')):.1f} clusters/s, mfu {row.get('mfu', float('nan')):.3f} "
-                  f"{row.get('status', 'ok')}", flush=True)
+            print(
+                f"[gpu_check]   assembly {preset} compile={compile_model}: "
+                f"{row.get('items_per_s', float('nan')):.1f} clusters/s, mfu {row.get('mfu', float('nan')):.3f} "
+                f"{row.get('status', 'ok')}",
+                flush=True,
+            )
     return out
 
 
-def part_dit_steps(device: torch.device, peak: float | None, budget: Budget, batch_size: int, repeats: int,
-                   preset: str = "DiT-B/2", compile_modes: tuple[bool, ...] = (False, True)) -> dict:
+def part_dit_steps(
+    device: torch.device,
+    peak: float | None,
+    budget: Budget,
+    batch_size: int,
+    repeats: int,
+    preset: str = "DiT-B/2",
+    compile_modes: tuple[bool, ...] = (False, True),
+) -> dict:
     from kflow_image.models.dit import DiT
 
     g = torch.Generator().manual_seed(0)
@@ -301,8 +376,13 @@ def part_dit_steps(device: torch.device, peak: float | None, budget: Budget, bat
     target = torch.randn(batch_size, 4, 32, 32, generator=g).to(device)
     s = torch.rand(batch_size, generator=g).to(device)
     y = torch.randint(0, 1000, (batch_size,), generator=g).to(device)
-    out = {"model": preset, "input": [batch_size, 4, 32, 32], "num_classes": 1000,
-           "precision": "bf16 autocast, fp32 weights, AdamW", "runs": []}
+    out = {
+        "model": preset,
+        "input": [batch_size, 4, 32, 32],
+        "num_classes": 1000,
+        "precision": "bf16 autocast, fp32 weights, AdamW",
+        "runs": [],
+    }
 
     def make_step(compile_model: bool):
         torch.manual_seed(0)
@@ -316,6 +396,7 @@ def part_dit_steps(device: torch.device, peak: float | None, budget: Budget, bat
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
         out["parameters"] = sum(p.numel() for p in model.parameters())
         return step
 
@@ -325,8 +406,11 @@ def part_dit_steps(device: torch.device, peak: float | None, budget: Budget, bat
         except Exception as error:
             row = {"status": "error", "compile": compile_model, "error": f"{type(error).__name__}: {error}"}
         out["runs"].append(row)
-        print(f"[gpu_check]   {preset} compile={compile_model}: {row.get('items_per_s', float('nan')):.0f} images/s, "
-              f"mfu {row.get('mfu', float('nan')):.3f} {row.get('status', 'ok')}", flush=True)
+        print(
+            f"[gpu_check]   {preset} compile={compile_model}: {row.get('items_per_s', float('nan')):.0f} images/s, "
+            f"mfu {row.get('mfu', float('nan')):.3f} {row.get('status', 'ok')}",
+            flush=True,
+        )
     share_flops(out["runs"], peak)
     best = max((row.get("mfu", 0.0) for row in out["runs"]), default=0.0)
     out["goal_mfu_0.40_met"] = bool(best >= 0.40) if peak else None
@@ -342,7 +426,7 @@ def train_curve(device: torch.device, steps: int, seconds: float | None, seed: i
     from kflow_mol.models import build_model
 
     clusters = synthetic_clusters(64, atoms=24, seed=seed)
-    batches = [Batch.from_data_list(clusters[i:i + 8]).to(device) for i in range(0, 64, 8)]
+    batches = [Batch.from_data_list(clusters[i : i + 8]).to(device) for i in range(0, 64, 8)]
     flow = AssemblyFlow(num_bands=2, translation_scale=translation_scale_of(clusters))
     torch.manual_seed(seed)
     model = build_model("S").to(device)
@@ -362,9 +446,14 @@ def train_curve(device: torch.device, steps: int, seconds: float | None, seed: i
 
 def curve_statistics(losses: list[float], window: int) -> dict:
     """Means of consecutive windows of the loss curve, and first / last values."""
-    means = [statistics.fmean(losses[i:i + window]) for i in range(0, len(losses) - window + 1, window)]
-    return {"window": window, "window_means": means, "first": losses[0], "last": losses[-1],
-            "finite": all(math.isfinite(v) for v in losses)}
+    means = [statistics.fmean(losses[i : i + window]) for i in range(0, len(losses) - window + 1, window)]
+    return {
+        "window": window,
+        "window_means": means,
+        "first": losses[0],
+        "last": losses[-1],
+        "finite": all(math.isfinite(v) for v in losses),
+    }
 
 
 def part_assembly_training(device: torch.device, seconds: float, tolerance: float) -> dict:
@@ -381,21 +470,35 @@ def part_assembly_training(device: torch.device, seconds: float, tolerance: floa
     ratios = [ours["window_means"][i] / ref_means[i] for i in range(compared)]
     matches = compared > 0 and ours["finite"] and all(abs(r - 1.0) <= tolerance for r in ratios)
     early = min(10, len(run["losses"]), len(reference["losses"]))  # same seeds: the first steps agree closely
-    early_diff = max((abs(a / b - 1.0) for a, b in zip(run["losses"][:early], reference["losses"][:early])),
-                     default=None)
-    return {"status": "ok" if matches else "failed", "steps": run["steps"], "train_seconds": run["seconds"],
-            "steps_per_s": run["steps"] / run["seconds"], "windows_compared": compared,
-            "window_mean_ratio_gpu_over_cpu": ratios, "tolerance": tolerance, "matches_cpu_reference": matches,
-            "first_steps_max_relative_difference": early_diff,
-            "statistics": ours}
+    early_diff = max(
+        (abs(a / b - 1.0) for a, b in zip(run["losses"][:early], reference["losses"][:early])), default=None
+    )
+    return {
+        "status": "ok" if matches else "failed",
+        "steps": run["steps"],
+        "train_seconds": run["seconds"],
+        "steps_per_s": run["steps"] / run["seconds"],
+        "windows_compared": compared,
+        "window_mean_ratio_gpu_over_cpu": ratios,
+        "tolerance": tolerance,
+        "matches_cpu_reference": matches,
+        "first_steps_max_relative_difference": early_diff,
+        "statistics": ours,
+    }
 
 
 def make_reference(steps: int, window: int) -> None:
     torch.set_num_threads(1)
     run = train_curve(torch.device("cpu"), steps=steps, seconds=None)
-    payload = {"what": "preset S on synthetic clusters (scripts/gpu_check.py train_curve), CPU, 1 thread",
-               "seed": 0, "steps": run["steps"], "torch": torch.__version__, "cpu_seconds": run["seconds"],
-               "statistics": curve_statistics(run["losses"], window), "losses": run["losses"]}
+    payload = {
+        "what": "preset S on synthetic clusters (scripts/gpu_check.py train_curve), CPU, 1 thread",
+        "seed": 0,
+        "steps": run["steps"],
+        "torch": torch.__version__,
+        "cpu_seconds": run["seconds"],
+        "statistics": curve_statistics(run["losses"], window),
+        "losses": run["losses"],
+    }
     REFERENCE.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {REFERENCE} ({run['steps']} steps in {run['seconds']:.0f} s)")
 
@@ -410,14 +513,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per configuration")
     parser.add_argument("--dit-batch", type=int, default=256)
     parser.add_argument("--train-seconds", type=float, default=120.0)
-    parser.add_argument("--loss-tolerance", type=float, default=0.15,
-                        help="allowed relative difference of GPU and CPU loss window means")
+    parser.add_argument(
+        "--loss-tolerance",
+        type=float,
+        default=0.15,
+        help="allowed relative difference of GPU and CPU loss window means",
+    )
     parser.add_argument("--tests-timeout-s", type=float, default=120.0)
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of the card (default: by name)")
     parser.add_argument("--dit-preset", default="DiT-B/2")
     parser.add_argument("--no-compile", action="store_true", help="eager steps only")
-    parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="run the CUDA parts on the CPU (to test this script; numbers mean nothing)")
+    parser.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="run the CUDA parts on the CPU (to test this script; numbers mean nothing)",
+    )
     parser.add_argument("--make-reference", action="store_true", help="write the CPU loss-curve reference and exit")
     parser.add_argument("--reference-steps", type=int, default=300)
     parser.add_argument("--reference-window", type=int, default=50)
@@ -427,8 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     budget = Budget(args.budget_s)
-    report = {"script": "scripts/gpu_check.py", "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "argv": sys.argv[1:], "cuda": torch.cuda.is_available(), "parts": {}}
+    report = {
+        "script": "scripts/gpu_check.py",
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "argv": sys.argv[1:],
+        "cuda": torch.cuda.is_available(),
+        "parts": {},
+    }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compile_modes = (False,) if args.no_compile else (False, True)
@@ -451,10 +566,29 @@ def main(argv: list[str] | None = None) -> int:
             report["parts"]["tests"] = {"status": "skipped", "reason": "--cpu-dry-run"}
         else:
             run_part(report, "tests", part_tests, min(args.tests_timeout_s, max(30.0, budget.left() - 300)))
-        run_part(report, "dit_steps", part_dit_steps, device, peak, budget, args.dit_batch, args.repeats,
-                 args.dit_preset, compile_modes)
-        run_part(report, "assembly_steps", part_assembly_steps, device, peak, budget, args.presets, args.repeats,
-                 compile_modes)
+        run_part(
+            report,
+            "dit_steps",
+            part_dit_steps,
+            device,
+            peak,
+            budget,
+            args.dit_batch,
+            args.repeats,
+            args.dit_preset,
+            compile_modes,
+        )
+        run_part(
+            report,
+            "assembly_steps",
+            part_assembly_steps,
+            device,
+            peak,
+            budget,
+            args.presets,
+            args.repeats,
+            compile_modes,
+        )
         seconds = min(args.train_seconds, max(0.0, budget.left() - 15))
         if seconds < min(30.0, args.train_seconds):
             report["parts"]["assembly_training"] = {"status": "skipped", "reason": f"time budget: {seconds:.0f} s"}

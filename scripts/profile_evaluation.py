@@ -7,6 +7,7 @@ To time another commit's code, export it elsewhere and put it first on PYTHONPAT
 ``git worktree add /tmp/old <commit>``, then
 ``PYTHONPATH=/tmp/old python scripts/profile_evaluation.py --configs /tmp/old/configs/image --out ... -- ...``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,7 @@ def timed(name: str, fn, times: dict):
             return fn(*args, **kwargs)
         finally:
             times[name] = times.get(name, 0.0) + time.process_time() - start
+
     return wrapper
 
 
@@ -44,6 +46,7 @@ def main() -> None:
         from hydra.core.config_store import ConfigStore
 
         from kflow_image.config import register_hydra_schemas
+
         register_hydra_schemas(ConfigStore.instance())
     except ImportError:
         pass
@@ -57,9 +60,15 @@ def main() -> None:
     start = time.process_time()
     metrics = experiment.run_experiment(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
     total = time.process_time() - start
-    report = {"overrides": args.overrides, "total_cpu_s": total, "phase_cpu_s": times,
-              "non_training_cpu_s": total - times["train"], "non_training_share": 1 - times["train"] / total,
-              "fd": metrics.get("fd"), "fd_net": metrics.get("fd_net")}
+    report = {
+        "overrides": args.overrides,
+        "total_cpu_s": total,
+        "phase_cpu_s": times,
+        "non_training_cpu_s": total - times["train"],
+        "non_training_share": 1 - times["train"] / total,
+        "fd": metrics.get("fd"),
+        "fd_net": metrics.get("fd_net"),
+    }
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

@@ -16,28 +16,64 @@
   traceback for config/checkpoint errors (2), NaN loss (3) and SIGTERM/Ctrl-C stops (143/130).
 """
 
-from .checkpoint import (FORMAT_VERSION, CheckpointManager, check_signature, kflow_version,
-                         load_checkpoint, load_model_state, save_checkpoint, to_plain)
+from .checkpoint import (
+    FORMAT_VERSION,
+    CheckpointManager,
+    check_signature,
+    kflow_version,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+    to_plain,
+)
 from .cli import exit_on_training_error
 from .config import TrainConfig, check_choice, check_dir, check_range
 from .device import count_parameters, move_to_device, resolve_device, unwrap_model
 from .distributed import DistributedContext, launched_by_torchrun
 from .draws import StepDraws
 from .ema import EMA
-from .errors import (CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError,
-                     TrainingInterrupted)
+from .errors import CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .logs import CSVLogger, plot_loss_curve, read_csv_log
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .signals import StopRequest
 from .trainer import EpochBatches, Trainer, TrainResult, training_seed
 
 __all__ = [
-    "capture_rng_state", "check_choice", "check_dir", "check_range", "check_signature",
-    "CheckpointError", "CheckpointManager", "CheckpointMismatchError", "ConfigError",
-    "count_parameters", "CSVLogger", "DistributedContext", "EMA", "EpochBatches",
-    "exit_on_training_error", "FORMAT_VERSION", "kflow_version", "launched_by_torchrun",
-    "load_checkpoint", "load_model_state", "move_to_device", "NonFiniteLossError",
-    "plot_loss_curve", "read_csv_log", "resolve_device", "restore_rng_state", "save_checkpoint",
-    "seed_everything", "StepDraws", "StopRequest", "to_plain", "TrainConfig", "Trainer", "training_seed",
-    "TrainingInterrupted", "TrainResult", "unwrap_model",
+    "capture_rng_state",
+    "check_choice",
+    "check_dir",
+    "check_range",
+    "check_signature",
+    "CheckpointError",
+    "CheckpointManager",
+    "CheckpointMismatchError",
+    "ConfigError",
+    "count_parameters",
+    "CSVLogger",
+    "DistributedContext",
+    "EMA",
+    "EpochBatches",
+    "exit_on_training_error",
+    "FORMAT_VERSION",
+    "kflow_version",
+    "launched_by_torchrun",
+    "load_checkpoint",
+    "load_model_state",
+    "move_to_device",
+    "NonFiniteLossError",
+    "plot_loss_curve",
+    "read_csv_log",
+    "resolve_device",
+    "restore_rng_state",
+    "save_checkpoint",
+    "seed_everything",
+    "StepDraws",
+    "StopRequest",
+    "to_plain",
+    "TrainConfig",
+    "Trainer",
+    "training_seed",
+    "TrainingInterrupted",
+    "TrainResult",
+    "unwrap_model",
 ]

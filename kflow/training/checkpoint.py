@@ -43,8 +43,10 @@ def to_plain(value: Any, name: str = "config") -> Any:
         return {str(k): to_plain(v, f"{name}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(f"{name} holds a {type(value).__name__}, which a checkpoint cannot store; "
-                    "convert it to plain str/int/float/bool/list/dict")
+    raise TypeError(
+        f"{name} holds a {type(value).__name__}, which a checkpoint cannot store; "
+        "convert it to plain str/int/float/bool/list/dict"
+    )
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
@@ -89,8 +91,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    expected_signature: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    expected_signature: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Load a checkpoint with `torch.load(weights_only=True)` and check what it was written for.
 
     Args:
@@ -116,37 +121,48 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if state["format_version"] != FORMAT_VERSION:
         raise CheckpointMismatchError(
             f"checkpoint {path} has format_version={state['format_version']} but this kflow "
-            f"reads format_version={FORMAT_VERSION}")
+            f"reads format_version={FORMAT_VERSION}"
+        )
     if expected_signature is not None:
         check_signature(state.get("signature", {}), expected_signature, path)
     return state
 
 
-def check_signature(found: Mapping[str, Any], expected: Mapping[str, Any],
-                    path: str | os.PathLike = "checkpoint") -> None:
+def check_signature(
+    found: Mapping[str, Any], expected: Mapping[str, Any], path: str | os.PathLike = "checkpoint"
+) -> None:
     """Raise CheckpointMismatchError naming every expected key whose value differs."""
     expected = to_plain(dict(expected), "expected_signature")
     missing = object()
-    diffs = [(key, found.get(key, missing), value) for key, value in expected.items()
-             if found.get(key, missing) != value]
+    diffs = [
+        (key, found.get(key, missing), value) for key, value in expected.items() if found.get(key, missing) != value
+    ]
     if not diffs:
         return
+
     def show(value):
         return "<absent>" if value is missing else repr(value)
+
     wrote = ", ".join(f"{key}={show(old)}" for key, old, _ in diffs)
     wants = ", ".join(f"{key}={show(new)}" for key, _, new in diffs)
-    raise CheckpointMismatchError(f"checkpoint {path} was written for {wrote} "
-                                  f"but this run expects {wants}")
+    raise CheckpointMismatchError(f"checkpoint {path} was written for {wrote} but this run expects {wants}")
 
 
-def load_model_state(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
-                     path: str | os.PathLike = "checkpoint", what: str = "model") -> None:
+def load_model_state(
+    model: torch.nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    path: str | os.PathLike = "checkpoint",
+    what: str = "model",
+) -> None:
     """`model.load_state_dict(strict=True)` with a one-line CheckpointMismatchError on failure."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-              for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
@@ -155,8 +171,7 @@ def load_model_state(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     if shapes:
         problems.append(f"shape {shapes[0]}{' (and more)' if len(shapes) > 1 else ''}")
     if problems:
-        raise CheckpointMismatchError(f"checkpoint {path} does not fit this {what}: "
-                                      + "; ".join(problems))
+        raise CheckpointMismatchError(f"checkpoint {path} does not fit this {what}: " + "; ".join(problems))
     model.load_state_dict(state_dict)
 
 
@@ -180,6 +195,7 @@ class CheckpointManager:
     def save(self, state: Mapping[str, Any]) -> Path:
         return save_checkpoint(self.last_path, state)
 
-    def load(self, map_location: str | torch.device = "cpu",
-             expected_signature: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def load(
+        self, map_location: str | torch.device = "cpu", expected_signature: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return load_checkpoint(self.last_path, map_location, expected_signature)

@@ -88,7 +88,7 @@ class TrainConfig:
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build from a plain mapping (e.g. an OmegaConf container), rejecting unknown keys.
 
         Raises:
@@ -127,8 +127,9 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         raise ConfigError(f"{name} must be {annotation}, got {type(value).__name__} {value!r}")
 
 
-def check_range(name: str, value: float, minimum: float | None = None,
-                maximum: float | None = None, strict: bool = False) -> None:
+def check_range(
+    name: str, value: float, minimum: float | None = None, maximum: float | None = None, strict: bool = False
+) -> None:
     """Raise ConfigError unless minimum <= value <= maximum (minimum < value if strict)."""
     if minimum is not None and (value <= minimum if strict else value < minimum):
         relation = ">" if strict else ">="

@@ -27,8 +27,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("mps")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"device={name} requested but torch.cuda.is_available() is False; "
-                              "use device=cpu")
+            raise ConfigError(f"device={name} requested but torch.cuda.is_available() is False; use device=cpu")
         if name == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         try:

@@ -39,7 +39,7 @@ class DistributedContext:
     owns_process_group: bool = False
 
     @classmethod
-    def from_env(cls, device: str = "cpu") -> "DistributedContext":
+    def from_env(cls, device: str = "cpu") -> DistributedContext:
         """Read torchrun's environment and initialise the process group if needed.
 
         Raises:
@@ -57,8 +57,13 @@ class DistributedContext:
             options = {"device_id": torch_device} if torch_device.type == "cuda" else {}
             dist.init_process_group(backend=backend, **options)
             owns = True
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                   local_rank=local_rank, device=torch_device, owns_process_group=owns)
+        return cls(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=local_rank,
+            device=torch_device,
+            owns_process_group=owns,
+        )
 
     @property
     def is_distributed(self) -> bool:

@@ -39,14 +39,16 @@ class StepDraws:
         self._calls += 1
         return torch.Generator().manual_seed(int(state))
 
-    def rand(self, n: int, *shape: int, device: torch.device | str | None = None,
-             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def rand(
+        self, n: int, *shape: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """Uniform [0, 1) draws for this rank's ``n`` samples, shape ``(n, *shape)``."""
         full = torch.rand(n * self.world_size, *shape, generator=self._generator(), dtype=torch.float64)
-        return full[self.rank::self.world_size].to(device=device, dtype=dtype)
+        return full[self.rank :: self.world_size].to(device=device, dtype=dtype)
 
-    def randn(self, n: int, *shape: int, device: torch.device | str | None = None,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def randn(
+        self, n: int, *shape: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """Standard normal draws for this rank's ``n`` samples, shape ``(n, *shape)``."""
         full = torch.randn(n * self.world_size, *shape, generator=self._generator(), dtype=torch.float64)
-        return full[self.rank::self.world_size].to(device=device, dtype=dtype)
+        return full[self.rank :: self.world_size].to(device=device, dtype=dtype)

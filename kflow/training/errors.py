@@ -25,8 +25,7 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingInterrupted(RuntimeError):
     """Training stopped on SIGTERM/Ctrl-C after writing a checkpoint; rerun with resume=true."""
 
-    def __init__(self, message: str, step: int, checkpoint_path: str | None = None,
-                 signal_name: str = "SIGTERM"):
+    def __init__(self, message: str, step: int, checkpoint_path: str | None = None, signal_name: str = "SIGTERM"):
         super().__init__(message)
         self.step = step
         self.checkpoint_path = checkpoint_path

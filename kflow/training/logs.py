@@ -52,12 +52,12 @@ class CSVLogger:
 def read_csv_log(path: str | os.PathLike) -> list[dict[str, float]]:
     """Rows of a CSV log as dicts of floats (empty cells are dropped)."""
     with open(path, newline="") as file:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(file)]
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(file)]
 
 
-def plot_loss_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike,
-                    keys: Iterable[str] = ("loss",), x_key: str = "step") -> Path:
+def plot_loss_curve(
+    csv_path: str | os.PathLike, png_path: str | os.PathLike, keys: Iterable[str] = ("loss",), x_key: str = "step"
+) -> Path:
     """Plot columns of a CSV log against `x_key` into a PNG (log y-axis when all positive)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

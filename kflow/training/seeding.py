@@ -43,10 +43,16 @@ def capture_rng_state() -> dict:
 
 def restore_rng_state(state: dict) -> None:
     """Inverse of `capture_rng_state`."""
-    random.setstate((state["python_version"], tuple(state["python_words"].cpu().tolist()),
-                     state["python_gauss"]))
-    np.random.set_state((state["numpy_kind"], state["numpy_keys"].cpu().numpy().astype(np.uint32),
-                         state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"]))
+    random.setstate((state["python_version"], tuple(state["python_words"].cpu().tolist()), state["python_gauss"]))
+    np.random.set_state(
+        (
+            state["numpy_kind"],
+            state["numpy_keys"].cpu().numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
+    )
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         cuda_states = [s.cpu() for s in state["cuda"]]

@@ -27,10 +27,13 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = self.requested or name
         if self.announce:
-            print(f"\n{name} received: stopping after this step and writing a checkpoint"
-                  + (" (Ctrl-C again to abort now)" if name == "SIGINT" else ""), file=sys.stderr)
+            print(
+                f"\n{name} received: stopping after this step and writing a checkpoint"
+                + (" (Ctrl-C again to abort now)" if name == "SIGINT" else ""),
+                file=sys.stderr,
+            )
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 signum = getattr(signal, name)

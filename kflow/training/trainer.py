@@ -19,15 +19,13 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import (FORMAT_VERSION, CheckpointManager, check_signature, kflow_version,
-                         load_model_state, to_plain)
+from .checkpoint import FORMAT_VERSION, CheckpointManager, check_signature, kflow_version, load_model_state, to_plain
 from .config import TrainConfig
 from .device import count_parameters, move_to_device, unwrap_model
 from .distributed import DistributedContext
 from .draws import StepDraws
 from .ema import EMA
-from .errors import (CheckpointMismatchError, ConfigError, NonFiniteLossError,
-                     TrainingInterrupted)
+from .errors import CheckpointMismatchError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .logs import CSVLogger, plot_loss_curve
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .signals import StopRequest
@@ -75,7 +73,9 @@ def _accepts_keyword(fn: Callable, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in parameters and parameters[name].kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 class EpochBatches:
@@ -92,20 +92,24 @@ class EpochBatches:
         seed: Data-order seed.
     """
 
-    def __init__(self, dataset_size: int, global_batch: int, world_size: int, rank: int,
-                 seed: int):
+    def __init__(self, dataset_size: int, global_batch: int, world_size: int, rank: int, seed: int):
         self.dataset_size = dataset_size
         self.per_rank = global_batch // world_size
         self.steps_per_epoch = dataset_size // global_batch
         self.world_size, self.rank, self.seed = world_size, rank, seed
 
     def __call__(self, epoch: int) -> list[list[int]]:
-        sampler = DistributedSampler(range(self.dataset_size), num_replicas=self.world_size,
-                                     rank=self.rank, shuffle=True, seed=self.seed, drop_last=True)
+        sampler = DistributedSampler(
+            range(self.dataset_size),
+            num_replicas=self.world_size,
+            rank=self.rank,
+            shuffle=True,
+            seed=self.seed,
+            drop_last=True,
+        )
         sampler.set_epoch(epoch)
         indices = list(sampler)
-        return [indices[i * self.per_rank:(i + 1) * self.per_rank]
-                for i in range(self.steps_per_epoch)]
+        return [indices[i * self.per_rank : (i + 1) * self.per_rank] for i in range(self.steps_per_epoch)]
 
 
 class Trainer:
@@ -134,10 +138,18 @@ class Trainer:
         ConfigError: before any work, when the settings cannot work with this data/machine.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, dataset, cfg: TrainConfig, *,
-                 collate_fn: Callable | None = None, run_config: Mapping[str, Any] | None = None,
-                 signature: Mapping[str, Any] | None = None,
-                 dist_context: DistributedContext | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        dataset,
+        cfg: TrainConfig,
+        *,
+        collate_fn: Callable | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        signature: Mapping[str, Any] | None = None,
+        dist_context: DistributedContext | None = None,
+    ):
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         cfg.validate()
@@ -147,11 +159,9 @@ class Trainer:
         self.dist = dist_context or DistributedContext.from_env(cfg.device)
         self.device = self.dist.device
         if cfg.batch_size % self.dist.world_size:
-            raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the "
-                              f"{self.dist.world_size} ranks")
+            raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {self.dist.world_size} ranks")
         if len(dataset) < cfg.batch_size:
-            raise ConfigError(f"dataset has {len(dataset)} items, fewer than "
-                              f"batch_size={cfg.batch_size}")
+            raise ConfigError(f"dataset has {len(dataset)} items, fewer than batch_size={cfg.batch_size}")
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
         self.dataset = dataset
@@ -165,13 +175,12 @@ class Trainer:
         }
         self.out_dir = Path(cfg.out_dir)
         self.checkpoints = CheckpointManager(self.out_dir / "checkpoints")
-        self.batches = EpochBatches(len(dataset), cfg.batch_size, self.dist.world_size,
-                                    self.dist.rank, cfg.seed)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
-                                           weight_decay=cfg.weight_decay)
+        self.batches = EpochBatches(len(dataset), cfg.batch_size, self.dist.world_size, self.dist.rank, cfg.seed)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup > 0 else 1.0)
+            self.optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup > 0 else 1.0
+        )
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay is not None else None
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -189,11 +198,14 @@ class Trainer:
             "kflow_version": kflow_version(),
             "signature": dict(self.signature),
             "step": self.step,
-            "data_position": {"epoch": self.step // self.batches.steps_per_epoch,
-                              "batch_in_epoch": self.step % self.batches.steps_per_epoch,
-                              "steps_per_epoch": self.batches.steps_per_epoch,
-                              "global_batch": self.cfg.batch_size, "seed": self.cfg.seed,
-                              "dataset_size": len(self.dataset)},
+            "data_position": {
+                "epoch": self.step // self.batches.steps_per_epoch,
+                "batch_in_epoch": self.step % self.batches.steps_per_epoch,
+                "steps_per_epoch": self.batches.steps_per_epoch,
+                "global_batch": self.cfg.batch_size,
+                "seed": self.cfg.seed,
+                "dataset_size": len(self.dataset),
+            },
             "model": unwrap_model(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
@@ -209,14 +221,14 @@ class Trainer:
     def load_state_dict(self, state: Mapping[str, Any], path: str = "checkpoint") -> None:
         """Restore from a checkpoint written by `state_dict` (signature already checked)."""
         position = state["data_position"]
-        expected = {"global_batch": self.cfg.batch_size, "seed": self.cfg.seed,
-                    "dataset_size": len(self.dataset)}
+        expected = {"global_batch": self.cfg.batch_size, "seed": self.cfg.seed, "dataset_size": len(self.dataset)}
         check_signature({k: position.get(k) for k in expected}, expected, path)
         load_model_state(self.model, state["model"], path)
         if self.ema is not None:
             if state.get("ema") is None:
-                raise CheckpointMismatchError(f"checkpoint {path} has no EMA weights but this run "
-                                              f"expects ema_decay={self.cfg.ema_decay}")
+                raise CheckpointMismatchError(
+                    f"checkpoint {path} has no EMA weights but this run expects ema_decay={self.cfg.ema_decay}"
+                )
             load_model_state(self.ema.module, state["ema"], path, what="EMA model")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -227,9 +239,12 @@ class Trainer:
         if len(state["rng"]) == self.dist.world_size:
             restore_rng_state(state["rng"][self.dist.rank])
         else:
-            warnings.warn(f"checkpoint {path} was written by {len(state['rng'])} rank(s), this run "
-                          f"has {self.dist.world_size}: RNG streams are reseeded, so the run will "
-                          "not repeat the original exactly", stacklevel=2)
+            warnings.warn(
+                f"checkpoint {path} was written by {len(state['rng'])} rank(s), this run "
+                f"has {self.dist.world_size}: RNG streams are reseeded, so the run will "
+                "not repeat the original exactly",
+                stacklevel=2,
+            )
             seed_everything(training_seed(self.cfg.seed + self.step, self.dist.rank))
 
     def save(self) -> Path | None:
@@ -252,9 +267,15 @@ class Trainer:
         self._start_time = time.perf_counter()
         self._begin()
         logger = CSVLogger(self.out_dir / "train_log.csv", self.history) if self.dist.is_main else None
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc="train", mininterval=2.0,
-                   dynamic_ncols=True, file=sys.stderr,
-                   disable=not (self.cfg.progress and self.dist.is_main))
+        bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            desc="train",
+            mininterval=2.0,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            disable=not (self.cfg.progress and self.dist.is_main),
+        )
         try:
             with StopRequest(announce=self.dist.is_main) as stop:
                 last_path = self._loop(logger, bar, stop)
@@ -262,11 +283,14 @@ class Trainer:
             bar.close()
             if logger is not None and logger.rows:
                 plot_loss_curve(logger.path, self.out_dir / "loss_curve.png")
-        result = TrainResult(model=unwrap_model(self.model),
-                             ema_model=self.ema.module if self.ema is not None else None,
-                             history=list(self.history), step=self.step,
-                             wall_time_s=self._elapsed(),
-                             checkpoint_path=str(last_path) if last_path else None)
+        result = TrainResult(
+            model=unwrap_model(self.model),
+            ema_model=self.ema.module if self.ema is not None else None,
+            history=list(self.history),
+            step=self.step,
+            wall_time_s=self._elapsed(),
+            checkpoint_path=str(last_path) if last_path else None,
+        )
         self._close_context()
         return result
 
@@ -302,8 +326,9 @@ class Trainer:
                 print(f"resumed from {path} at step {self.step}", file=sys.stderr)
         if not resumed:
             if self.dist.is_main and self.checkpoints.exists():
-                print(f"resume=false: starting fresh; {self.checkpoints.last_path} will be "
-                      "overwritten", file=sys.stderr)
+                print(
+                    f"resume=false: starting fresh; {self.checkpoints.last_path} will be overwritten", file=sys.stderr
+                )
             seed_everything(training_seed(self.cfg.seed, self.dist.rank))
         if self.step > self.cfg.steps:
             raise ConfigError(f"checkpoint is at step {self.step}, beyond steps={self.cfg.steps}")
@@ -317,8 +342,8 @@ class Trainer:
         if self.dist.is_distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(
-                model, device_ids=device_ids,
-                find_unused_parameters=self.cfg.find_unused_parameters)
+                model, device_ids=device_ids, find_unused_parameters=self.cfg.find_unused_parameters
+            )
         if self.cfg.compile:
             model = torch.compile(model, backend=self.cfg.compile_backend)
         return model
@@ -329,11 +354,16 @@ class Trainer:
         while self.step < self.cfg.steps:
             epoch, offset = divmod(self.step, per_epoch)
             remaining = self.cfg.steps - self.step
-            index_batches = self.batches(epoch)[offset:offset + remaining]
+            index_batches = self.batches(epoch)[offset : offset + remaining]
             generator = torch.Generator().manual_seed(training_seed(self.cfg.seed + epoch, 0))
-            loader = DataLoader(self.dataset, batch_sampler=index_batches,
-                                collate_fn=self.collate_fn, num_workers=self.cfg.num_workers,
-                                pin_memory=self.device.type == "cuda", generator=generator)
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=index_batches,
+                collate_fn=self.collate_fn,
+                num_workers=self.cfg.num_workers,
+                pin_memory=self.device.type == "cuda",
+                generator=generator,
+            )
             yield from loader
 
     def _autocast(self):
@@ -354,12 +384,18 @@ class Trainer:
                 output = self.loss_fn(self._wrapped, batch)
         loss, extras = output if isinstance(output, tuple) else (output, {})
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise TypeError("loss_fn must return a scalar tensor (or (scalar tensor, dict)), got "
-                            f"{type(loss).__name__}")
+            raise TypeError(
+                f"loss_fn must return a scalar tensor (or (scalar tensor, dict)), got {type(loss).__name__}"
+            )
         detached = loss.detach().float().reshape(())
-        stats = self.dist.all_reduce_sum(torch.stack([
-            torch.where(torch.isfinite(detached), detached, torch.zeros_like(detached)),
-            (~torch.isfinite(detached)).float()]))
+        stats = self.dist.all_reduce_sum(
+            torch.stack(
+                [
+                    torch.where(torch.isfinite(detached), detached, torch.zeros_like(detached)),
+                    (~torch.isfinite(detached)).float(),
+                ]
+            )
+        )
         if stats[1].item() > 0:
             self._stop_non_finite(step, "loss", detached.item(), logger)
         self.optimizer.zero_grad(set_to_none=True)
@@ -376,8 +412,13 @@ class Trainer:
         self.step = step
         if step % self.cfg.log_every and step != self.cfg.steps:
             return None
-        row = {"step": step, "loss": stats[0].item() / self.dist.world_size, "lr": lr,
-               "grad_norm": float(grad_norm), "wall_s": self._elapsed()}
+        row = {
+            "step": step,
+            "loss": stats[0].item() / self.dist.world_size,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "wall_s": self._elapsed(),
+        }
         row.update(self._mean_extras(extras))
         return row
 
@@ -385,26 +426,28 @@ class Trainer:
         if not extras:
             return {}
         keys = sorted(extras)
-        values = torch.tensor([float(extras[k]) for k in keys], dtype=torch.float64,
-                              device=self.device)
+        values = torch.tensor([float(extras[k]) for k in keys], dtype=torch.float64, device=self.device)
         means = self.dist.all_reduce_mean(values).tolist()
         return dict(zip(keys, means))
 
-    def _stop_non_finite(self, step: int, what: str, value: float,
-                         logger: CSVLogger | None) -> None:
+    def _stop_non_finite(self, step: int, what: str, value: float, logger: CSVLogger | None) -> None:
         """Keep (or write) the last good checkpoint, then raise NonFiniteLossError."""
-        if self._last_saved_step is None and all(
-                torch.isfinite(p).all() for p in self.model.parameters()):
+        if self._last_saved_step is None and all(torch.isfinite(p).all() for p in self.model.parameters()):
             self.save()
         if logger is not None and logger.rows:
             plot_loss_curve(logger.path, self.out_dir / "loss_curve.png")
         path = self.checkpoints.last_path
-        kept = (f"last good checkpoint {path} (step {self._last_saved_step})"
-                if self._last_saved_step is not None else "no checkpoint was written")
+        kept = (
+            f"last good checkpoint {path} (step {self._last_saved_step})"
+            if self._last_saved_step is not None
+            else "no checkpoint was written"
+        )
         self._close_context()
-        raise NonFiniteLossError(f"{what} became {value} at step {step}; training stopped, {kept}",
-                                 step=step, checkpoint_path=str(path) if self._last_saved_step
-                                 is not None else None)
+        raise NonFiniteLossError(
+            f"{what} became {value} at step {step}; training stopped, {kept}",
+            step=step,
+            checkpoint_path=str(path) if self._last_saved_step is not None else None,
+        )
 
     def _any_rank(self, flag: bool) -> bool:
         """True on every rank when `flag` is True on any rank (one tiny all-reduce)."""
@@ -418,10 +461,13 @@ class Trainer:
             self.save()
         path = self.checkpoints.last_path
         self._close_context()
-        raise TrainingInterrupted(f"training stopped by {signal_name} at step {self.step}; "
-                                  f"checkpoint {path} written; rerun with resume=true to continue",
-                                  step=self.step, checkpoint_path=str(path),
-                                  signal_name=signal_name)
+        raise TrainingInterrupted(
+            f"training stopped by {signal_name} at step {self.step}; "
+            f"checkpoint {path} written; rerun with resume=true to continue",
+            step=self.step,
+            checkpoint_path=str(path),
+            signal_name=signal_name,
+        )
 
     def _close_context(self) -> None:
         """Destroy the process group if this Trainer created it (not when the caller did)."""

@@ -1,4 +1,5 @@
 """Invertible linear transforms with scale bands (the ``F`` of K-Flow)."""
+
 from kflow.transforms.bands import GROUPING_MODES, band_energy, coefficient_energy, group_bands
 from kflow.transforms.base import KTransform
 from kflow.transforms.fourier import FourierTransform, radial_frequency

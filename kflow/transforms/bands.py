@@ -6,6 +6,7 @@ bands, low values first. Coefficients with equal values (a Fourier shell, a dege
 eigenspace) always share a band: the cuts are placed only between distinct values, which keeps
 the bands radially symmetric and makes them independent of how ties are ordered.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -98,8 +99,7 @@ def _group_weights(
             raise ValueError("group_bands: mode 'equal_energy' needs per-coefficient `energy`")
         if energy.numel() != flat.numel():
             raise ValueError(
-                f"group_bands: energy has {energy.numel()} entries, values has {flat.numel()} "
-                f"(shape {tuple(shape)})"
+                f"group_bands: energy has {energy.numel()} entries, values has {flat.numel()} (shape {tuple(shape)})"
             )
         per_coeff = energy.detach().reshape(-1).to(device=flat.device, dtype=torch.float64)
         if (per_coeff < 0).any() or not torch.isfinite(per_coeff).all():
@@ -108,14 +108,10 @@ def _group_weights(
             raise ValueError("group_bands: energy sums to zero; cannot cut equal-energy bands")
     else:
         per_coeff = torch.ones_like(flat)
-    return torch.zeros(num_groups, dtype=torch.float64, device=flat.device).index_add_(
-        0, group_of, per_coeff
-    )
+    return torch.zeros(num_groups, dtype=torch.float64, device=flat.device).index_add_(0, group_of, per_coeff)
 
 
-def _cut_groups(
-    weights: torch.Tensor, group_values: torch.Tensor, num_bands: int, mode: str
-) -> torch.LongTensor:
+def _cut_groups(weights: torch.Tensor, group_values: torch.Tensor, num_bands: int, mode: str) -> torch.LongTensor:
     """Band of each tie group, cutting the ordered groups into ``num_bands`` runs."""
     num_groups = weights.numel()
     if num_groups == 1:

@@ -5,6 +5,7 @@ with an integer band index per coefficient (band 0 = coarsest scale). K-Flow mov
 coefficients of one band at a time, so the transform, its band layout and its orthonormality
 are all the engine needs to know about the data.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -70,7 +71,7 @@ class KTransform(ABC):
     def __call__(self, x: torch.Tensor, context: Any = None) -> torch.Tensor:
         return self.forward(x, context)
 
-    def to(self, device: torch.device | str) -> "KTransform":
+    def to(self, device: torch.device | str) -> KTransform:
         """Move any tensors the transform holds to ``device`` (in place); returns self."""
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor):

@@ -1,7 +1,9 @@
 """Real orthonormal Fourier (discrete Hartley) transform with radial-frequency bands."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -126,9 +128,7 @@ class FourierTransform(KTransform):
 
     def _check_shape(self, x: torch.Tensor, where: str) -> None:
         if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(
-                f"FourierTransform.{where}: expected (B, *{self.shape}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"FourierTransform.{where}: expected (B, *{self.shape}), got {tuple(x.shape)}")
 
 
 def radial_frequency(spatial_shape: Sequence[int]) -> torch.Tensor:
@@ -140,24 +140,19 @@ def radial_frequency(spatial_shape: Sequence[int]) -> torch.Tensor:
     Returns:
         float64 tensor of shape ``spatial_shape``.
     """
-    grids = torch.meshgrid(
-        *[torch.fft.fftfreq(n, dtype=torch.float64) for n in spatial_shape], indexing="ij"
-    )
+    grids = torch.meshgrid(*[torch.fft.fftfreq(n, dtype=torch.float64) for n in spatial_shape], indexing="ij")
     return torch.sqrt(sum(g.pow(2) for g in grids))
 
 
 def _infer_spatial_dims(shape: tuple[int, ...], spatial_dims: int | None) -> int:
     if spatial_dims is None:
         if not 1 <= len(shape) <= 3:
-            raise ValueError(
-                f"FourierTransform: cannot infer spatial_dims for shape {shape}; pass spatial_dims"
-            )
+            raise ValueError(f"FourierTransform: cannot infer spatial_dims for shape {shape}; pass spatial_dims")
         return 2 if len(shape) == 3 else len(shape)
     if spatial_dims not in (1, 2, 3):
         raise ValueError(f"FourierTransform: spatial_dims must be 1, 2 or 3, got {spatial_dims}")
     if len(shape) not in (spatial_dims, spatial_dims + 1):
         raise ValueError(
-            f"FourierTransform: shape {shape} must have spatial_dims={spatial_dims} axes plus at "
-            "most one channel axis"
+            f"FourierTransform: shape {shape} must have spatial_dims={spatial_dims} axes plus at most one channel axis"
         )
     return spatial_dims

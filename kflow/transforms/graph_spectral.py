@@ -1,4 +1,5 @@
 """Graph Fourier transform: per-sample Laplacian eigenbasis of a point cloud, smoothest first."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,11 +26,9 @@ class GraphBasis:
     eigvals: torch.Tensor
     band_index: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "GraphBasis":
+    def to(self, device: torch.device | str) -> GraphBasis:
         """Copy to ``device``."""
-        return GraphBasis(
-            self.eigvecs.to(device), self.eigvals.to(device), self.band_index.to(device)
-        )
+        return GraphBasis(self.eigvecs.to(device), self.eigvals.to(device), self.band_index.to(device))
 
 
 class GraphSpectralTransform(KTransform):
@@ -76,14 +75,11 @@ class GraphSpectralTransform(KTransform):
             raise ValueError(f"GraphSpectralTransform: num_bands must be >= 1, got {num_bands}")
         if grouping not in GROUPING_MODES or grouping == "equal_energy":
             raise ValueError(
-                "GraphSpectralTransform: grouping must be 'equal_count' or 'equal_radius', "
-                f"got {grouping!r}"
+                f"GraphSpectralTransform: grouping must be 'equal_count' or 'equal_radius', got {grouping!r}"
             )
         if isinstance(kernel_width, str):
             if kernel_width != "median":
-                raise ValueError(
-                    f"GraphSpectralTransform: kernel_width must be > 0 or 'median', got {kernel_width!r}"
-                )
+                raise ValueError(f"GraphSpectralTransform: kernel_width must be > 0 or 'median', got {kernel_width!r}")
         elif not kernel_width > 0:
             raise ValueError(f"GraphSpectralTransform: kernel_width must be > 0, got {kernel_width}")
         self.num_bands = num_bands
@@ -113,9 +109,7 @@ class GraphSpectralTransform(KTransform):
             ``GraphBasis`` with tensors in the dtype and on the device of ``points``.
         """
         if points.dim() != 3 or points.shape[1] < 1:
-            raise ValueError(
-                f"GraphSpectralTransform.basis: points must be (B, N, dim), got {tuple(points.shape)}"
-            )
+            raise ValueError(f"GraphSpectralTransform.basis: points must be (B, N, dim), got {tuple(points.shape)}")
         with torch.no_grad():
             laplacian = self.laplacian(points.detach().to(torch.float64))
             eigvals, eigvecs = torch.linalg.eigh(laplacian)
@@ -226,7 +220,6 @@ def _equal_count_bands(num_points: int, num_bands: int, device: torch.device) ->
     """Bands ``(N,)`` of N distinct eigenvalues, the same cuts ``group_bands`` would choose."""
     values = torch.arange(num_points, dtype=torch.float64)
     return group_bands(values, num_bands, "equal_count", allow_empty=True).to(device)
-
 
 
 def _require_basis(context: Any, where: str) -> GraphBasis:

@@ -1,8 +1,10 @@
 """Transforms given by an explicit orthonormal basis: identity (plain flow matching) and any matrix."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -21,7 +23,9 @@ class MatrixTransform(KTransform):
     def __init__(self, basis: torch.Tensor, band_index: torch.Tensor, data_shape: Sequence[int]):
         dim = math.prod(data_shape)
         if basis.shape != (dim, dim):
-            raise ValueError(f"basis must be ({dim}, {dim}) for data shape {tuple(data_shape)}, got {tuple(basis.shape)}")
+            raise ValueError(
+                f"basis must be ({dim}, {dim}) for data shape {tuple(data_shape)}, got {tuple(basis.shape)}"
+            )
         if band_index.shape != (dim,):
             raise ValueError(f"band_index must have shape ({dim},), got {tuple(band_index.shape)}")
         self.basis = basis

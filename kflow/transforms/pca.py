@@ -1,18 +1,28 @@
 """PCA basis fitted on data; bands are groups of components, highest variance first."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from kflow.transforms.bands import group_bands
-from kflow.transforms.base import KTransform
+from kflow.transforms.base import KTransform, fix_signs
 
 _FORMAT = "kflow.PCATransform"
 _KEYS = (
-    "format", "version", "shape", "components", "explained_variance", "mean", "band_index", "grouping", "centered",
+    "format",
+    "version",
+    "shape",
+    "components",
+    "explained_variance",
+    "mean",
+    "band_index",
+    "grouping",
+    "centered",
 )
 
 
@@ -54,8 +64,7 @@ class PCATransform(KTransform):
         dim = math.prod(self.shape)
         if components.shape != (dim, dim):
             raise ValueError(
-                f"PCATransform: components must be ({dim}, {dim}) for shape {self.shape}, "
-                f"got {tuple(components.shape)}"
+                f"PCATransform: components must be ({dim}, {dim}) for shape {self.shape}, got {tuple(components.shape)}"
             )
         vectors = {"explained_variance": explained_variance, "mean": mean, "band_index": band_index}
         for name, tensor in vectors.items():
@@ -78,7 +87,7 @@ class PCATransform(KTransform):
         centered: bool = True,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
-    ) -> "PCATransform":
+    ) -> PCATransform:
         """Fit the basis to samples (SVD in float64).
 
         Args:
@@ -98,9 +107,7 @@ class PCATransform(KTransform):
         if not torch.isfinite(data).all():
             raise ValueError("PCATransform.fit: data contains NaN or Inf")
         if grouping not in ("equal_count", "equal_energy"):
-            raise ValueError(
-                f"PCATransform.fit: grouping must be 'equal_count' or 'equal_energy', got {grouping!r}"
-            )
+            raise ValueError(f"PCATransform.fit: grouping must be 'equal_count' or 'equal_energy', got {grouping!r}")
         shape = tuple(data.shape[1:])
         flat = data.detach().reshape(data.shape[0], -1).to(torch.float64)
         num_samples, dim = flat.shape
@@ -110,7 +117,7 @@ class PCATransform(KTransform):
         variance = singular.pow(2) / (num_samples - 1 if centered else num_samples)
         components = _complete_basis(vh.T)
         variance = torch.cat([variance, variance.new_zeros(dim - variance.numel())])
-        components = _fix_signs(components)
+        components = fix_signs(components)
         rank = torch.arange(dim, dtype=torch.float64)
         energy = variance if grouping == "equal_energy" else None
         bands = group_bands(rank, num_bands, grouping, energy=energy)
@@ -138,7 +145,7 @@ class PCATransform(KTransform):
         centered: bool = True,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
-    ) -> "PCATransform":
+    ) -> PCATransform:
         """The basis :meth:`fit` would give, from streamed moments (no stacked data set).
 
         Args:
@@ -166,12 +173,19 @@ class PCATransform(KTransform):
             matrix = outer / count
         variance, vectors = torch.linalg.eigh(0.5 * (matrix + matrix.T))
         variance, vectors = variance.flip(0).clamp_min(0.0), vectors.flip(1)
-        components = _fix_signs(vectors)
+        components = fix_signs(vectors)
         rank = torch.arange(variance.numel(), dtype=torch.float64)
         bands = group_bands(rank, num_bands, grouping, energy=variance if grouping == "equal_energy" else None)
         device = device if device is not None else total.device
-        return cls(components.to(dtype=dtype, device=device), shape, variance.to(dtype=dtype, device=device),
-                   mean.to(dtype=dtype, device=device), bands.to(device), grouping=grouping, centered=centered)
+        return cls(
+            components.to(dtype=dtype, device=device),
+            shape,
+            variance.to(dtype=dtype, device=device),
+            mean.to(dtype=dtype, device=device),
+            bands.to(device),
+            grouping=grouping,
+            centered=centered,
+        )
 
     @property
     def band_index(self) -> torch.LongTensor:
@@ -226,7 +240,7 @@ class PCATransform(KTransform):
         )
 
     @classmethod
-    def load(cls, path: str | Path, map_location: torch.device | str | None = "cpu") -> "PCATransform":
+    def load(cls, path: str | Path, map_location: torch.device | str | None = "cpu") -> PCATransform:
         """Read a transform written by :meth:`save` (``torch.load(weights_only=True)``).
 
         Raises:
@@ -263,10 +277,3 @@ def _complete_basis(columns: torch.Tensor) -> torch.Tensor:
         return columns
     q, _ = torch.linalg.qr(columns, mode="complete")
     return torch.cat([columns, q[:, rank:]], dim=1)
-
-
-def _fix_signs(components: torch.Tensor) -> torch.Tensor:
-    """Flip each column so its largest-magnitude entry is positive."""
-    peak = components.abs().argmax(dim=0, keepdim=True)
-    sign = torch.sign(torch.gather(components, 0, peak))
-    return components * torch.where(sign == 0, torch.ones_like(sign), sign)

@@ -1,7 +1,9 @@
 """Orthogonal multi-level 2-D discrete wavelet transform in torch; bands = decomposition levels."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pywt
 import torch
@@ -117,7 +119,7 @@ class WaveletTransform(KTransform):
             images = _replace_top_left(images, block)
         return images.reshape(coeffs.shape)
 
-    def to(self, device: torch.device | str) -> "WaveletTransform":
+    def to(self, device: torch.device | str) -> WaveletTransform:
         """Move the band index and level matrices to ``device``; returns self."""
         self._band_index = self._band_index.to(device)
         self._level_matrices = {n: m.to(device) for n, m in self._level_matrices.items()}
@@ -132,9 +134,7 @@ class WaveletTransform(KTransform):
 
     def _check_shape(self, x: torch.Tensor, where: str) -> None:
         if tuple(x.shape[1:]) != self.shape:
-            raise ValueError(
-                f"WaveletTransform.{where}: expected (B, *{self.shape}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"WaveletTransform.{where}: expected (B, *{self.shape}), got {tuple(x.shape)}")
 
 
 def level_matrix(filters: torch.Tensor, n: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ positions, an MLP embedding of ``s``, a label table with one extra "null" row (l
 for classifier-free guidance), ``depth`` transformer blocks modulated by adaLN-Zero, and a
 final adaLN layer that un-patchifies back to ``(B, C, H, W)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,8 +88,9 @@ class Mlp(nn.Module):
 
     def __init__(self, hidden: int, mlp_hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(mlp_hidden, hidden))
+        self.net = nn.Sequential(
+            nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: ``(B, N, hidden)``. Returns: ``(B, N, hidden)``."""
@@ -162,10 +164,21 @@ class DiT(nn.Module):
         top_k: experts used per token.
     """
 
-    def __init__(self, image_size: int | tuple[int, int] = 8, channels: int = 1, patch: int = 2,
-                 hidden: int = 128, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0,
-                 num_classes: int = 10, class_dropout_prob: float = 0.1, mlp: str = "dense",
-                 num_experts: int = 4, top_k: int = 2):
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 8,
+        channels: int = 1,
+        patch: int = 2,
+        hidden: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 10,
+        class_dropout_prob: float = 0.1,
+        mlp: str = "dense",
+        num_experts: int = 4,
+        top_k: int = 2,
+    ):
         super().__init__()
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if height % patch or width % patch:
@@ -180,14 +193,12 @@ class DiT(nn.Module):
         self.register_buffer("pos_embed", pos, persistent=False)
         self.s_embedder = ScaleEmbedder(hidden)
         self.y_embedder = LabelEmbedder(num_classes, hidden, class_dropout_prob) if num_classes > 0 else None
-        self.blocks = nn.ModuleList(
-            DiTBlock(hidden, heads, mlp_ratio, mlp, num_experts, top_k) for _ in range(depth)
-        )
+        self.blocks = nn.ModuleList(DiTBlock(hidden, heads, mlp_ratio, mlp, num_experts, top_k) for _ in range(depth))
         self.final_layer = FinalLayer(hidden, patch, channels)
         self._init_weights()
 
     @classmethod
-    def from_preset(cls, name: str, **kwargs) -> "DiT":
+    def from_preset(cls, name: str, **kwargs) -> DiT:
         """Build from :data:`DIT_PRESETS` (e.g. ``"DiT-T/2"``); ``kwargs`` override or add args."""
         if name not in DIT_PRESETS:
             raise ValueError(f"dit: unknown preset {name!r}; choose from {sorted(DIT_PRESETS)}")
@@ -240,8 +251,9 @@ class DiT(nn.Module):
             Velocity, shape ``(B, C, H, W)``.
         """
         if x.shape[1:] != (self.channels, self.height, self.width):
-            raise ValueError(f"dit: expected x of shape (B, {self.channels}, {self.height}, {self.width}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"dit: expected x of shape (B, {self.channels}, {self.height}, {self.width}), got {tuple(x.shape)}"
+            )
         batch = x.shape[0]
         s = torch.as_tensor(s, device=x.device, dtype=x.dtype).expand(batch)
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed.to(x.dtype)
@@ -252,8 +264,9 @@ class DiT(nn.Module):
             tokens = block(tokens, c)
         return self.unpatchify(self.final_layer(tokens, c))
 
-    def forward_with_cfg(self, x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None,
-                         cfg_scale: float) -> torch.Tensor:
+    def forward_with_cfg(
+        self, x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None, cfg_scale: float
+    ) -> torch.Tensor:
         """Classifier-free guided velocity ``v_null + cfg_scale * (v_y - v_null)``.
 
         Args:

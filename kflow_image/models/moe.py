@@ -6,6 +6,7 @@ probabilities. The auxiliary loss is the Switch-Transformer balance term
 ``num_experts * sum_e f_e * P_e`` (``f_e`` fraction of routing slots sent to expert ``e``,
 ``P_e`` its mean router probability); it equals 1 for a perfectly uniform router.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,8 +83,7 @@ class MoEMLP(nn.Module):
         super().__init__()
         self.router = TopKRouter(hidden, num_experts, top_k)
         self.experts = nn.ModuleList(
-            nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"),
-                          nn.Linear(mlp_hidden, hidden))
+            nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden))
             for _ in range(num_experts)
         )
         self.balance_loss = torch.zeros(())

@@ -119,15 +119,18 @@ class BuildReport:
     def accounting(self) -> str:
         """``"<kept> kept + <rejected> rejected + <skipped> skipped = <N> inputs"`` (always balances)."""
         total = self.kept_crystals + len(self.rejected) + len(self.skipped)
-        line = (f"{self.kept_crystals} kept + {len(self.rejected)} rejected + {len(self.skipped)} skipped "
-                f"= {total} inputs")
+        line = (
+            f"{self.kept_crystals} kept + {len(self.rejected)} rejected + {len(self.skipped)} skipped = {total} inputs"
+        )
         done = self.kept_crystals + len(self.rejected)
         return line if self.complete else f"{line} (INTERRUPTED: {done} of {self.entries} entries done)"
 
     def summary_table(self) -> str:
         """Plain-text table of kept counts, rejection reasons and skipped files."""
-        head = (f"source={self.source}: kept {self.kept_crystals} crystals, {self.kept_clusters} clusters; "
-                f"rejected {len(self.rejected)}; skipped {len(self.skipped)}")
+        head = (
+            f"source={self.source}: kept {self.kept_crystals} crystals, {self.kept_clusters} clusters; "
+            f"rejected {len(self.rejected)}; skipped {len(self.skipped)}"
+        )
         lines = [head, f"{'reason':<20}{'count':>6}  meaning"]
         for reason, count in sorted(self.reason_counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"{reason:<20}{count:>6}  {REJECTION_REASONS.get(reason, '')}")
@@ -165,8 +168,10 @@ def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -
 def _entries(name: str, input: Path | None, settings: dict) -> tuple[list[SourceEntry], list[Skipped]]:
     if name == "cod_cluster17":
         folder = Path(input)
-        entries = [SourceEntry(cid, lambda c=cid: csv_layout.read_cluster_pair(folder, c))
-                   for cid in csv_layout.list_cluster_ids(folder)]
+        entries = [
+            SourceEntry(cid, lambda c=cid: csv_layout.read_cluster_pair(folder, c))
+            for cid in csv_layout.list_cluster_ids(folder)
+        ]
         return entries, []
     if name == "pyxtal_random":
         from kflow_mol.data.synthetic import synthetic_entries
@@ -214,8 +219,15 @@ class _BatchResult:
         return [[entries[i].entry_id, round(t, 3)] for i, t in ranked]
 
 
-def _run(entries: list[SourceEntry], settings: dict, scheme: StartScheme, limits: dict, output: Path,
-         progress: bool, result: _BatchResult) -> None:
+def _run(
+    entries: list[SourceEntry],
+    settings: dict,
+    scheme: StartScheme,
+    limits: dict,
+    output: Path,
+    progress: bool,
+    result: _BatchResult,
+) -> None:
     """Process every entry into ``result``: clusters, or a rejection (``error``/``timeout`` included).
 
     Rejections are appended to ``output/rejections.csv`` as they happen and tracebacks of
@@ -289,17 +301,30 @@ def _write_rejections(output: Path, report: BuildReport) -> None:
     (output / "rejection_summary.txt").write_text(report.summary_table() + "\n")
 
 
-def _write_manifest(output: Path, report: BuildReport, settings: dict, input, formulas: dict[str, str],
-                    limits: dict) -> None:
+def _write_manifest(
+    output: Path, report: BuildReport, settings: dict, input, formulas: dict[str, str], limits: dict
+) -> None:
     manifest = {
-        "format_version": FORMAT_VERSION, "settings_hash": report.settings_hash, "settings": settings,
-        "input": str(input) if input is not None else None, "source_tag": SOURCE_TAGS[report.source],
-        "evaluation_only": report.source in EVALUATION_ONLY, "synthetic": report.source in SYNTHETIC,
-        "kept_crystals": report.kept_crystals, "kept_clusters": report.kept_clusters,
-        "reason_counts": report.reason_counts, "rejected": [asdict(r) for r in report.rejected],
-        "skipped": [asdict(s) for s in report.skipped], "entries": report.entries, "complete": report.complete,
-        "accounting": report.accounting(), "limits": limits, "slowest": report.slowest,
-        "seconds": report.seconds, "crystals": formulas, "unsplit": report.unsplit,
+        "format_version": FORMAT_VERSION,
+        "settings_hash": report.settings_hash,
+        "settings": settings,
+        "input": str(input) if input is not None else None,
+        "source_tag": SOURCE_TAGS[report.source],
+        "evaluation_only": report.source in EVALUATION_ONLY,
+        "synthetic": report.source in SYNTHETIC,
+        "kept_crystals": report.kept_crystals,
+        "kept_clusters": report.kept_clusters,
+        "reason_counts": report.reason_counts,
+        "rejected": [asdict(r) for r in report.rejected],
+        "skipped": [asdict(s) for s in report.skipped],
+        "entries": report.entries,
+        "complete": report.complete,
+        "accounting": report.accounting(),
+        "limits": limits,
+        "slowest": report.slowest,
+        "seconds": report.seconds,
+        "crystals": formulas,
+        "unsplit": report.unsplit,
     }
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
@@ -312,10 +337,19 @@ def _cached_report(output: Path, digest: str) -> BuildReport | None:
     if manifest.get("settings_hash") != digest or not manifest.get("complete", True):
         return None
     return BuildReport(
-        manifest["settings"]["source"], output, manifest["kept_crystals"], manifest["kept_clusters"],
-        [Rejection(**r) for r in manifest["rejected"]], manifest["reason_counts"], manifest["seconds"],
-        True, digest, manifest.get("unsplit", []), [Skipped(**s) for s in manifest.get("skipped", [])],
-        manifest.get("entries", manifest["kept_crystals"] + len(manifest["rejected"])), True,
+        manifest["settings"]["source"],
+        output,
+        manifest["kept_crystals"],
+        manifest["kept_clusters"],
+        [Rejection(**r) for r in manifest["rejected"]],
+        manifest["reason_counts"],
+        manifest["seconds"],
+        True,
+        digest,
+        manifest.get("unsplit", []),
+        [Skipped(**s) for s in manifest.get("skipped", [])],
+        manifest.get("entries", manifest["kept_crystals"] + len(manifest["rejected"])),
+        True,
         manifest.get("slowest", []),
     )
 
@@ -396,9 +430,18 @@ def build_assembly_dataset(
     if name == "pyxtal_random" and input is None:
         input = build_assembly_dataset("pyxtal", progress=progress).output
     settings = {
-        "source": name, "start": asdict(scheme), "repeats": repeats, "seed": seed, "num_mols": num_mols,
-        "criterion": criterion, "max_atoms": max_atoms, "min_distance": min_distance, "rdkit_check": rdkit_check,
-        "split_mode": split_mode, "split_seed": split_seed, "fractions": list(fractions),
+        "source": name,
+        "start": asdict(scheme),
+        "repeats": repeats,
+        "seed": seed,
+        "num_mols": num_mols,
+        "criterion": criterion,
+        "max_atoms": max_atoms,
+        "min_distance": min_distance,
+        "rdkit_check": rdkit_check,
+        "split_mode": split_mode,
+        "split_seed": split_seed,
+        "fractions": list(fractions),
         "ids": sorted(ids) if ids is not None else None,
         "synthetic_per_molecule": synthetic_per_molecule if name == "pyxtal_random" else None,
     }
@@ -438,9 +481,19 @@ def _no_input_message(name: str, input, ids: list[str] | None, skipped: list[Ski
     return f"{input or default_input(name)}: source={name} lists no entry; nothing was written"
 
 
-def _finish(output: Path, name: str, input, entries: list[SourceEntry], skipped: list[Skipped],
-            result: _BatchResult, settings: dict, limits: dict, digest: str, started: float,
-            write_csv: bool) -> BuildReport:
+def _finish(
+    output: Path,
+    name: str,
+    input,
+    entries: list[SourceEntry],
+    skipped: list[Skipped],
+    result: _BatchResult,
+    settings: dict,
+    limits: dict,
+    digest: str,
+    started: float,
+    write_csv: bool,
+) -> BuildReport:
     """Write every output of a (possibly interrupted) batch and return its report."""
     clusters, formulas, rejected = result.ordered(entries)
     save_clusters(output / "clusters.pt", clusters)
@@ -450,9 +503,22 @@ def _finish(output: Path, name: str, input, entries: list[SourceEntry], skipped:
     counts: dict[str, int] = {}
     for r in rejected:
         counts[r.reason] = counts.get(r.reason, 0) + 1
-    report = BuildReport(name, output, len(formulas), len(clusters), rejected, counts,
-                         time.perf_counter() - started, False, digest, sorted(set(formulas) - in_splits),
-                         skipped, len(entries), result.complete, result.slowest(entries))
+    report = BuildReport(
+        name,
+        output,
+        len(formulas),
+        len(clusters),
+        rejected,
+        counts,
+        time.perf_counter() - started,
+        False,
+        digest,
+        sorted(set(formulas) - in_splits),
+        skipped,
+        len(entries),
+        result.complete,
+        result.slowest(entries),
+    )
     _write_rejections(output, report)
     _write_manifest(output, report, settings, input, formulas, limits)
     if write_csv:

@@ -95,9 +95,7 @@ def _periodic_copies(crystal: MolecularCrystal, center: int, num_mols: int, marg
     return mol_id[near], shifts[shift_id[near]], distance[near]
 
 
-def cut_cluster(
-    crystal: MolecularCrystal, center: int, num_mols: int = 17, criterion: str = "centroid"
-) -> Cluster:
+def cut_cluster(crystal: MolecularCrystal, center: int, num_mols: int = 17, criterion: str = "centroid") -> Cluster:
     """The central molecule and its ``num_mols - 1`` nearest periodic neighbours.
 
     Args:
@@ -120,8 +118,9 @@ def cut_cluster(
     copies = [molecules[m].positions + s @ cell for m, s in zip(mol_id, shift)]
     if criterion == "contact":
         home = molecules[center].positions
-        score = np.array([0.0 if m == center and not s.any() else _min_contact(home, p)
-                          for m, s, p in zip(mol_id, shift, copies)])
+        score = np.array(
+            [0.0 if m == center and not s.any() else _min_contact(home, p) for m, s, p in zip(mol_id, shift, copies)]
+        )
     else:
         score = distance
     order = np.lexsort((mol_id, shift[:, 2], shift[:, 1], shift[:, 0], np.round(score, 6)))[:num_mols]

@@ -14,8 +14,17 @@ from pathlib import Path
 import numpy as np
 
 CORRUPTIONS = (
-    "truncate", "random_bytes", "splice_bytes", "non_utf8", "duplicate_block", "swap_columns",
-    "remove_column", "bad_value", "unknown_symbol", "huge_cell", "zero_cell",
+    "truncate",
+    "random_bytes",
+    "splice_bytes",
+    "non_utf8",
+    "duplicate_block",
+    "swap_columns",
+    "remove_column",
+    "bad_value",
+    "unknown_symbol",
+    "huge_cell",
+    "zero_cell",
 )
 BAD_VALUES = ("NaN", "?", ".", "inf", "-1e300")
 NON_ELEMENTS = ("Xx", "Qq", "M1", "EI", "Zz9", "?", ".", "Q5")  # ? and . fall back to the label
@@ -84,8 +93,10 @@ def _corrupt_lines(lines: list[str], kind: str, rng: np.random.Generator) -> lis
     else:  # huge_cell, zero_cell
         key = _pick(rng, CELL_KEYS)
         value = _pick(rng, ("1e6", "1e12") if kind == "huge_cell" else ("0", "0.0", "180", "1e-9"))
-        lines = [re.sub(r"^(\S+)\s+.*$", rf"\1 {value}", line) if line.lower().split()[:1] == [key.lower()]
-                 else line for line in lines]
+        lines = [
+            re.sub(r"^(\S+)\s+.*$", rf"\1 {value}", line) if line.lower().split()[:1] == [key.lower()] else line
+            for line in lines
+        ]
     return lines
 
 
@@ -111,8 +122,9 @@ def corrupt_cif(text: bytes, kind: str, rng: np.random.Generator) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def write_corpus(source: str | Path, output: str | Path, copies: int = 25, seed: int = 0,
-                 good_share: float = 0.4) -> dict[str, int]:
+def write_corpus(
+    source: str | Path, output: str | Path, copies: int = 25, seed: int = 0, good_share: float = 0.4
+) -> dict[str, int]:
     """Fill ``output`` with renamed copies of the CIFs of ``source``, a ``good_share`` of them intact.
 
     Args:

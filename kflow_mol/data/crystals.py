@@ -163,8 +163,9 @@ def read_cif_text(path: Path) -> str:
     ends_mid_line = bool(text) and not text.endswith(("\n", "\r"))
     in_loop = "data_" in text and "loop_" in text
     if ends_mid_line and in_loop and last_line and not last_line.startswith(("_", "#", ";", "data_", "loop_")):
-        raise CrystalRejected("truncated",
-                              f"{Path(path).name}: ends mid-line without a final newline: {last_line[-40:]!r}")
+        raise CrystalRejected(
+            "truncated", f"{Path(path).name}: ends mid-line without a final newline: {last_line[-40:]!r}"
+        )
     return text
 
 
@@ -304,8 +305,11 @@ def read_cif(path: str | Path, crystal_id: str | None = None) -> Crystal:
         raise CrystalRejected("disorder", f"{name}: partially occupied sites")
     if len(structure) != expected:
         rows = len(block.data["_atom_site_label"])
-        raise CrystalRejected("site_count_mismatch", f"{name}: {rows} atom_site rows give {expected} sites after "
-                                                     f"symmetry, but {len(structure)} were parsed (coincident atoms?)")
+        raise CrystalRejected(
+            "site_count_mismatch",
+            f"{name}: {rows} atom_site rows give {expected} sites after "
+            f"symmetry, but {len(structure)} were parsed (coincident atoms?)",
+        )
     meta = {"file": name}
     formula_sum = block.data.get("_chemical_formula_sum")
     if isinstance(formula_sum, str) and formula_sum not in MISSING_VALUES:
@@ -497,8 +501,9 @@ def _check_against_smiles(formula: str, smiles: str | None, crystal_id: str) -> 
         return
     expected = CalcMolFormula(molecule)
     if expected != formula:
-        raise CrystalRejected("formula_mismatch",
-                              f"{crystal_id}: perceived {formula}, SMILES {smiles} gives {expected}")
+        raise CrystalRejected(
+            "formula_mismatch", f"{crystal_id}: perceived {formula}, SMILES {smiles} gives {expected}"
+        )
 
 
 def perceive_molecules(
@@ -574,8 +579,9 @@ def perceive_molecules(
     if use_rdkit:
         _check_against_smiles(formula, crystal.meta.get("mol_smi"), cid)
         for index in independent:
-            crystal.meta.setdefault("rdkit_smiles", check_with_rdkit(
-                molecules[index].numbers, molecules[index].positions, cid))
+            crystal.meta.setdefault(
+                "rdkit_smiles", check_with_rdkit(molecules[index].numbers, molecules[index].positions, cid)
+            )
     return MolecularCrystal(crystal, molecules, formula, independent)
 
 

@@ -35,7 +35,12 @@ from kflow_mol.data.start_states import StartScheme, draw_start_state, start_rng
 FORMAT_VERSION = 1
 PER_ATOM = ("z", "mol_index", "pos_start", "pos_target", "body")
 PER_MOLECULE = (
-    "rot_start", "trans_start", "rot_target", "trans_target", "rot_start_to_target", "trans_start_to_target",
+    "rot_start",
+    "trans_start",
+    "rot_target",
+    "trans_target",
+    "rot_start_to_target",
+    "trans_start_to_target",
 )
 META_FIELDS = ("cluster_id", "crystal_id", "formula", "source", "synthetic", "start_scheme")
 CLUSTER_ID_PATTERN = re.compile(r"^(.*)_r\d+_c\d+$")  # f"{crystal_id}_r{repeat}_c{center}"
@@ -188,10 +193,15 @@ def load_clusters(path: Path) -> list[AssemblyData]:
         fields = {key: record[key][atoms] for key in PER_ATOM}
         fields.update({key: record[key][mols] for key in PER_MOLECULE})
         num_mols = mol_ptr[k + 1] - mol_ptr[k]
-        clusters.append(AssemblyData(
-            **fields, pos=fields["pos_start"], num_mols=num_mols,
-            mol_batch=torch.zeros(num_mols, dtype=torch.long), **meta,
-        ))
+        clusters.append(
+            AssemblyData(
+                **fields,
+                pos=fields["pos_start"],
+                num_mols=num_mols,
+                mol_batch=torch.zeros(num_mols, dtype=torch.long),
+                **meta,
+            )
+        )
     return clusters
 
 
@@ -213,22 +223,36 @@ def csv_cluster_data(files: csv_layout.ClusterFiles) -> AssemblyData:
     trans_start = np.stack([t for _, t, _ in fits])
     ours = CLUSTER_ID_PATTERN.match(files.cluster_id)
     crystal_id = ours.group(1) if ours else files.cluster_id
-    meta = {"cluster_id": files.cluster_id, "crystal_id": crystal_id, "formula": hill_formula(files.numbers[0]),
-            "source": SOURCE_TAGS["cod_cluster17"], "synthetic": False, "start_scheme": "published"}
+    meta = {
+        "cluster_id": files.cluster_id,
+        "crystal_id": crystal_id,
+        "formula": hill_formula(files.numbers[0]),
+        "source": SOURCE_TAGS["cod_cluster17"],
+        "synthetic": False,
+        "start_scheme": "published",
+    }
     return rigid_cluster_data(files.numbers, body, rot_start, trans_start, rot_target, trans_target, meta)
 
 
 def write_csv_layout(folder: Path, clusters: list[AssemblyData]) -> None:
     """Write clusters in the COD-Cluster17 CSV layout under ``folder/raw``."""
     for c in clusters:
-        csv_layout.write_cluster_pair(folder, c.cluster_id, c.z.numpy(), c.mol_index.numpy(),
-                                      c.pos_start.double().numpy(), c.pos_target.double().numpy())
+        csv_layout.write_cluster_pair(
+            folder,
+            c.cluster_id,
+            c.z.numpy(),
+            c.mol_index.numpy(),
+            c.pos_start.double().numpy(),
+            c.pos_target.double().numpy(),
+        )
 
 
 # ------------------------------------------------------------------------------- load
 
 
-def load_assembly_dataset(folder: str | Path, split: str | None = None, split_mode: str | None = None) -> list[AssemblyData]:
+def load_assembly_dataset(
+    folder: str | Path, split: str | None = None, split_mode: str | None = None
+) -> list[AssemblyData]:
     """Clusters of a processed dataset, optionally one split.
 
     Args:
@@ -245,7 +269,9 @@ def load_assembly_dataset(folder: str | Path, split: str | None = None, split_mo
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path}: not a processed assembly dataset (run scripts/prepare_assembly_data.py)")
+        raise FileNotFoundError(
+            f"{manifest_path}: not a processed assembly dataset (run scripts/prepare_assembly_data.py)"
+        )
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("evaluation_only") and split != "test":
         raise ValueError(f"{folder}: {manifest['settings']['source']} is evaluation-only; load it with split='test'")

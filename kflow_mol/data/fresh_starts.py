@@ -95,8 +95,12 @@ class FreshStarts:
         """The start scheme of a stored scheme name."""
         return self.schemes[name] if name in self.schemes else start_scheme(name)
 
-    def __call__(self, batch: Batch | list[AssemblyData], draws: StepDraws | None = None,
-                 generator: torch.Generator | None = None) -> Batch:
+    def __call__(
+        self,
+        batch: Batch | list[AssemblyData],
+        draws: StepDraws | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Batch:
         """The batch with new start states (one seed per cluster, drawn even for fixed ones).
 
         Args:

@@ -60,8 +60,7 @@ def call_guarded(task: Callable[[int], Any], index: int, expected: tuple[type[Ba
     except expected as rejection:
         return Outcome(index, None, rejection.reason, rejection.detail, None, time.perf_counter() - started)
     except Exception as error:  # noqa: BLE001 - one entry's failure must not stop the batch
-        return Outcome(index, None, "error", first_line(error), traceback.format_exc(),
-                       time.perf_counter() - started)
+        return Outcome(index, None, "error", first_line(error), traceback.format_exc(), time.perf_counter() - started)
     return Outcome(index, value, seconds=time.perf_counter() - started)
 
 
@@ -104,9 +103,14 @@ class _Worker:
         except (EOFError, OSError):
             self.process.join(timeout=1)
             code = self.process.exitcode
-            return Outcome(self.index, None, "error", f"WorkerDied: the worker process exited with code {code}",
-                           f"worker process for task {self.index} exited with code {code}\n",
-                           time.perf_counter() - self.started)
+            return Outcome(
+                self.index,
+                None,
+                "error",
+                f"WorkerDied: the worker process exited with code {code}",
+                f"worker process for task {self.index} exited with code {code}\n",
+                time.perf_counter() - self.started,
+            )
 
     def alive(self) -> bool:
         return self.process.is_alive()
@@ -185,8 +189,14 @@ def _run_in_workers(task, count: int, time_limit: float, workers: int, expected:
                     del busy[connection]
                     worker.stop()
                     idle.append(_Worker(context, task, expected))
-                    yield Outcome(worker.index, None, "timeout", f"no result after {time_limit:g} s (worker killed)",
-                                  None, now - worker.started)
+                    yield Outcome(
+                        worker.index,
+                        None,
+                        "timeout",
+                        f"no result after {time_limit:g} s (worker killed)",
+                        None,
+                        now - worker.started,
+                    )
     finally:
         for worker in idle + list(busy.values()):
             worker.close() if worker.alive() else worker.stop()

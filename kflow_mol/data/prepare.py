@@ -72,24 +72,30 @@ def _build_arguments(cfg: Mapping) -> dict:
 
 def report_lines(report: BuildReport, pm: dict) -> list[str]:
     """What the script prints after a build."""
-    lines = [report.summary_table(),
-             f"{'reused cached build' if report.cached else 'built'} in {report.seconds:.1f} s -> {report.output}"]
+    lines = [
+        report.summary_table(),
+        f"{'reused cached build' if report.cached else 'built'} in {report.seconds:.1f} s -> {report.output}",
+    ]
     if pm["clusters"]:
-        lines.append(f"identity PM-atom {pm['pm_atom']:.2f} A, PM-center {pm['pm_center']:.2f} A "
-                     f"over {pm['clusters']} clusters")
+        lines.append(
+            f"identity PM-atom {pm['pm_atom']:.2f} A, PM-center {pm['pm_center']:.2f} A over {pm['clusters']} clusters"
+        )
     else:
         lines.append("no cluster was kept: nothing to evaluate (see rejections.csv)")
     problems = {k: report.reason_counts.get(k, 0) for k in ("error", "timeout")}
     if any(problems.values()):
-        lines.append(f"warning: {problems['error']} errors and {problems['timeout']} timeouts; "
-                     f"details in {report.output / 'errors.log'}")
+        lines.append(
+            f"warning: {problems['error']} errors and {problems['timeout']} timeouts; "
+            f"details in {report.output / 'errors.log'}"
+        )
     if report.unsplit:
         lines.append(f"warning: {len(report.unsplit)} kept crystals are in no split (splits.json predates them)")
     return lines
 
 
-def run_prepare(cfg: Mapping, config_yaml: str | None = None, out: TextIO | None = None,
-                err: TextIO | None = None) -> int:
+def run_prepare(
+    cfg: Mapping, config_yaml: str | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Validate, build, write ``prepare_config.yaml`` and ``identity_pm.json``, print the account.
 
     Args:
@@ -110,8 +116,10 @@ def run_prepare(cfg: Mapping, config_yaml: str | None = None, out: TextIO | None
         print(f"{PROGRAM}: {error}", file=err)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROGRAM}: interrupted; the output folder holds the entries done so far (manifest complete=false)",
-              file=err)
+        print(
+            f"{PROGRAM}: interrupted; the output folder holds the entries done so far (manifest complete=false)",
+            file=err,
+        )
         return 130
     if config_yaml is not None:
         (report.output / "prepare_config.yaml").write_text(config_yaml)

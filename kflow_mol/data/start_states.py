@@ -79,11 +79,13 @@ def start_rng(seed: int, crystal_id: str, repeat: int, center: int) -> np.random
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """Uniform rotation matrix (3, 3) from a normalised Gaussian quaternion."""
     w, x, y, z = (q := rng.normal(size=4)) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def _clash_free(candidates: np.ndarray, placed: cKDTree | None, min_distance: float) -> np.ndarray:

@@ -102,12 +102,15 @@ def synthetic_entries(parent: Path, per_molecule: int, seed: int) -> list[Source
             rng = start_rng(seed, crystal_id, 0, 0)
             space_group = draw_space_group(rng)
             packing_seed = int(rng.integers(2**31))
-            entries.append(SourceEntry(
-                crystal_id,
-                lambda n=numbers, p=positions, g=space_group, s=packing_seed, c=crystal_id:
-                    clash_free_crystal(n, p, g, s, c),
-                {"parent": parent_id, "space_group": space_group},
-            ))
+            entries.append(
+                SourceEntry(
+                    crystal_id,
+                    lambda n=numbers, p=positions, g=space_group, s=packing_seed, c=crystal_id: clash_free_crystal(
+                        n, p, g, s, c
+                    ),
+                    {"parent": parent_id, "space_group": space_group},
+                )
+            )
     return entries
 
 

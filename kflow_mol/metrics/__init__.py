@@ -7,6 +7,7 @@ separation), ``symmetry`` (bond perception, graph automorphisms), ``elements`` (
 """
 
 from kflow_mol.metrics.aggregate import PMAggregate, aggregate_pm
+from kflow_mol.metrics.assembly_rmsd import AssemblyRMSD, rmsd17, rmsd17_batch
 from kflow_mol.metrics.contacts import (
     ContactRate,
     collision_rate,
@@ -34,7 +35,6 @@ from kflow_mol.metrics.rmsd import (
     aligned_rmsd_center,
     kabsch,
 )
-from kflow_mol.metrics.assembly_rmsd import AssemblyRMSD, rmsd17, rmsd17_batch
 from kflow_mol.metrics.symmetry import SymmetryCache, perceive_bonds
 
 __all__ = [

@@ -49,8 +49,9 @@ class PMAggregate:
         return {k: v for k, v in asdict(self).items() if k != "per_cluster"}
 
 
-def aggregate_pm(values: Tensor, *, max_value: float = OUTLIER_THRESHOLD,
-                 skip_nonfinite_samples: bool = False) -> PMAggregate:
+def aggregate_pm(
+    values: Tensor, *, max_value: float = OUTLIER_THRESHOLD, skip_nonfinite_samples: bool = False
+) -> PMAggregate:
     """Minimum over samples per cluster, then raw and filtered means over clusters.
 
     Args:
@@ -67,8 +68,7 @@ def aggregate_pm(values: Tensor, *, max_value: float = OUTLIER_THRESHOLD,
     if values.dim() == 1:
         values = values[:, None]
     if values.dim() != 2 or values.numel() == 0:
-        raise ValueError(f"values must be a non-empty (clusters, samples) tensor, got "
-                         f"{tuple(values.shape)}")
+        raise ValueError(f"values must be a non-empty (clusters, samples) tensor, got {tuple(values.shape)}")
     values = values.double()
     nonfinite_samples = ~torch.isfinite(values)
     if skip_nonfinite_samples:

@@ -95,13 +95,13 @@ class AssemblyRMSD:
 
 def _principal_axes_starts(c_true: Tensor, c_pred: Tensor) -> Tensor:
     """Four proper rotations aligning the principal axes of two point clouds: (4, 3, 3)."""
+
     def axes(points: Tensor) -> Tensor:
         centred = points - points.mean(0)
         return torch.linalg.eigh(centred.T @ centred).eigenvectors
 
     e_true, e_pred = axes(c_true), axes(c_pred)
-    signs = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]],
-                         dtype=c_true.dtype, device=c_true.device)
+    signs = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=c_true.dtype, device=c_true.device)
     if torch.linalg.det(e_true) * torch.linalg.det(e_pred) < 0:
         signs = -signs
     return e_true.unsqueeze(0) @ torch.diag_embed(signs) @ e_pred.T.unsqueeze(0)
@@ -110,8 +110,7 @@ def _principal_axes_starts(c_true: Tensor, c_pred: Tensor) -> Tensor:
 def _hungarian(cost: Tensor) -> Tensor:
     """Row-wise assignment for a batch of square costs: (S, M, M) -> (S, M) column per row."""
     cost_np = cost.detach().cpu().double().numpy()
-    return torch.stack([torch.as_tensor(linear_sum_assignment(c)[1]) for c in cost_np]).to(
-        cost.device)
+    return torch.stack([torch.as_tensor(linear_sum_assignment(c)[1]) for c in cost_np]).to(cost.device)
 
 
 def _centroid_cost(c_true: Tensor, c_pred_aligned: Tensor, same_group: Tensor) -> Tensor:
@@ -119,9 +118,9 @@ def _centroid_cost(c_true: Tensor, c_pred_aligned: Tensor, same_group: Tensor) -
     return torch.where(same_group, cost, torch.full_like(cost, _MISMATCH_COST))
 
 
-def _assign_molecules(c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor,
-                      rotations: Tensor, max_iterations: int
-                      ) -> tuple[Tensor, RigidAlignment, Tensor]:
+def _assign_molecules(
+    c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor, rotations: Tensor, max_iterations: int
+) -> tuple[Tensor, RigidAlignment, Tensor]:
     """Iterate Hungarian assignment and centroid Kabsch from several starting rotations.
 
     Args:
@@ -139,8 +138,7 @@ def _assign_molecules(c_true: Tensor, c_pred: Tensor, weights: Tensor, same_grou
     """
     starts = rotations.shape[0]
     translation = c_true.mean(0) - (rotations @ c_pred.mean(0).unsqueeze(-1)).squeeze(-1)
-    alignment = RigidAlignment(rotations, translation,
-                               torch.zeros(starts, dtype=torch.bool, device=rotations.device))
+    alignment = RigidAlignment(rotations, translation, torch.zeros(starts, dtype=torch.bool, device=rotations.device))
     assignment = None
     for _ in range(max_iterations):
         new = _hungarian(_centroid_cost(c_true, alignment.apply(c_pred), same_group))
@@ -163,14 +161,21 @@ class _Correspondence:
     alignment: RigidAlignment
 
 
-def _refine_atoms(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pred: Tensor,
-                  same_group: Tensor, topology: ClusterTopology, assignment: Tensor,
-                  alignment: RigidAlignment, max_iterations: int) -> _Correspondence:
+def _refine_atoms(
+    pos_true: Tensor,
+    pos_pred: Tensor,
+    c_true: Tensor,
+    c_pred: Tensor,
+    same_group: Tensor,
+    topology: ClusterTopology,
+    assignment: Tensor,
+    alignment: RigidAlignment,
+    max_iterations: int,
+) -> _Correspondence:
     """Alternate best automorphisms, all-atom Kabsch and centroid Hungarian; keep the best."""
     best = None
     for _ in range(max_iterations):
-        permutation = _best_automorphisms(pos_true, alignment.apply(pos_pred), topology,
-                                          assignment)
+        permutation = _best_automorphisms(pos_true, alignment.apply(pos_pred), topology, assignment)
         alignment = kabsch(pos_true, pos_pred[permutation])
         msd = (alignment.apply(pos_pred[permutation]) - pos_true).square().sum(-1).mean().item()
         if best is None or msd < best.msd:
@@ -183,8 +188,9 @@ def _refine_atoms(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pred: Te
     return best
 
 
-def _best_automorphisms(pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology,
-                        assignment: Tensor) -> Tensor:
+def _best_automorphisms(
+    pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology, assignment: Tensor
+) -> Tensor:
     """Atom correspondence (N,): each true atom's predicted atom under the best automorphism.
 
     For fixed atom sets the squared deviation differs between automorphisms only through the
@@ -213,25 +219,32 @@ def _nearest_neighbour_distance(centroids: Tensor) -> Tensor:
     return distance.min(-1).values
 
 
-def _rmsd17_single(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor,
-                   topology: ClusterTopology, distance_tolerance: float,
-                   max_iterations: int) -> dict[str, Tensor]:
+def _rmsd17_single(
+    pos_true: Tensor,
+    pos_pred: Tensor,
+    mol_index: Tensor,
+    topology: ClusterTopology,
+    distance_tolerance: float,
+    max_iterations: int,
+) -> dict[str, Tensor]:
     c_true = molecule_centroids(pos_true, mol_index)
     c_pred = molecule_centroids(pos_pred, mol_index)
     group = topology.group.to(pos_true.device)
     same_group = group[:, None] == group[None, :]
     counts = torch.bincount(mol_index, minlength=c_true.shape[0]).to(pos_true.dtype)
-    rotations = torch.cat([
-        kabsch(c_true, c_pred, counts).rotation[None],
-        kabsch(pos_true, pos_pred).rotation[None],
-        _principal_axes_starts(c_true, c_pred),
-    ])
-    assignments, alignments, bounds = _assign_molecules(c_true, c_pred, counts, same_group,
-                                                        rotations, max_iterations)
+    rotations = torch.cat(
+        [
+            kabsch(c_true, c_pred, counts).rotation[None],
+            kabsch(pos_true, pos_pred).rotation[None],
+            _principal_axes_starts(c_true, c_pred),
+        ]
+    )
+    assignments, alignments, bounds = _assign_molecules(c_true, c_pred, counts, same_group, rotations, max_iterations)
     # The data order is always refined, so RMSD_17 never exceeds the plain aligned RMSD.
     identity = torch.arange(c_true.shape[0], device=pos_true.device)
-    best = _refine_atoms(pos_true, pos_pred, c_true, c_pred, same_group, topology, identity,
-                         kabsch(pos_true, pos_pred), max_iterations)
+    best = _refine_atoms(
+        pos_true, pos_pred, c_true, c_pred, same_group, topology, identity, kabsch(pos_true, pos_pred), max_iterations
+    )
     # Crystal clusters are nearly symmetric, so several starts can fit the centroids equally
     # well; refine each distinct one on all atoms, skipping those whose centroid bound already
     # exceeds the best atom deviation found.
@@ -241,23 +254,32 @@ def _rmsd17_single(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor,
         if key in tried or bounds[start].item() >= best.msd:
             continue
         tried.add(key)
-        start_alignment = RigidAlignment(alignments.rotation[start],
-                                         alignments.translation[start],
-                                         alignments.reflection[start])
-        candidate = _refine_atoms(pos_true, pos_pred, c_true, c_pred, same_group, topology,
-                                  assignments[start], start_alignment, max_iterations)
+        start_alignment = RigidAlignment(
+            alignments.rotation[start], alignments.translation[start], alignments.reflection[start]
+        )
+        candidate = _refine_atoms(
+            pos_true,
+            pos_pred,
+            c_true,
+            c_pred,
+            same_group,
+            topology,
+            assignments[start],
+            start_alignment,
+            max_iterations,
+        )
         if candidate.msd < best.msd:
             best = candidate
     assignment, permutation, alignment = best.assignment, best.permutation, best.alignment
     squared = (alignment.apply(pos_pred[permutation]) - pos_true).square().sum(-1)
-    per_molecule = (squared.new_zeros(c_true.shape[0]).index_add_(0, mol_index, squared)
-                    / counts).sqrt()
+    per_molecule = (squared.new_zeros(c_true.shape[0]).index_add_(0, mol_index, squared) / counts).sqrt()
     matched = per_molecule <= distance_tolerance * _nearest_neighbour_distance(c_true)
     atom_matched = matched[mol_index]
     if bool(atom_matched.any()):
         refit = kabsch(pos_true[atom_matched], pos_pred[permutation][atom_matched])
-        rmsd_matched = (refit.apply(pos_pred[permutation][atom_matched])
-                        - pos_true[atom_matched]).square().sum(-1).mean().sqrt()
+        rmsd_matched = (
+            (refit.apply(pos_pred[permutation][atom_matched]) - pos_true[atom_matched]).square().sum(-1).mean().sqrt()
+        )
     else:
         rmsd_matched = squared.new_tensor(float("nan"))
     return {
@@ -278,13 +300,16 @@ def _rows(alignment: RigidAlignment, rows: Tensor) -> RigidAlignment:
 
 def _where(mask: Tensor, new: RigidAlignment, old: RigidAlignment) -> RigidAlignment:
     """Per row: ``new`` where ``mask`` (R,) else ``old``."""
-    return RigidAlignment(torch.where(mask[:, None, None], new.rotation, old.rotation),
-                          torch.where(mask[:, None], new.translation, old.translation),
-                          torch.where(mask, new.reflection, old.reflection))
+    return RigidAlignment(
+        torch.where(mask[:, None, None], new.rotation, old.rotation),
+        torch.where(mask[:, None], new.translation, old.translation),
+        torch.where(mask, new.reflection, old.reflection),
+    )
 
 
-def _best_automorphisms_rows(pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology,
-                             assignment: Tensor) -> Tensor:
+def _best_automorphisms_rows(
+    pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology, assignment: Tensor
+) -> Tensor:
     """:func:`_best_automorphisms` for R rows at once: (R, N, 3), (R, N, 3), (R, M) -> (R, N)."""
     rows = pos_true.shape[0]
     permutation = torch.empty(pos_true.shape[:2], dtype=torch.long, device=pos_true.device)
@@ -300,17 +325,28 @@ def _best_automorphisms_rows(pos_true: Tensor, aligned_pred: Tensor, topology: C
         # in blocks of copies: one large gather thrashes the cache (same sums as _best_automorphisms)
         cross = cross.flatten(2).flatten(0, 1)  # (R*C, T*T)
         block = max(1, _SCORE_BLOCK // max(1, compound.atoms.shape[0]))
-        score = torch.cat([part.index_select(1, flat).view(-1, num_auts, size).sum(-1)
-                           for part in cross.split(block * compound.atoms.shape[0])]).view(rows, -1, num_auts)
+        score = torch.cat(
+            [
+                part.index_select(1, flat).view(-1, num_auts, size).sum(-1)
+                for part in cross.split(block * compound.atoms.shape[0])
+            ]
+        ).view(rows, -1, num_auts)
         best = compound.automorphisms[score.argmax(-1)]  # (R, C, T)
         permutation[:, true_atoms] = pred_atoms.gather(2, best)
     return permutation
 
 
-def _refine_atoms_rows(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pred: Tensor,
-                       same_group: Tensor, topology: ClusterTopology, assignment: Tensor,
-                       alignment: RigidAlignment, max_iterations: int
-                       ) -> tuple[Tensor, Tensor, Tensor, RigidAlignment]:
+def _refine_atoms_rows(
+    pos_true: Tensor,
+    pos_pred: Tensor,
+    c_true: Tensor,
+    c_pred: Tensor,
+    same_group: Tensor,
+    topology: ClusterTopology,
+    assignment: Tensor,
+    alignment: RigidAlignment,
+    max_iterations: int,
+) -> tuple[Tensor, Tensor, Tensor, RigidAlignment]:
     """:func:`_refine_atoms` for R independent rows (each row stops when its assignment does).
 
     Args: per row (R, N, 3) positions, (R, M, 3) centroids, (R, M) assignments and their
@@ -323,8 +359,9 @@ def _refine_atoms_rows(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pre
     best_msd = torch.full((num_rows,), float("inf"), dtype=pos_true.dtype, device=pos_true.device)
     best_assignment = assignment.clone()
     best_permutation = torch.zeros(pos_true.shape[:2], dtype=torch.long, device=pos_true.device)
-    best_alignment = RigidAlignment(alignment.rotation.clone(), alignment.translation.clone(),
-                                    alignment.reflection.clone())
+    best_alignment = RigidAlignment(
+        alignment.rotation.clone(), alignment.translation.clone(), alignment.reflection.clone()
+    )
     live = torch.arange(num_rows, device=pos_true.device)
     assignment = assignment.clone()
     for _ in range(max_iterations):
@@ -336,7 +373,10 @@ def _refine_atoms_rows(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pre
         better = msd < best_msd[live]
         rows = live[better]
         best_msd[rows], best_assignment[rows], best_permutation[rows] = (
-            msd[better], assignment[rows], permutation[better])
+            msd[better],
+            assignment[rows],
+            permutation[better],
+        )
         best_alignment.rotation[rows] = alignment.rotation[better]
         best_alignment.translation[rows] = alignment.translation[better]
         best_alignment.reflection[rows] = alignment.reflection[better]
@@ -350,8 +390,9 @@ def _refine_atoms_rows(pos_true: Tensor, pos_pred: Tensor, c_true: Tensor, c_pre
     return best_msd, best_assignment, best_permutation, best_alignment
 
 
-def _assign_molecules_rows(c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor,
-                           rotations: Tensor, max_iterations: int) -> tuple[Tensor, RigidAlignment, Tensor]:
+def _assign_molecules_rows(
+    c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor, rotations: Tensor, max_iterations: int
+) -> tuple[Tensor, RigidAlignment, Tensor]:
     """:func:`_assign_molecules` for B clusters at once: (B, M, 3) centroids, (B, S, 3, 3) starts.
 
     Every (cluster, start) row stops when its assignment does (a fixed point, so this equals
@@ -365,14 +406,14 @@ def _assign_molecules_rows(c_true: Tensor, c_pred: Tensor, weights: Tensor, same
     c_pred_rows = c_pred.repeat_interleave(starts, 0)
     rotations = rotations.reshape(-1, 3, 3)
     translation = c_true_rows.mean(1) - (rotations @ c_pred_rows.mean(1).unsqueeze(-1)).squeeze(-1)
-    alignment = RigidAlignment(rotations, translation,
-                               torch.zeros(len(rotations), dtype=torch.bool, device=rotations.device))
+    alignment = RigidAlignment(
+        rotations, translation, torch.zeros(len(rotations), dtype=torch.bool, device=rotations.device)
+    )
     assignment = None
     active = torch.ones(len(rotations), dtype=torch.bool, device=rotations.device)
     for _ in range(max_iterations):
         live = torch.nonzero(active).flatten()
-        new = _hungarian(_centroid_cost(c_true_rows[live], _rows(alignment, live).apply(c_pred_rows[live]),
-                                        same_group))
+        new = _hungarian(_centroid_cost(c_true_rows[live], _rows(alignment, live).apply(c_pred_rows[live]), same_group))
         if assignment is None:
             assignment = new
         else:
@@ -391,28 +432,39 @@ def _assign_molecules_rows(c_true: Tensor, c_pred: Tensor, weights: Tensor, same
     mismatched = (~same_group[torch.arange(c_true.shape[1], device=c_true.device), assignment]).sum(-1)
     bound = bound + _MISMATCH_COST * mismatched.to(bound.dtype)
     shape = (clusters, starts)
-    return (assignment.view(*shape, -1),
-            RigidAlignment(alignment.rotation.view(*shape, 3, 3), alignment.translation.view(*shape, 3),
-                           alignment.reflection.view(shape)),
-            bound.view(shape))
+    return (
+        assignment.view(*shape, -1),
+        RigidAlignment(
+            alignment.rotation.view(*shape, 3, 3),
+            alignment.translation.view(*shape, 3),
+            alignment.reflection.view(shape),
+        ),
+        bound.view(shape),
+    )
 
 
 def _principal_axes_starts_batch(c_true: Tensor, c_pred: Tensor) -> Tensor:
     """:func:`_principal_axes_starts` for (B, M, 3) clouds: (B, 4, 3, 3)."""
+
     def axes(points: Tensor) -> Tensor:
         centred = points - points.mean(1, keepdim=True)
         return torch.linalg.eigh(centred.transpose(-1, -2) @ centred).eigenvectors
 
     e_true, e_pred = axes(c_true), axes(c_pred)
-    signs = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]],
-                         dtype=c_true.dtype, device=c_true.device)
+    signs = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=c_true.dtype, device=c_true.device)
     flip = (torch.linalg.det(e_true) * torch.linalg.det(e_pred) < 0).to(c_true.dtype)
     signs = signs * (1 - 2 * flip)[:, None, None]  # (B, 4, 3)
     return e_true.unsqueeze(1) @ torch.diag_embed(signs) @ e_pred.transpose(-1, -2).unsqueeze(1)
 
 
-def _rmsd17_group(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, topology: ClusterTopology,
-                  distance_tolerance: float, max_iterations: int) -> list[dict[str, Tensor]]:
+def _rmsd17_group(
+    pos_true: Tensor,
+    pos_pred: Tensor,
+    mol_index: Tensor,
+    topology: ClusterTopology,
+    distance_tolerance: float,
+    max_iterations: int,
+) -> list[dict[str, Tensor]]:
     """:func:`_rmsd17_single` for B clusters sharing one topology: (B, N, 3) each.
 
     The tensor work of all clusters runs together (Hungarian assignments stay one SciPy call
@@ -428,16 +480,24 @@ def _rmsd17_group(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, topolog
     same_group = group[:, None] == group[None, :]
     counts = torch.bincount(mol_index, minlength=num_molecules).to(pos_true.dtype)
     data_order = kabsch(pos_true, pos_pred)
-    rotations = torch.cat([kabsch(c_true, c_pred, counts).rotation[:, None], data_order.rotation[:, None],
-                           _principal_axes_starts_batch(c_true, c_pred)], dim=1)
-    assignments, alignments, bounds = _assign_molecules_rows(c_true, c_pred, counts, same_group, rotations,
-                                                             max_iterations)
+    rotations = torch.cat(
+        [
+            kabsch(c_true, c_pred, counts).rotation[:, None],
+            data_order.rotation[:, None],
+            _principal_axes_starts_batch(c_true, c_pred),
+        ],
+        dim=1,
+    )
+    assignments, alignments, bounds = _assign_molecules_rows(
+        c_true, c_pred, counts, same_group, rotations, max_iterations
+    )
     # Refine the data order of every cluster, then in rounds the next start of every cluster
     # that the sequential rule of _rmsd17_single would try: distinct assignments in the order of
     # their bounds, only while the bound is below the best deviation found so far.
     identity = torch.arange(num_molecules, device=device).expand(clusters, -1)
-    best = _refine_atoms_rows(pos_true, pos_pred, c_true, c_pred, same_group, topology, identity,
-                              data_order, max_iterations)
+    best = _refine_atoms_rows(
+        pos_true, pos_pred, c_true, c_pred, same_group, topology, identity, data_order, max_iterations
+    )
     best_msd, best_assignment, best_permutation, best_alignment = best
     order = torch.argsort(bounds, dim=1, stable=True).tolist()
     keys, bound_list = assignments.tolist(), bounds.tolist()
@@ -463,26 +523,55 @@ def _rmsd17_group(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, topolog
         owner = torch.tensor([b for b, _ in picks], device=device)
         start = torch.tensor([s for _, s in picks], device=device)
         msd, assignment, permutation, alignment = _refine_atoms_rows(
-            pos_true[owner], pos_pred[owner], c_true[owner], c_pred[owner], same_group, topology,
-            assignments[owner, start], RigidAlignment(alignments.rotation[owner, start],
-                                                      alignments.translation[owner, start],
-                                                      alignments.reflection[owner, start]),
-            max_iterations)
+            pos_true[owner],
+            pos_pred[owner],
+            c_true[owner],
+            c_pred[owner],
+            same_group,
+            topology,
+            assignments[owner, start],
+            RigidAlignment(
+                alignments.rotation[owner, start],
+                alignments.translation[owner, start],
+                alignments.reflection[owner, start],
+            ),
+            max_iterations,
+        )
         better = msd < best_msd[owner]
         rows = owner[better]
         best_msd[rows], best_assignment[rows], best_permutation[rows] = (
-            msd[better], assignment[better], permutation[better])
+            msd[better],
+            assignment[better],
+            permutation[better],
+        )
         best_alignment.rotation[rows] = alignment.rotation[better]
         best_alignment.translation[rows] = alignment.translation[better]
         best_alignment.reflection[rows] = alignment.reflection[better]
         msd_list = best_msd.tolist()
-    return _finish_rows(pos_true, pos_pred, mol_index, c_true, counts, best_assignment, best_permutation,
-                        best_alignment, distance_tolerance)
+    return _finish_rows(
+        pos_true,
+        pos_pred,
+        mol_index,
+        c_true,
+        counts,
+        best_assignment,
+        best_permutation,
+        best_alignment,
+        distance_tolerance,
+    )
 
 
-def _finish_rows(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, c_true: Tensor, counts: Tensor,
-                 assignment: Tensor, permutation: Tensor, alignment: RigidAlignment,
-                 distance_tolerance: float) -> list[dict[str, Tensor]]:
+def _finish_rows(
+    pos_true: Tensor,
+    pos_pred: Tensor,
+    mol_index: Tensor,
+    c_true: Tensor,
+    counts: Tensor,
+    assignment: Tensor,
+    permutation: Tensor,
+    alignment: RigidAlignment,
+    distance_tolerance: float,
+) -> list[dict[str, Tensor]]:
     """Per-cluster outputs of the chosen correspondences (the tail of :func:`_rmsd17_single`).
 
     The matched-molecule refit runs together for clusters with the same matched set.
@@ -490,8 +579,7 @@ def _finish_rows(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, c_true: 
     clusters, num_molecules = pos_true.shape[0], c_true.shape[1]
     moved = pos_pred[torch.arange(clusters, device=pos_true.device)[:, None], permutation]  # (B, N, 3)
     squared = (alignment.apply(moved) - pos_true).square().sum(-1)  # (B, N)
-    per_molecule = (squared.new_zeros(clusters, num_molecules).index_add_(1, mol_index, squared)
-                    / counts).sqrt()
+    per_molecule = (squared.new_zeros(clusters, num_molecules).index_add_(1, mol_index, squared) / counts).sqrt()
     distance = torch.cdist(c_true, c_true)
     distance.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
     matched = per_molecule <= distance_tolerance * distance.min(-1).values  # (B, M)
@@ -507,16 +595,19 @@ def _finish_rows(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, c_true: 
         refit = kabsch(true_m, moved_m)
         rmsd_matched[rows] = (refit.apply(moved_m) - true_m).square().sum(-1).mean(-1).sqrt()
     rmsd_17 = squared.mean(-1).sqrt()
-    return [{
-        "rmsd_17": rmsd_17[b],
-        "rmsd_matched": rmsd_matched[b],
-        "n_matched": matched[b].sum(),
-        "matched": matched[b],
-        "per_molecule_rmsd": per_molecule[b],
-        "assignment": assignment[b],
-        "atom_permutation": permutation[b],
-        "reflection": alignment.reflection[b],
-    } for b in range(clusters)]
+    return [
+        {
+            "rmsd_17": rmsd_17[b],
+            "rmsd_matched": rmsd_matched[b],
+            "n_matched": matched[b].sum(),
+            "matched": matched[b],
+            "per_molecule_rmsd": per_molecule[b],
+            "assignment": assignment[b],
+            "atom_permutation": permutation[b],
+            "reflection": alignment.reflection[b],
+        }
+        for b in range(clusters)
+    ]
 
 
 def _invalid_single(pos_true: Tensor, num_molecules: int) -> dict[str, Tensor]:
@@ -547,15 +638,13 @@ class _TopologyFinder:
         z_cpu, mol_cpu = torch.as_tensor(z).long().cpu(), mol_index.long().cpu()
         pairs = intra_molecular_pairs(mol_cpu)
         positions = pos_true.detach().cpu()
-        bonded = torch.cat([bonded_pairs(chunk, z_cpu, pairs, self.bond_factor)
-                            for chunk in positions.split(128)])
+        bonded = torch.cat([bonded_pairs(chunk, z_cpu, pairs, self.bond_factor) for chunk in positions.split(128)])
         labels = (z_cpu.numpy().tobytes(), mol_cpu.numpy().tobytes())
         out = []
         for mask in bonded:
             key = (*labels, mask.numpy().tobytes())
             if key not in self._known:
-                self._known[key] = cluster_topology(z_cpu, mol_cpu, pairs[mask], self.cache,
-                                                    pos_true.device)
+                self._known[key] = cluster_topology(z_cpu, mol_cpu, pairs[mask], self.cache, pos_true.device)
             out.append(self._known[key])
         return out
 
@@ -567,9 +656,16 @@ _SCORE_BLOCK = 32
 
 
 @torch.no_grad()
-def _evaluate(pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor,
-              topologies: _TopologyFinder, distance_tolerance: float,
-              max_iterations: int, vectorized: bool = True) -> list[dict[str, Tensor]]:
+def _evaluate(
+    pos_true: Tensor,
+    pos_pred: Tensor,
+    z: Tensor,
+    mol_index: Tensor,
+    topologies: _TopologyFinder,
+    distance_tolerance: float,
+    max_iterations: int,
+    vectorized: bool = True,
+) -> list[dict[str, Tensor]]:
     """Evaluate a batch (B, N, 3) of clusters sharing z and mol_index.
 
     ``vectorized`` runs the clusters that share a topology together (:func:`_rmsd17_group`);
@@ -578,8 +674,7 @@ def _evaluate(pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor,
     """
     mol_index = torch.as_tensor(mol_index, device=pos_true.device).long()
     num_molecules = int(molecule_centroids(pos_true[0], mol_index).shape[0])
-    valid = (torch.isfinite(pos_true).flatten(1).all(1)
-             & torch.isfinite(pos_pred).flatten(1).all(1)).tolist()
+    valid = (torch.isfinite(pos_true).flatten(1).all(1) & torch.isfinite(pos_pred).flatten(1).all(1)).tolist()
     cluster_topologies = topologies(pos_true, z, mol_index)
     results: list[dict[str, Tensor] | None] = [None] * len(valid)
     if vectorized:
@@ -590,20 +685,22 @@ def _evaluate(pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor,
         for members in groups.values():
             topology = cluster_topologies[members[0]]
             for first in range(0, len(members), _CHUNK):
-                chunk = torch.tensor(members[first:first + _CHUNK], device=pos_true.device)
-                outs = _rmsd17_group(pos_true[chunk], pos_pred[chunk], mol_index, topology,
-                                     distance_tolerance, max_iterations)
+                chunk = torch.tensor(members[first : first + _CHUNK], device=pos_true.device)
+                outs = _rmsd17_group(
+                    pos_true[chunk], pos_pred[chunk], mol_index, topology, distance_tolerance, max_iterations
+                )
                 for index, out in zip(chunk.tolist(), outs):
                     results[index] = out
     for index, (cluster_true, cluster_pred, ok, topology) in enumerate(
-            zip(pos_true, pos_pred, valid, cluster_topologies)):
+        zip(pos_true, pos_pred, valid, cluster_topologies)
+    ):
         if not ok:
             results[index] = _invalid_single(cluster_true, num_molecules)
         elif results[index] is None:
-            results[index] = _rmsd17_single(cluster_true, cluster_pred, mol_index, topology,
-                                            distance_tolerance, max_iterations)
-        results[index]["automorphisms_truncated"] = torch.tensor(ok and topology.truncated,
-                                                                 device=pos_true.device)
+            results[index] = _rmsd17_single(
+                cluster_true, cluster_pred, mol_index, topology, distance_tolerance, max_iterations
+            )
+        results[index]["automorphisms_truncated"] = torch.tensor(ok and topology.truncated, device=pos_true.device)
         results[index]["valid"] = torch.tensor(ok, device=pos_true.device)
     return results
 
@@ -645,8 +742,7 @@ def rmsd17(
     if unbatched:
         pos_true, pos_pred = pos_true[None], pos_pred[None]
     topologies = _TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
-    results = _evaluate(pos_true, pos_pred, z, mol_index, topologies, distance_tolerance,
-                        max_iterations, vectorized)
+    results = _evaluate(pos_true, pos_pred, z, mol_index, topologies, distance_tolerance, max_iterations, vectorized)
     return _stack(results, unbatched)
 
 
@@ -677,16 +773,26 @@ def rmsd17_batch(
         One unbatched AssemblyRMSD per cluster (fields differ in size between clusters).
     """
     pos_true, pos_pred = _check_pair(pos_true, pos_pred)
-    offsets, sizes = _cluster_slices(torch.as_tensor(batch, device=pos_true.device),
-                                     pos_true.shape[0])
+    offsets, sizes = _cluster_slices(torch.as_tensor(batch, device=pos_true.device), pos_true.shape[0])
     topologies = _TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
     z, mol_index = torch.as_tensor(z), torch.as_tensor(mol_index)
     results = []
     for start, size in zip(offsets.tolist(), sizes.tolist()):
         part = slice(start, start + size)
-        results.append(_stack(_evaluate(pos_true[None, part], pos_pred[None, part], z[part],
-                                        mol_index[part], topologies, distance_tolerance,
-                                        max_iterations), unbatched=True))
+        results.append(
+            _stack(
+                _evaluate(
+                    pos_true[None, part],
+                    pos_pred[None, part],
+                    z[part],
+                    mol_index[part],
+                    topologies,
+                    distance_tolerance,
+                    max_iterations,
+                ),
+                unbatched=True,
+            )
+        )
     return results
 
 

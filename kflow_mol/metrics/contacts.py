@@ -52,16 +52,14 @@ def _prepare(pos: Tensor, mol_index: Tensor) -> tuple[Tensor, Tensor, bool]:
         raise ValueError(f"pos must be (N, 3) or (B, N, 3), got {tuple(pos.shape)}")
     mol_index = torch.as_tensor(mol_index, device=pos.device).long()
     if mol_index.shape != (pos.shape[-2],):
-        raise ValueError(f"mol_index must be (N,) with N={pos.shape[-2]}, got "
-                         f"{tuple(mol_index.shape)}")
+        raise ValueError(f"mol_index must be (N,) with N={pos.shape[-2]}, got {tuple(mol_index.shape)}")
     if not pos.is_floating_point():
         pos = pos.to(torch.get_default_dtype())
     unbatched = pos.dim() == 2
     return (pos[None] if unbatched else pos), mol_index, unbatched
 
 
-def _finish(count: Tensor, total: int, finite: Tensor, dtype: torch.dtype,
-            unbatched: bool) -> ContactRate:
+def _finish(count: Tensor, total: int, finite: Tensor, dtype: torch.dtype, unbatched: bool) -> ContactRate:
     rate = count.to(dtype) / total
     rate = torch.where(finite, rate, torch.full_like(rate, float("nan")))
     if unbatched:
@@ -149,8 +147,7 @@ def separation_rate(pos: Tensor, mol_index: Tensor, *, threshold: float = 0.5) -
     if num_molecules < 2:
         raise ValueError("separation needs at least 2 molecules")
     closest = molecule_min_distances(pos, mol_index)
-    upper = torch.triu(torch.ones(num_molecules, num_molecules, dtype=torch.bool,
-                                  device=pos.device), diagonal=1)
+    upper = torch.triu(torch.ones(num_molecules, num_molecules, dtype=torch.bool, device=pos.device), diagonal=1)
     count = ((closest > threshold) & upper).sum((-1, -2))
     finite = torch.isfinite(pos).all(-1).all(-1)
     return _finish(count, num_molecules * (num_molecules - 1) // 2, finite, pos.dtype, unbatched)
@@ -163,8 +160,7 @@ def _per_cluster(batch: Tensor, num_atoms: int) -> list[slice]:
     return [slice(o, o + s) for o, s in zip(offsets.tolist(), sizes.tolist())]
 
 
-def collision_rate_batch(pos: Tensor, z: Tensor, mol_index: Tensor, batch: Tensor,
-                         **options) -> Tensor:
+def collision_rate_batch(pos: Tensor, z: Tensor, mol_index: Tensor, batch: Tensor, **options) -> Tensor:
     """Collision rate of every cluster of a PyG batch.
 
     Args:
@@ -178,12 +174,15 @@ def collision_rate_batch(pos: Tensor, z: Tensor, mol_index: Tensor, batch: Tenso
         (C,) rates.
     """
     batch = torch.as_tensor(batch, device=pos.device)
-    return torch.stack([collision_rate(pos[part], z[part], mol_index[part], **options).rate
-                        for part in _per_cluster(batch, pos.shape[0])])
+    return torch.stack(
+        [
+            collision_rate(pos[part], z[part], mol_index[part], **options).rate
+            for part in _per_cluster(batch, pos.shape[0])
+        ]
+    )
 
 
-def separation_rate_batch(pos: Tensor, mol_index: Tensor, batch: Tensor, *,
-                          threshold: float = 0.5) -> Tensor:
+def separation_rate_batch(pos: Tensor, mol_index: Tensor, batch: Tensor, *, threshold: float = 0.5) -> Tensor:
     """Separation rate of every cluster of a PyG batch.
 
     Args:
@@ -196,5 +195,9 @@ def separation_rate_batch(pos: Tensor, mol_index: Tensor, batch: Tensor, *,
         (C,) rates.
     """
     batch = torch.as_tensor(batch, device=pos.device)
-    return torch.stack([separation_rate(pos[part], mol_index[part], threshold=threshold).rate
-                        for part in _per_cluster(batch, pos.shape[0])])
+    return torch.stack(
+        [
+            separation_rate(pos[part], mol_index[part], threshold=threshold).rate
+            for part in _per_cluster(batch, pos.shape[0])
+        ]
+    )

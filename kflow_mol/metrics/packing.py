@@ -44,8 +44,7 @@ def _check_pair(pos_true: Tensor, pos_pred: Tensor) -> tuple[Tensor, Tensor]:
     pos_pred = _as_float(pos_pred, "pos_pred")
     if pos_true.shape != pos_pred.shape:
         raise ValueError(
-            f"pos_true and pos_pred must have the same shape, got {tuple(pos_true.shape)} "
-            f"and {tuple(pos_pred.shape)}"
+            f"pos_true and pos_pred must have the same shape, got {tuple(pos_true.shape)} and {tuple(pos_pred.shape)}"
         )
     if pos_true.dim() not in (2, 3) or pos_true.shape[-1] != 3:
         raise ValueError(f"positions must be (N, 3) or (B, N, 3), got {tuple(pos_true.shape)}")
@@ -71,8 +70,9 @@ def distance_matrix(points: Tensor) -> Tensor:
     batch_shape, n = points.shape[:-2], points.shape[-2]
     centred = (points - points.mean(dim=-2, keepdim=True)).reshape(-1, n, 3)
     squared_norm = centred.square().sum(-1)
-    squared = torch.baddbmm(squared_norm.unsqueeze(-1) + squared_norm.unsqueeze(-2),
-                            centred, centred.transpose(-1, -2), alpha=-2.0)
+    squared = torch.baddbmm(
+        squared_norm.unsqueeze(-1) + squared_norm.unsqueeze(-2), centred, centred.transpose(-1, -2), alpha=-2.0
+    )
     distances = squared.clamp_min_(0.0).sqrt_().reshape(*batch_shape, n, n)
     distances.diagonal(dim1=-2, dim2=-1).zero_()
     return distances
@@ -172,9 +172,7 @@ def molecule_centroids(pos: Tensor, mol_index: Tensor) -> Tensor:
     """
     mol_index = torch.as_tensor(mol_index, device=pos.device).long()
     if mol_index.dim() != 1 or mol_index.shape[0] != pos.shape[-2]:
-        raise ValueError(
-            f"mol_index must be (N,) with N={pos.shape[-2]} atoms, got {tuple(mol_index.shape)}"
-        )
+        raise ValueError(f"mol_index must be (N,) with N={pos.shape[-2]} atoms, got {tuple(mol_index.shape)}")
     if mol_index.numel() == 0 or int(mol_index.min()) < 0:
         raise ValueError("mol_index must be non-empty with values >= 0")
     counts = torch.bincount(mol_index)
@@ -250,11 +248,8 @@ def pm_batch(
     points_true, points_pred = _check_pair(points_true, points_pred)
     if points_true.dim() != 2:
         raise ValueError(f"batched PM expects (A, 3) points, got {tuple(points_true.shape)}")
-    offsets, sizes = _cluster_slices(
-        torch.as_tensor(batch, device=points_true.device), points_true.shape[0]
-    )
-    out = torch.full((sizes.shape[0],), float("nan"), dtype=points_true.dtype,
-                     device=points_true.device)
+    offsets, sizes = _cluster_slices(torch.as_tensor(batch, device=points_true.device), points_true.shape[0])
+    out = torch.full((sizes.shape[0],), float("nan"), dtype=points_true.dtype, device=points_true.device)
     for size in torch.unique(sizes[sizes > 0]).tolist():
         clusters = torch.nonzero(sizes == size).flatten()
         index = offsets[clusters, None] + torch.arange(size, device=offsets.device)
@@ -263,9 +258,7 @@ def pm_batch(
     return out
 
 
-def pm_atom_batch(
-    pos_true: Tensor, pos_pred: Tensor, batch: Tensor, *, convention: PairConvention = "full"
-) -> Tensor:
+def pm_atom_batch(pos_true: Tensor, pos_pred: Tensor, batch: Tensor, *, convention: PairConvention = "full") -> Tensor:
     """PM-atom for a PyG batch of clusters with different atom counts.
 
     Args:
@@ -280,9 +273,7 @@ def pm_atom_batch(
     return pm_batch(pos_true, pos_pred, batch, convention=convention)
 
 
-def batch_molecule_centroids(
-    pos: Tensor, mol_index: Tensor, batch: Tensor
-) -> tuple[Tensor, Tensor]:
+def batch_molecule_centroids(pos: Tensor, mol_index: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
     """Molecule centroids of concatenated clusters, ordered by (cluster, molecule index).
 
     Args:
@@ -297,8 +288,7 @@ def batch_molecule_centroids(
     batch = torch.as_tensor(batch, device=pos.device).long()
     if mol_index.shape != batch.shape or mol_index.shape[0] != pos.shape[0]:
         raise ValueError(
-            f"mol_index {tuple(mol_index.shape)} and batch {tuple(batch.shape)} must both be "
-            f"(A,) with A={pos.shape[0]}"
+            f"mol_index {tuple(mol_index.shape)} and batch {tuple(batch.shape)} must both be (A,) with A={pos.shape[0]}"
         )
     key = batch * (int(mol_index.max()) + 1) + mol_index
     unique_keys, group = torch.unique(key, return_inverse=True)

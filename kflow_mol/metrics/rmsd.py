@@ -121,5 +121,4 @@ def aligned_rmsd_center(pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor) -
         AlignedRMSD over the M centroids.
     """
     pos_true, pos_pred = _check_pair(pos_true, pos_pred)
-    return aligned_rmsd(molecule_centroids(pos_true, mol_index),
-                        molecule_centroids(pos_pred, mol_index))
+    return aligned_rmsd(molecule_centroids(pos_true, mol_index), molecule_centroids(pos_pred, mol_index))

@@ -40,8 +40,7 @@ def intra_molecular_pairs(mol_index: Tensor) -> Tensor:
     return torch.nonzero(torch.triu(same, diagonal=1))
 
 
-def bonded_pairs(pos: Tensor, z: Tensor, pairs: Tensor,
-                 bond_factor: float = RDKIT_BOND_FACTOR) -> Tensor:
+def bonded_pairs(pos: Tensor, z: Tensor, pairs: Tensor, bond_factor: float = RDKIT_BOND_FACTOR) -> Tensor:
     """Which candidate pairs are covalently bonded, for a batch of structures.
 
     Args:
@@ -59,8 +58,7 @@ def bonded_pairs(pos: Tensor, z: Tensor, pairs: Tensor,
     return distance < limit
 
 
-def perceive_bonds(pos: Tensor, z: Tensor, mol_index: Tensor,
-                   bond_factor: float = RDKIT_BOND_FACTOR) -> Tensor:
+def perceive_bonds(pos: Tensor, z: Tensor, mol_index: Tensor, bond_factor: float = RDKIT_BOND_FACTOR) -> Tensor:
     """Covalent bonds within molecules, from coordinates.
 
     Args:
@@ -117,20 +115,17 @@ class SymmetryCache:
         Chem.FastFindRings(mol)
         return mol
 
-    def canonical(self, atomic_numbers: tuple[int, ...],
-                  bonds: tuple[tuple[int, int], ...]) -> CanonicalGraph:
+    def canonical(self, atomic_numbers: tuple[int, ...], bonds: tuple[tuple[int, int], ...]) -> CanonicalGraph:
         """Canonical form of a graph given by local atomic numbers and local bonds."""
         cache_key = (atomic_numbers, bonds)
         if cache_key not in self._canonical:
             from rdkit import Chem
 
-            ranks = list(Chem.CanonicalRankAtoms(self._rdkit_mol(atomic_numbers, bonds),
-                                                 breakTies=True))
+            ranks = list(Chem.CanonicalRankAtoms(self._rdkit_mol(atomic_numbers, bonds), breakTies=True))
             order = tuple(sorted(range(len(ranks)), key=ranks.__getitem__))
             canonical_numbers = tuple(atomic_numbers[i] for i in order)
             canonical_bonds = tuple(sorted(tuple(sorted((ranks[i], ranks[j]))) for i, j in bonds))
-            self._canonical[cache_key] = CanonicalGraph(
-                (canonical_numbers, canonical_bonds), order)
+            self._canonical[cache_key] = CanonicalGraph((canonical_numbers, canonical_bonds), order)
         return self._canonical[cache_key]
 
     def automorphisms(self, key: tuple) -> tuple[Tensor, bool]:
@@ -146,8 +141,9 @@ class SymmetryCache:
         if key not in self._automorphisms:
             numbers, bonds = key
             mol = self._rdkit_mol(numbers, bonds)
-            matches = mol.GetSubstructMatches(mol, uniquify=False, useChirality=False,
-                                              maxMatches=self.max_automorphisms)
+            matches = mol.GetSubstructMatches(
+                mol, uniquify=False, useChirality=False, maxMatches=self.max_automorphisms
+            )
             identity = tuple(range(len(numbers)))
             rows = [identity] + [m for m in matches if tuple(m) != identity]
             truncated = len(matches) >= self.max_automorphisms
@@ -187,8 +183,9 @@ class ClusterTopology:
     truncated: bool
 
 
-def cluster_topology(z: Tensor, mol_index: Tensor, bonds: Tensor, cache: SymmetryCache,
-                     device: torch.device | str = "cpu") -> ClusterTopology:
+def cluster_topology(
+    z: Tensor, mol_index: Tensor, bonds: Tensor, cache: SymmetryCache, device: torch.device | str = "cpu"
+) -> ClusterTopology:
     """Canonical orders and automorphisms of every molecule of one cluster.
 
     Args:
@@ -212,8 +209,7 @@ def cluster_topology(z: Tensor, mol_index: Tensor, bonds: Tensor, cache: Symmetr
         atoms = torch.nonzero(mol_cpu == m).flatten()
         local[atoms] = torch.arange(atoms.shape[0])
         mol_bonds = local[bonds[bond_mol == m]]
-        graph = cache.canonical(tuple(z_cpu[atoms].tolist()),
-                                tuple(map(tuple, mol_bonds.tolist())))
+        graph = cache.canonical(tuple(z_cpu[atoms].tolist()), tuple(map(tuple, mol_bonds.tolist())))
         group.append(keys.setdefault(graph.key, len(keys)))
         canonical_atoms.append(atoms[list(graph.order)])
         if group[-1] not in automorphisms:
@@ -225,8 +221,11 @@ def cluster_topology(z: Tensor, mol_index: Tensor, bonds: Tensor, cache: Symmetr
     for g in range(len(keys)):
         members = torch.nonzero(group_tensor == g).flatten()
         slot[members] = torch.arange(members.shape[0])
-        compounds.append(CompoundCopies(
-            members.to(device),
-            torch.stack([canonical_atoms[m] for m in members.tolist()]).to(device),
-            automorphisms[g].to(device)))
+        compounds.append(
+            CompoundCopies(
+                members.to(device),
+                torch.stack([canonical_atoms[m] for m in members.tolist()]).to(device),
+                automorphisms[g].to(device),
+            )
+        )
     return ClusterTopology(group_tensor.to(device), slot.to(device), compounds, truncated)

@@ -15,6 +15,7 @@ Heads (all ``l = 1``): per molecule a translation velocity (``1o``) and an angul
 squared radius (a scalar moment of inertia). The Cartesian baseline head outputs one free
 ``1o`` velocity per atom instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,14 +35,45 @@ from kflow_mol.models.layers import (
 )
 
 PRESETS: dict[str, dict] = {
-    "S": dict(irreps_hidden="32x0e+8x1o+8x1e+4x2e", atom_layers=0, mol_layers=2, z_dim=16,
-              time_dim=16, num_radial=12, radial_hidden=32, k_intra=6, k_inter=6, atom_conv="contact"),
-    "M": dict(irreps_hidden="64x0e+16x1o+16x1e+8x2e", atom_layers=1, mol_layers=2, z_dim=32,
-              time_dim=32, num_radial=16, radial_hidden=16, k_intra=4, k_inter=8, atom_conv="contact",
-              atom_channels=16),
-    "L": dict(irreps_hidden="128x0e+32x1o+32x1e+16x2e", atom_layers=2, mol_layers=6, z_dim=64,
-              time_dim=64, num_radial=16, radial_hidden=64, k_intra=4, k_inter=12, atom_conv="contact",
-              atom_channels=32, readout_irreps="80x0e+40x1o+40x1e"),
+    "S": dict(
+        irreps_hidden="32x0e+8x1o+8x1e+4x2e",
+        atom_layers=0,
+        mol_layers=2,
+        z_dim=16,
+        time_dim=16,
+        num_radial=12,
+        radial_hidden=32,
+        k_intra=6,
+        k_inter=6,
+        atom_conv="contact",
+    ),
+    "M": dict(
+        irreps_hidden="64x0e+16x1o+16x1e+8x2e",
+        atom_layers=1,
+        mol_layers=2,
+        z_dim=32,
+        time_dim=32,
+        num_radial=16,
+        radial_hidden=16,
+        k_intra=4,
+        k_inter=8,
+        atom_conv="contact",
+        atom_channels=16,
+    ),
+    "L": dict(
+        irreps_hidden="128x0e+32x1o+32x1e+16x2e",
+        atom_layers=2,
+        mol_layers=6,
+        z_dim=64,
+        time_dim=64,
+        num_radial=16,
+        radial_hidden=64,
+        k_intra=4,
+        k_inter=12,
+        atom_conv="contact",
+        atom_channels=32,
+        readout_irreps="80x0e+40x1o+40x1e",
+    ),
 }
 """Size presets for :class:`AssemblyGNN`.
 
@@ -131,12 +163,28 @@ class AssemblyGNN(nn.Module):
     at ``k = 0`` untrained.
     """
 
-    def __init__(self, head: str = "rigid", irreps_hidden: str = "32x0e+8x1o+8x1e",
-                 atom_layers: int = 1, mol_layers: int = 2, z_dim: int = 16, time_dim: int = 16,
-                 num_radial: int = 12, radial_hidden: int = 32, k_intra: int = 6, k_inter: int = 6,
-                 edge_mode: str = "knn", radius: float = 5.0, max_atom_radius: float = 10.0,
-                 max_mol_radius: float = 30.0, max_z: int = 100, readout_irreps: str = "8x0e+8x1o+8x1e",
-                 start_aware: bool = False, atom_conv: str = "e3nn", atom_channels: int = 16):
+    def __init__(
+        self,
+        head: str = "rigid",
+        irreps_hidden: str = "32x0e+8x1o+8x1e",
+        atom_layers: int = 1,
+        mol_layers: int = 2,
+        z_dim: int = 16,
+        time_dim: int = 16,
+        num_radial: int = 12,
+        radial_hidden: int = 32,
+        k_intra: int = 6,
+        k_inter: int = 6,
+        edge_mode: str = "knn",
+        radius: float = 5.0,
+        max_atom_radius: float = 10.0,
+        max_mol_radius: float = 30.0,
+        max_z: int = 100,
+        readout_irreps: str = "8x0e+8x1o+8x1e",
+        start_aware: bool = False,
+        atom_conv: str = "e3nn",
+        atom_channels: int = 16,
+    ):
         super().__init__()
         if head not in ("rigid", "atom"):
             raise ValueError(f"head must be 'rigid' or 'atom', got {head!r}")
@@ -153,11 +201,13 @@ class AssemblyGNN(nn.Module):
         self.atom_init = o3.FullyConnectedTensorProduct(init_scalars, self.irreps_sh, hidden)
         self.atom_convs = nn.ModuleList(
             atom_conv_layer(atom_conv, hidden, self.irreps_sh, num_radial + 2, radial_hidden, atom_channels)
-            for _ in range(atom_layers))
+            for _ in range(atom_layers)
+        )
         mol_in = hidden + o3.Irreps(f"{time_dim}x0e") + (START_IRREPS if self.start_aware else o3.Irreps(""))
         self.mol_init = o3.Linear(mol_in, hidden)
         self.mol_convs = nn.ModuleList(
-            EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers))
+            EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers)
+        )
         # Products of a molecule's own features (e.g. cross products of its 1o vectors give 1e):
         # message passing alone pairs features only with edge directions.
         if head == "rigid":
@@ -165,8 +215,16 @@ class AssemblyGNN(nn.Module):
             self.mol_head = o3.Linear(hidden + self.mol_self.irreps_out, "1x1o+1x1e")
         self.atom_head = o3.Linear(hidden + hidden, "1x1o")
 
-    def forward(self, z: Tensor, pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mol_batch: Tensor,
-                s: Tensor, start: StartFeatures | None = None) -> AssemblyVelocity:
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        mol_index: Tensor,
+        atom_batch: Tensor,
+        mol_batch: Tensor,
+        s: Tensor,
+        start: StartFeatures | None = None,
+    ) -> AssemblyVelocity:
         """Velocities of a batch of clusters.
 
         Args:
@@ -219,8 +277,10 @@ class AssemblyGNN(nn.Module):
         if start is None:
             raise ValueError("AssemblyGNN: a start-aware network needs start=StartFeatures(...)")
         if start.scalars.shape != (num_mols, START_SCALARS) or start.vectors.shape != (num_mols, 6):
-            raise ValueError(f"AssemblyGNN: start features must be ({num_mols}, {START_SCALARS}) and "
-                             f"({num_mols}, 6), got {tuple(start.scalars.shape)} and {tuple(start.vectors.shape)}")
+            raise ValueError(
+                f"AssemblyGNN: start features must be ({num_mols}, {START_SCALARS}) and "
+                f"({num_mols}, 6), got {tuple(start.scalars.shape)} and {tuple(start.vectors.shape)}"
+            )
         vectors = start.vectors.to(dtype)
         norms = torch.stack([vectors[:, :3].norm(dim=-1), vectors[:, 3:].norm(dim=-1)], dim=-1)
         return torch.cat([start.scalars.to(dtype), norms, vectors], dim=-1)
@@ -230,7 +290,8 @@ class AssemblyGNN(nn.Module):
         vec = pos[edges.dst] - pos[edges.src]
         edge_sh = self._sh(vec)
         edge_scalars = torch.cat(
-            [self.atom_rbf(vec.norm(dim=-1)), nn.functional.one_hot(edges.intra.long(), 2).to(pos.dtype)], dim=-1)
+            [self.atom_rbf(vec.norm(dim=-1)), nn.functional.one_hot(edges.intra.long(), 2).to(pos.dtype)], dim=-1
+        )
         for conv in self.atom_convs:
             h = conv(h, edges.src, edges.dst, edge_sh, edge_scalars)
         return h

@@ -3,6 +3,7 @@
 Neighbour graphs are built in plain torch (``torch.cdist`` per molecule and per cluster), so
 no pyg-lib / torch-cluster is needed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -84,8 +85,16 @@ class Edges:
     intra: Tensor
 
 
-def build_atom_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, *, mode: str = "knn",
-                     k_intra: int = 8, k_inter: int = 8, radius: float = 5.0) -> Edges:
+def build_atom_edges(
+    pos: Tensor,
+    mol_index: Tensor,
+    atom_batch: Tensor,
+    *,
+    mode: str = "knn",
+    k_intra: int = 8,
+    k_inter: int = 8,
+    radius: float = 5.0,
+) -> Edges:
     """Intra- and inter-molecular neighbour edges.
 
     ``mode="knn"`` links every atom to its ``k_intra`` nearest atoms of its own molecule and
@@ -114,8 +123,9 @@ def build_atom_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, *, mode
     if mode not in ("knn", "radius"):
         raise ValueError(f"edge mode must be 'knn' or 'radius', got {mode!r}")
     if pos.device.type == "cuda":
-        return build_atom_edges_dense(pos, mol_index, atom_batch, mode=mode, k_intra=k_intra,
-                                      k_inter=k_inter, radius=radius)
+        return build_atom_edges_dense(
+            pos, mol_index, atom_batch, mode=mode, k_intra=k_intra, k_inter=k_inter, radius=radius
+        )
     with torch.no_grad():
         intra = _intra_molecular_edges(pos, mol_index, mode, k_intra, radius)
         inter = _inter_molecular_edges(pos, mol_index, atom_batch, mode, k_inter, radius)
@@ -125,8 +135,9 @@ def build_atom_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, *, mode
     return Edges(src=src, dst=dst, intra=intra_flag)
 
 
-def _intra_molecular_edges(pos: Tensor, mol_index: Tensor, mode: str, k_intra: int,
-                           radius: float) -> tuple[Tensor, Tensor]:
+def _intra_molecular_edges(
+    pos: Tensor, mol_index: Tensor, mode: str, k_intra: int, radius: float
+) -> tuple[Tensor, Tensor]:
     """``(src, dst)`` within molecules, from one padded ``(M, T_max, T_max)`` distance tensor."""
     order = torch.argsort(mol_index, stable=True)
     sorted_mol = mol_index[order]
@@ -144,17 +155,19 @@ def _intra_molecular_edges(pos: Tensor, mol_index: Tensor, mode: str, k_intra: i
     return order[src + offsets[m]], order[dst + offsets[m]]
 
 
-def _inter_molecular_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mode: str, k_inter: int,
-                           radius: float) -> tuple[Tensor, Tensor]:
+def _inter_molecular_edges(
+    pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mode: str, k_inter: int, radius: float
+) -> tuple[Tensor, Tensor]:
     """``(src, dst)`` between molecules of the same cluster, cluster by cluster."""
     counts = torch.bincount(atom_batch).tolist()
     srcs, dsts, start = [], [], 0
     for count in counts:
         if count == 0:
             continue
-        part_pos, part_mol = pos[start:start + count], mol_index[start:start + count]
-        dist = torch.cdist(part_pos, part_pos).masked_fill_(part_mol.unsqueeze(1) == part_mol.unsqueeze(0),
-                                                          float("inf"))
+        part_pos, part_mol = pos[start : start + count], mol_index[start : start + count]
+        dist = torch.cdist(part_pos, part_pos).masked_fill_(
+            part_mol.unsqueeze(1) == part_mol.unsqueeze(0), float("inf")
+        )
         if mode == "knn":
             k = min(k_inter, count)
             values, index = dist.topk(k, dim=-1, largest=False)
@@ -170,8 +183,16 @@ def _inter_molecular_edges(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, m
     return (torch.cat(srcs) if srcs else empty), (torch.cat(dsts) if dsts else empty)
 
 
-def build_atom_edges_dense(pos: Tensor, mol_index: Tensor, atom_batch: Tensor, *, mode: str = "knn",
-                     k_intra: int = 8, k_inter: int = 8, radius: float = 5.0) -> Edges:
+def build_atom_edges_dense(
+    pos: Tensor,
+    mol_index: Tensor,
+    atom_batch: Tensor,
+    *,
+    mode: str = "knn",
+    k_intra: int = 8,
+    k_inter: int = 8,
+    radius: float = 5.0,
+) -> Edges:
     """The original neighbour search on padded ``(B, N_max, N_max)`` distance matrices.
 
     Same edge set as :func:`build_atom_edges` (kept as its reference and for benchmarks);
@@ -251,8 +272,9 @@ def gated_irreps(irreps_hidden: o3.Irreps) -> tuple[o3.Irreps, e3nn_nn.Gate]:
     scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
     gated = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
     gates = o3.Irreps(f"{gated.num_irreps}x0e")
-    gate = e3nn_nn.Gate(scalars, [nn.functional.silu] * len(scalars), gates,
-                        [torch.sigmoid] * len(gates) if len(gates) else [], gated)
+    gate = e3nn_nn.Gate(
+        scalars, [nn.functional.silu] * len(scalars), gates, [torch.sigmoid] * len(gates) if len(gates) else [], gated
+    )
     return gate.irreps_in, gate
 
 
@@ -269,8 +291,7 @@ class EquivariantConv(nn.Module):
         radial_hidden: hidden width of the radial MLP.
     """
 
-    def __init__(self, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int,
-                 radial_hidden: int = 32):
+    def __init__(self, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int, radial_hidden: int = 32):
         super().__init__()
         self.irreps_hidden = o3.Irreps(irreps_hidden)
         allowed = {ir for _, ir in self.irreps_hidden}
@@ -282,10 +303,12 @@ class EquivariantConv(nn.Module):
                         instructions.append((i, j, len(mid), "uvu", True))
                         mid.append((mul, ir_out))
         irreps_mid = o3.Irreps(mid)
-        self.tp = o3.TensorProduct(self.irreps_hidden, irreps_sh, irreps_mid, instructions,
-                                   shared_weights=False, internal_weights=False)
-        self.radial = nn.Sequential(nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(),
-                                    nn.Linear(radial_hidden, self.tp.weight_numel))
+        self.tp = o3.TensorProduct(
+            self.irreps_hidden, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = nn.Sequential(
+            nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(), nn.Linear(radial_hidden, self.tp.weight_numel)
+        )
         gate_in, self.gate = gated_irreps(self.irreps_hidden)
         self.linear_msg = o3.Linear(irreps_mid, gate_in)
         self.linear_self = o3.Linear(self.irreps_hidden, gate_in)
@@ -339,8 +362,14 @@ class ContactConv(nn.Module):
 
     num_paths = 4
 
-    def __init__(self, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int,
-                 radial_hidden: int = 16, channels: int = 16):
+    def __init__(
+        self,
+        irreps_hidden: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        edge_scalar_dim: int,
+        radial_hidden: int = 16,
+        channels: int = 16,
+    ):
         super().__init__()
         irreps_sh = o3.Irreps(irreps_sh)
         if len(irreps_sh) < 2 or irreps_sh[0] != (1, o3.Irrep("0e")) or irreps_sh[1] != (1, o3.Irrep("1o")):
@@ -349,8 +378,9 @@ class ContactConv(nn.Module):
         self.channels = channels
         irreps_msg = o3.Irreps(f"{channels}x0e+{channels}x1o")
         self.down = o3.Linear(self.irreps_hidden, irreps_msg)
-        self.radial = nn.Sequential(nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(),
-                                    nn.Linear(radial_hidden, self.num_paths * channels))
+        self.radial = nn.Sequential(
+            nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(), nn.Linear(radial_hidden, self.num_paths * channels)
+        )
         gate_in, self.gate = gated_irreps(self.irreps_hidden)
         self.linear_msg = o3.Linear(irreps_msg, gate_in)
         self.linear_self = o3.Linear(self.irreps_hidden, gate_in)
@@ -389,8 +419,9 @@ class ContactConv(nn.Module):
 ATOM_CONVS = ("e3nn", "contact")
 
 
-def atom_conv_layer(kind: str, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int,
-                    radial_hidden: int, channels: int) -> nn.Module:
+def atom_conv_layer(
+    kind: str, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, edge_scalar_dim: int, radial_hidden: int, channels: int
+) -> nn.Module:
     """One atom-level interaction block.
 
     Args:

@@ -33,6 +33,7 @@ Example:
     >>> system = build_system("kflow_assembleflow_K2", translation_scale=2.0)
     >>> model = build_model("S", head=system.head)
 """
+
 from __future__ import annotations
 
 import re
@@ -89,13 +90,24 @@ def build_system(name: str, *, translation_scale: float, num_bands: int = 1, **o
     if name not in SYSTEMS:
         raise ValueError(f"unknown system {name!r}; choose one of {system_names()}")
     if num_bands != 1:
-        raise ValueError(f"system {name!r} has one band; got num_bands={num_bands} "
-                         "(use kflow_assembleflow_K<n> or the rigid kflow_K<n> for bands)")
+        raise ValueError(
+            f"system {name!r} has one band; got num_bands={num_bands} "
+            "(use kflow_assembleflow_K<n> or the rigid kflow_K<n> for bands)"
+        )
     try:
         return SYSTEMS[name](translation_scale=translation_scale, **options)
     except TypeError as error:
         raise ValueError(f"system {name!r}: bad option ({error})") from None
 
 
-__all__ = ["SYSTEMS", "AssembleFlowSystem", "CrystalFlow", "CrystalFlowLERP", "CrystalSDE", "GNNMD",
-           "build_system", "is_system", "system_names"]
+__all__ = [
+    "SYSTEMS",
+    "AssembleFlowSystem",
+    "CrystalFlow",
+    "CrystalFlowLERP",
+    "CrystalSDE",
+    "GNNMD",
+    "build_system",
+    "is_system",
+    "system_names",
+]

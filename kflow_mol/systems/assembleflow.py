@@ -61,6 +61,7 @@ AssembleFlow's Euler step).
   translation MSE is in units of ``translation_scale`` (the original: Å), so that the weight
   10 on the quaternion term balances O(1) quantities for every data scale.
 """
+
 from __future__ import annotations
 
 import math
@@ -118,9 +119,17 @@ class AssembleFlowSystem:
     stochastic = False
     default_steps = 50
 
-    def __init__(self, translation_scale: float = 1.0, num_bands: int = 1, *, rotation_weight: float = 10.0,
-                 bump: str = "linear", kernel_width: float | str = "median", grouping: str = "equal_count",
-                 reverse: bool = False):
+    def __init__(
+        self,
+        translation_scale: float = 1.0,
+        num_bands: int = 1,
+        *,
+        rotation_weight: float = 10.0,
+        bump: str = "linear",
+        kernel_width: float | str = "median",
+        grouping: str = "equal_count",
+        reverse: bool = False,
+    ):
         if num_bands < 1:
             raise ValueError(f"num_bands (K) must be >= 1, got {num_bands}")
         if not translation_scale > 0:
@@ -129,8 +138,11 @@ class AssembleFlowSystem:
             raise ValueError(f"rotation_weight must be >= 0, got {rotation_weight}")
         self.num_bands, self.translation_scale = num_bands, float(translation_scale)
         self.rotation_weight = float(rotation_weight)
-        transform = (IdentityTransform() if num_bands == 1
-                     else GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping))
+        transform = (
+            IdentityTransform()
+            if num_bands == 1
+            else GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
+        )
         self.path = KAmplitudePath(transform, bump=bump, reverse=reverse)
 
     # ----- states ------------------------------------------------------------------------------
@@ -155,12 +167,14 @@ class AssembleFlowSystem:
     def positions(self, batch: Any, x: Tensor, layout: ClusterLayout) -> Tensor:
         """Atom positions ``(A, 3)`` of the flow state ``x`` ``(B, M, 6)``."""
         state = x.reshape(-1, 6)
-        return apply_rigid_motion(batch.pos_start, batch.mol_index, self.translation_scale * state[:, :3],
-                                  state[:, 3:], layout.centroid_start)
+        return apply_rigid_motion(
+            batch.pos_start, batch.mol_index, self.translation_scale * state[:, :3], state[:, 3:], layout.centroid_start
+        )
 
     # ----- network -----------------------------------------------------------------------------
-    def predict_end(self, model: nn.Module, batch: Any, x: Tensor, s: Tensor, q0: Tensor,
-                    layout: ClusterLayout) -> EndPose:
+    def predict_end(
+        self, model: nn.Module, batch: Any, x: Tensor, s: Tensor, q0: Tensor, layout: ClusterLayout
+    ) -> EndPose:
         """The network's end pose from the state ``x`` ``(B, M, 6)`` at ``s = k / K`` ``(B,)``."""
         out = call_network(model, batch, layout, self.positions(batch, x, layout), s)
         if out.translation is None:
@@ -171,8 +185,9 @@ class AssembleFlowSystem:
         return EndPose(state=end.reshape(x.shape), quaternion=quat_mul(relative, q0))
 
     # ----- training ----------------------------------------------------------------------------
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
-             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """``MSE(translation) + rotation_weight * MSE(quaternion)`` of the predicted end pose at random ``k``.
 
         ``k`` is uniform on ``[0, K)``, one per cluster, from ``draws`` when given.
@@ -207,9 +222,16 @@ class AssembleFlowSystem:
         return steps
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: Any, *, method: str = "euler",
-               steps_per_band: int | Sequence[int] | None = None, return_trajectory: bool = False,
-               generator: torch.Generator | None = None) -> AssemblySample:
+    def sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        *,
+        method: str = "euler",
+        steps_per_band: int | Sequence[int] | None = None,
+        return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> AssemblySample:
         """End-pose Euler sampling from the start state, band by band (deterministic).
 
         Args:
@@ -235,8 +257,7 @@ class AssembleFlowSystem:
         for position, steps in enumerate(self.steps_for(steps_per_band)):
             for i in range(steps):
                 t, t_next = i / steps, (i + 1) / steps
-                s = torch.full((layout.num_clusters,), (position + t) / self.num_bands, dtype=x.dtype,
-                               device=x.device)
+                s = torch.full((layout.num_clusters,), (position + t) / self.num_bands, dtype=x.dtype, device=x.device)
                 end = self.predict_end(model, batch, x, s, q0, layout)
                 nfe += 1
                 x = x + self._fraction(t, t_next) * self._on_band(end.state - x, position, context)

@@ -7,6 +7,7 @@ depend on how the batch is split over DDP ranks: per-cluster uniforms come from
 more ``draws.rand(B)`` value (clusters differ in atom count, so their noise cannot be rows of
 one fixed-shape draw).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ from kflow.training import StepDraws
 from kflow_mol.flow import ClusterLayout
 
 
-def uniform_per_cluster(num_clusters: int, *, draws: StepDraws | None, generator: torch.Generator | None,
-                        like: Tensor) -> Tensor:
+def uniform_per_cluster(
+    num_clusters: int, *, draws: StepDraws | None, generator: torch.Generator | None, like: Tensor
+) -> Tensor:
     """Uniform ``[0, 1)`` draws, one per cluster, shape ``(B,)``, dtype/device of ``like``."""
     if draws is not None:
         return draws.rand(num_clusters, device=like.device, dtype=like.dtype)
@@ -30,8 +32,9 @@ def uniform_per_cluster(num_clusters: int, *, draws: StepDraws | None, generator
     return torch.rand(num_clusters, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
-def normal_like(dense: Tensor, mask: Tensor, *, draws: StepDraws | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+def normal_like(
+    dense: Tensor, mask: Tensor, *, draws: StepDraws | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Standard normal noise shaped like a padded atom state, zero on padding.
 
     Args:
@@ -82,8 +85,9 @@ def atom_positions(batch: Any, x: Tensor, mask: Tensor, translation_scale: float
 
 def call_network(model: nn.Module, batch: Any, layout: ClusterLayout, pos: Tensor, s: Tensor):
     """The network call every system makes (as :meth:`AssemblyFlow.velocity` does); ``s`` is ``(B,)``."""
-    return model(z=batch.z, pos=pos, mol_index=batch.mol_index, atom_batch=layout.atom_batch,
-                 mol_batch=layout.mol_batch, s=s)
+    return model(
+        z=batch.z, pos=pos, mol_index=batch.mol_index, atom_batch=layout.atom_batch, mol_batch=layout.mol_batch, s=s
+    )
 
 
 def dense_atom_output(out, layout: ClusterLayout, max_atoms: int) -> Tensor:
@@ -113,5 +117,10 @@ def total_steps(steps_per_band: int | Sequence[int] | None, default: int) -> int
     return int(steps_per_band)
 
 
-METHOD_ALIASES = {"euler": "euler_maruyama", "em": "euler_maruyama", "euler_maruyama": "euler_maruyama",
-                  "pc": "pc", "ode": "ode"}
+METHOD_ALIASES = {
+    "euler": "euler_maruyama",
+    "em": "euler_maruyama",
+    "euler_maruyama": "euler_maruyama",
+    "pc": "pc",
+    "ode": "ode",
+}

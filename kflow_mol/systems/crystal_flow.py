@@ -13,6 +13,7 @@ padded per cluster to ``(B, A_max, 3)``.
 * LERP (:class:`CrystalFlowLERP`): the existing all-atom linear flow matching from the start
   state, :class:`kflow_mol.flow.AssemblyFlow` with ``mode="cartesian"`` (deterministic).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -56,8 +57,17 @@ class CrystalFlow:
     num_bands = 1
     default_steps = 50
 
-    def __init__(self, kind: str = "ve", translation_scale: float = 1.0, *, sigma_min: float = 0.01,
-                 sigma_max: float = 10.0, beta_min: float = 0.1, beta_max: float = 20.0, t_eps: float = 1e-3):
+    def __init__(
+        self,
+        kind: str = "ve",
+        translation_scale: float = 1.0,
+        *,
+        sigma_min: float = 0.01,
+        sigma_max: float = 10.0,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        t_eps: float = 1e-3,
+    ):
         if kind not in ("ve", "vp"):
             raise ValueError(f"CrystalFlow kind must be 've' or 'vp', got {kind!r}")
         if not translation_scale > 0:
@@ -75,8 +85,9 @@ class CrystalFlow:
         pos = atom_positions(batch, x, mask, self.translation_scale)
         return dense_atom_output(call_network(model, batch, layout, pos, t), layout, x.shape[1])
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
-             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """Conditional flow matching: MSE between the network and ``u_t`` over valid atoms, ``t ~ U[0, t_end)``."""
         layout = cluster_layout(batch)
         state = atom_state(batch, layout, self.translation_scale)
@@ -88,23 +99,38 @@ class CrystalFlow:
         return masked_mse(pred, sample.u_t, state.mask), {}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: Any, *, method: str = "euler",
-               steps_per_band: int | Sequence[int] | None = None,
-               return_trajectory: bool = False, generator: torch.Generator | None = None) -> AssemblySample:
+    def sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        *,
+        method: str = "euler",
+        steps_per_band: int | Sequence[int] | None = None,
+        return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> AssemblySample:
         """Integrate the learned velocity from a prior draw (``t = 0``) to ``t_end``."""
         layout = cluster_layout(batch)
         state = atom_state(batch, layout, self.translation_scale)
 
         def field(x: Tensor, t: float) -> Tensor:
-            return self.velocity(model, batch, layout, x, state.mask, torch.full((x.shape[0],), t, dtype=x.dtype,
-                                                                                   device=x.device))
+            return self.velocity(
+                model, batch, layout, x, state.mask, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+            )
 
-        return self._integrate(field, batch, state, method, total_steps(steps_per_band, self.default_steps),
-                               return_trajectory, generator)
+        return self._integrate(
+            field, batch, state, method, total_steps(steps_per_band, self.default_steps), return_trajectory, generator
+        )
 
     @torch.no_grad()
-    def sample_exact(self, batch: Any, *, method: str = "rk4", steps_per_band: int | Sequence[int] | None = None,
-                     generator: torch.Generator | None = None) -> AssemblySample:
+    def sample_exact(
+        self,
+        batch: Any,
+        *,
+        method: str = "rk4",
+        steps_per_band: int | Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AssemblySample:
         """Integrate the EXACT conditional velocity (uses the target: a correctness check)."""
         layout = cluster_layout(batch)
         state = atom_state(batch, layout, self.translation_scale)
@@ -115,8 +141,9 @@ class CrystalFlow:
         steps = total_steps(steps_per_band, self.default_steps)
         return self._integrate(field, batch, state, method, steps, False, generator)
 
-    def _integrate(self, field, batch, state, method: str, steps: int, return_trajectory: bool,
-                   generator: torch.Generator | None) -> AssemblySample:
+    def _integrate(
+        self, field, batch, state, method: str, steps: int, return_trajectory: bool, generator: torch.Generator | None
+    ) -> AssemblySample:
         if method not in ODE_METHODS:
             raise ValueError(f"unknown CrystalFlow sampling method {method!r}; use one of {ODE_METHODS}")
         weight = state.mask.unsqueeze(-1).to(state.target.dtype)
@@ -141,8 +168,12 @@ class CrystalFlow:
                 frames.append(x)
         scale = self.translation_scale
         trajectory = None if frames is None else [atom_positions(batch, f, state.mask, scale) for f in frames]
-        return AssemblySample(pos=atom_positions(batch, x, state.mask, scale), nfe=nfe, trajectory=trajectory,
-                              ks=grid if return_trajectory else None)
+        return AssemblySample(
+            pos=atom_positions(batch, x, state.mask, scale),
+            nfe=nfe,
+            trajectory=trajectory,
+            ks=grid if return_trajectory else None,
+        )
 
 
 class CrystalFlowLERP(AssemblyFlow):
@@ -161,8 +192,9 @@ class CrystalFlowLERP(AssemblyFlow):
         super().__init__(num_bands=1, mode="cartesian", translation_scale=translation_scale, **options)
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: Any, *, generator: torch.Generator | None = None,
-               **kwargs) -> AssemblySample:
+    def sample(
+        self, model: nn.Module, batch: Any, *, generator: torch.Generator | None = None, **kwargs
+    ) -> AssemblySample:
         """:meth:`AssemblyFlow.sample` (deterministic: ``generator`` is ignored; 12 steps by default)."""
         if kwargs.get("steps_per_band") is None:
             kwargs["steps_per_band"] = self.default_steps

@@ -12,6 +12,7 @@ state) and runs the reverse SDE to ``t_eps`` with Euler--Maruyama (``method="eul
 predictor--corrector scheme (``"pc"``: one Langevin corrector step per time, ``snr``) or the
 probability-flow ODE (``"ode"``). Samples are random: evaluate with several per cluster.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -55,9 +56,19 @@ class CrystalSDE:
     num_bands = 1
     default_steps = 100
 
-    def __init__(self, kind: str = "ve", translation_scale: float = 1.0, *, sigma_min: float = 0.01,
-                 sigma_max: float = 10.0, beta_min: float = 0.1, beta_max: float = 20.0, t_eps: float | None = None,
-                 snr: float = 0.16, corrector_steps: int = 1):
+    def __init__(
+        self,
+        kind: str = "ve",
+        translation_scale: float = 1.0,
+        *,
+        sigma_min: float = 0.01,
+        sigma_max: float = 10.0,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        t_eps: float | None = None,
+        snr: float = 0.16,
+        corrector_steps: int = 1,
+    ):
         if kind not in ("ve", "vp"):
             raise ValueError(f"CrystalSDE kind must be 've' or 'vp', got {kind!r}")
         if not translation_scale > 0:
@@ -81,8 +92,9 @@ class CrystalSDE:
         pos = atom_positions(batch, x, mask, self.translation_scale)
         return dense_atom_output(call_network(model, batch, layout, pos, t), layout, x.shape[1])
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
-             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """Denoising score matching (noise-prediction MSE over valid atoms) at random ``t``."""
         layout = cluster_layout(batch)
         state = atom_state(batch, layout, self.translation_scale)
@@ -96,9 +108,16 @@ class CrystalSDE:
         return dsm_loss(score, perturbation, mask=state.mask.unsqueeze(-1)), {}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: Any, *, method: str = "euler",
-               steps_per_band: int | Sequence[int] | None = None,
-               return_trajectory: bool = False, generator: torch.Generator | None = None) -> AssemblySample:
+    def sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        *,
+        method: str = "euler",
+        steps_per_band: int | Sequence[int] | None = None,
+        return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> AssemblySample:
         """Reverse-SDE sample from the prior around the start state.
 
         Args:
@@ -121,12 +140,23 @@ class CrystalSDE:
         def score_fn(x: Tensor, t: Tensor) -> Tensor:
             return self.score(model, batch, layout, x, state.mask, t)
 
-        result = self.sampler.sample(score_fn, x_init, steps=total_steps(steps_per_band, self.default_steps),
-                                     method=METHOD_ALIASES[method], snr=self.snr,
-                                     corrector_steps=self.corrector_steps, mask=state.mask.unsqueeze(-1),
-                                     generator=generator, return_trajectory=return_trajectory)
+        result = self.sampler.sample(
+            score_fn,
+            x_init,
+            steps=total_steps(steps_per_band, self.default_steps),
+            method=METHOD_ALIASES[method],
+            snr=self.snr,
+            corrector_steps=self.corrector_steps,
+            mask=state.mask.unsqueeze(-1),
+            generator=generator,
+            return_trajectory=return_trajectory,
+        )
         trajectory = None
         if return_trajectory:
             trajectory = [atom_positions(batch, x, state.mask, self.translation_scale) for x in result.trajectory]
-        return AssemblySample(pos=atom_positions(batch, result.x, state.mask, self.translation_scale), nfe=result.nfe,
-                              trajectory=trajectory, ks=None if result.ts is None else [1 - t for t in result.ts])
+        return AssemblySample(
+            pos=atom_positions(batch, result.x, state.mask, self.translation_scale),
+            nfe=result.nfe,
+            trajectory=trajectory,
+            ks=None if result.ts is None else [1 - t for t in result.ts],
+        )

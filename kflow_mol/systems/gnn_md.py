@@ -9,6 +9,7 @@ prediction moves every start molecule rigidly about its centroid:
 Loss on the final pose: the mean squared atom-position error in units of ``sigma``,
 ``|pos_pred - pos_target|^2 / (3 sigma^2)`` averaged over atoms. No flow, no sampling steps.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,19 +47,33 @@ class GNNMD:
         out = call_network(model, batch, layout, batch.pos_start, s)
         if out.translation is None:
             raise ValueError("gnn_md needs the rigid head: build_model(head='rigid')")
-        return apply_rigid_motion(batch.pos_start, batch.mol_index, self.translation_scale * out.translation,
-                                  out.rotation, layout.centroid_start)
+        return apply_rigid_motion(
+            batch.pos_start,
+            batch.mol_index,
+            self.translation_scale * out.translation,
+            out.rotation,
+            layout.centroid_start,
+        )
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None,
-             draws: StepDraws | None = None) -> tuple[Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """Mean squared atom error of the predicted final pose (in ``sigma`` units); no randomness."""
         pred = self.predict(model, batch)
         error = (pred - batch.pos_target) / self.translation_scale
         return error.pow(2).mean(), {}
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, batch: Any, *, method: str = "euler", steps_per_band: int = 1,
-               return_trajectory: bool = False, generator: torch.Generator | None = None) -> AssemblySample:
+    def sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        *,
+        method: str = "euler",
+        steps_per_band: int = 1,
+        return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> AssemblySample:
         """The one-pass prediction (``method``, ``steps_per_band`` and ``generator`` are ignored)."""
         pos = self.predict(model, batch)
         trajectory = [batch.pos_start, pos] if return_trajectory else None

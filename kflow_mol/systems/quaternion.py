@@ -3,6 +3,7 @@
 Quaternions are ``(..., 4)`` tensors ``(w, x, y, z)``; ``q`` and ``-q`` are the same rotation.
 The rotation of a vector ``v`` is ``q v q*`` (active), matching :func:`matrix_from_quat`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,10 +17,15 @@ def quat_mul(p: Tensor, q: Tensor) -> Tensor:
     """Hamilton product ``p q`` (rotate by ``q`` first, then ``p``), shapes ``(..., 4)``."""
     w1, x1, y1, z1 = p.unbind(-1)
     w2, x2, y2, z2 = q.unbind(-1)
-    return torch.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], dim=-1)
+    return torch.stack(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ],
+        dim=-1,
+    )
 
 
 def quat_conj(q: Tensor) -> Tensor:
@@ -56,9 +62,17 @@ def rotvec_from_quat(q: Tensor) -> Tensor:
 def matrix_from_quat(q: Tensor) -> Tensor:
     """Rotation matrices ``(..., 3, 3)`` of unit quaternions ``(..., 4)``."""
     w, x, y, z = q.unbind(-1)
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]
+    rows = [
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - z * w),
+        2 * (x * z + y * w),
+        2 * (x * y + z * w),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - x * w),
+        2 * (x * z - y * w),
+        2 * (y * z + x * w),
+        1 - 2 * (x * x + y * y),
+    ]
     return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 
@@ -69,16 +83,50 @@ def quat_from_matrix(rot: Tensor) -> Tensor:
     nearest rotation when ``rot`` is slightly non-orthogonal).
     """
     r = rot
-    k = torch.stack([
-        torch.stack([r[..., 0, 0] - r[..., 1, 1] - r[..., 2, 2], r[..., 1, 0] + r[..., 0, 1],
-                     r[..., 2, 0] + r[..., 0, 2], r[..., 2, 1] - r[..., 1, 2]], -1),
-        torch.stack([r[..., 1, 0] + r[..., 0, 1], r[..., 1, 1] - r[..., 0, 0] - r[..., 2, 2],
-                     r[..., 2, 1] + r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0]], -1),
-        torch.stack([r[..., 2, 0] + r[..., 0, 2], r[..., 2, 1] + r[..., 1, 2],
-                     r[..., 2, 2] - r[..., 0, 0] - r[..., 1, 1], r[..., 1, 0] - r[..., 0, 1]], -1),
-        torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
-                     r[..., 1, 0] - r[..., 0, 1], r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]], -1),
-    ], -2) / 3.0
+    k = (
+        torch.stack(
+            [
+                torch.stack(
+                    [
+                        r[..., 0, 0] - r[..., 1, 1] - r[..., 2, 2],
+                        r[..., 1, 0] + r[..., 0, 1],
+                        r[..., 2, 0] + r[..., 0, 2],
+                        r[..., 2, 1] - r[..., 1, 2],
+                    ],
+                    -1,
+                ),
+                torch.stack(
+                    [
+                        r[..., 1, 0] + r[..., 0, 1],
+                        r[..., 1, 1] - r[..., 0, 0] - r[..., 2, 2],
+                        r[..., 2, 1] + r[..., 1, 2],
+                        r[..., 0, 2] - r[..., 2, 0],
+                    ],
+                    -1,
+                ),
+                torch.stack(
+                    [
+                        r[..., 2, 0] + r[..., 0, 2],
+                        r[..., 2, 1] + r[..., 1, 2],
+                        r[..., 2, 2] - r[..., 0, 0] - r[..., 1, 1],
+                        r[..., 1, 0] - r[..., 0, 1],
+                    ],
+                    -1,
+                ),
+                torch.stack(
+                    [
+                        r[..., 2, 1] - r[..., 1, 2],
+                        r[..., 0, 2] - r[..., 2, 0],
+                        r[..., 1, 0] - r[..., 0, 1],
+                        r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2],
+                    ],
+                    -1,
+                ),
+            ],
+            -2,
+        )
+        / 3.0
+    )
     _, vectors = torch.linalg.eigh(k.double())
     xyzw = vectors[..., -1].to(rot.dtype)
     return canonical(torch.cat([xyzw[..., 3:], xyzw[..., :3]], dim=-1))
@@ -126,11 +174,13 @@ def inertial_frames(pos: Tensor, mol_index: Tensor, num_mols: int | None = None)
     rel = (pos - scatter(pos, mol_index, dim=0, dim_size=num_mols, reduce="mean")[mol_index]).double()
     outer = rel.unsqueeze(-1) * rel.unsqueeze(-2)
     eye = torch.eye(3, dtype=rel.dtype, device=rel.device)
-    inertia = scatter((rel * rel).sum(-1)[:, None, None] * eye - outer, mol_index, dim=0, dim_size=num_mols,
-                      reduce="sum")
+    inertia = scatter(
+        (rel * rel).sum(-1)[:, None, None] * eye - outer, mol_index, dim=0, dim_size=num_mols, reduce="sum"
+    )
     _, axes = torch.linalg.eigh(inertia)
-    third = scatter((rel.unsqueeze(-1) * axes[mol_index]).sum(-2) ** 3, mol_index, dim=0, dim_size=num_mols,
-                    reduce="sum")  # (M, 3)
+    third = scatter(
+        (rel.unsqueeze(-1) * axes[mol_index]).sum(-2) ** 3, mol_index, dim=0, dim_size=num_mols, reduce="sum"
+    )  # (M, 3)
     sign = torch.where(third < 0, -1.0, 1.0).to(axes.dtype)
     e1, e2 = axes[..., 0] * sign[:, :1], axes[..., 1] * sign[:, 1:2]
     frames = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)

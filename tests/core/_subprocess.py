@@ -13,8 +13,7 @@ WORKER = Path(__file__).with_name("_train_worker.py")
 
 
 def worker_env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONWARNINGS": "ignore"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def worker_command(out_dir, *args, nproc: int = 1) -> list[str]:
@@ -24,8 +23,7 @@ def worker_command(out_dir, *args, nproc: int = 1) -> list[str]:
     return launcher + [str(WORKER), "--out", str(out_dir), *map(str, args)]
 
 
-def run_worker(out_dir, *args, nproc: int = 1, timeout: float = 180,
-               in_process: bool = False) -> dict:
+def run_worker(out_dir, *args, nproc: int = 1, timeout: float = 180, in_process: bool = False) -> dict:
     """Train to completion; returns result.json plus the trained parameters under "params".
 
     `in_process` runs the worker's main() in this interpreter (saves a torch import).
@@ -39,8 +37,14 @@ def run_worker(out_dir, *args, nproc: int = 1, timeout: float = 180,
         finally:
             torch.set_num_threads(threads)
     else:
-        done = subprocess.run(worker_command(out_dir, *args, nproc=nproc), cwd=REPO,
-                              env=worker_env(), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            worker_command(out_dir, *args, nproc=nproc),
+            cwd=REPO,
+            env=worker_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return run_worker_result(out_dir)
 

@@ -21,8 +21,7 @@ from torch import nn
 
 from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
-from kflow.training import (DistributedContext, NonFiniteLossError, TrainConfig, Trainer,
-                            seed_everything)
+from kflow.training import DistributedContext, NonFiniteLossError, TrainConfig, Trainer, seed_everything
 from kflow.transforms.fourier import FourierTransform
 
 LENGTH = 16
@@ -43,8 +42,7 @@ class SmoothSignals(torch.utils.data.Dataset):
         phases = 2 * math.pi * torch.rand(size, 3, generator=generator)
         amplitudes = torch.randn(size, 3, generator=generator)
         waves = torch.sin(2 * math.pi * freqs[..., None] * grid + phases[..., None])
-        self.x1 = (amplitudes[..., None] * waves).sum(1) + 0.05 * torch.randn(size, LENGTH,
-                                                                               generator=generator)
+        self.x1 = (amplitudes[..., None] * waves).sum(1) + 0.05 * torch.randn(size, LENGTH, generator=generator)
         self.paired_noise = paired_noise
         self.x0 = torch.randn(size, LENGTH, generator=generator)
         self.u = torch.rand(size, generator=generator)
@@ -63,8 +61,9 @@ class VelocityMLP(nn.Module):
 
     def __init__(self, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(LENGTH + 1, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, LENGTH))
+        self.net = nn.Sequential(
+            nn.Linear(LENGTH + 1, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, LENGTH)
+        )
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, s[:, None].to(x.dtype)], dim=1))
@@ -123,26 +122,50 @@ def parse_args(argv=None):
     parser.add_argument("--paired-noise", action="store_true")
     parser.add_argument("--ema-decay", type=float, default=None)
     parser.add_argument("--step-delay-s", type=float, default=0.0)
-    parser.add_argument("--resume-check-at", type=int, default=None,
-                        help="also train with global-RNG noise in OUT/rng_whole, and in "
-                             "OUT/rng_split stop at this step and resume with a new Trainer")
+    parser.add_argument(
+        "--resume-check-at",
+        type=int,
+        default=None,
+        help="also train with global-RNG noise in OUT/rng_whole, and in "
+        "OUT/rng_split stop at this step and resume with a new Trainer",
+    )
     parser.add_argument("--compile-backend", default=None)
-    parser.add_argument("--nan-check-at", type=int, default=None,
-                        help="also train in OUT/nan_run with the last rank's loss NaN from this step")
+    parser.add_argument(
+        "--nan-check-at",
+        type=int,
+        default=None,
+        help="also train in OUT/nan_run with the last rank's loss NaN from this step",
+    )
     return parser.parse_args(argv)
 
 
-def train_run(args, context: DistributedContext, out_dir: str, steps: int, resume: bool,
-              paired_noise: bool, loss_fn=None):
+def train_run(
+    args, context: DistributedContext, out_dir: str, steps: int, resume: bool, paired_noise: bool, loss_fn=None
+):
     seed_everything(args.seed)
-    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr,
-                      ckpt_every=args.ckpt_every, log_every=args.log_every, seed=args.seed,
-                      out_dir=out_dir, resume=resume, ema_decay=args.ema_decay, progress=False,
-                      compile=args.compile_backend is not None,
-                      compile_backend=args.compile_backend or "inductor")
-    trainer = Trainer(VelocityMLP(), loss_fn or KFlowLoss(make_path(), args.step_delay_s),
-                      SmoothSignals(paired_noise=paired_noise), cfg, dist_context=context,
-                      signature={"problem": "smooth-signals-16"}, run_config=vars(args))
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        ckpt_every=args.ckpt_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        out_dir=out_dir,
+        resume=resume,
+        ema_decay=args.ema_decay,
+        progress=False,
+        compile=args.compile_backend is not None,
+        compile_backend=args.compile_backend or "inductor",
+    )
+    trainer = Trainer(
+        VelocityMLP(),
+        loss_fn or KFlowLoss(make_path(), args.step_delay_s),
+        SmoothSignals(paired_noise=paired_noise),
+        cfg,
+        dist_context=context,
+        signature={"problem": "smooth-signals-16"},
+        run_config=vars(args),
+    )
     return trainer.fit()
 
 
@@ -151,10 +174,16 @@ def resume_check(args, context: DistributedContext) -> dict:
     whole = train_run(args, context, f"{args.out}/rng_whole", args.steps, False, False)
     train_run(args, context, f"{args.out}/rng_split", args.resume_check_at, False, False)
     resumed = train_run(args, context, f"{args.out}/rng_split", args.steps, True, False)
-    difference = max((a - b).abs().max().item() for a, b in
-                     zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
-    return {"whole_final_loss": whole.final_loss, "resumed_final_loss": resumed.final_loss,
-            "resumed_step": resumed.step, "max_param_difference": difference}
+    difference = max(
+        (a - b).abs().max().item()
+        for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values())
+    )
+    return {
+        "whole_final_loss": whole.final_loss,
+        "resumed_final_loss": resumed.final_loss,
+        "resumed_step": resumed.step,
+        "max_param_difference": difference,
+    }
 
 
 class NaNOnLastRank(KFlowLoss):
@@ -187,15 +216,24 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     context = DistributedContext.from_env("cpu")
     result = train_run(args, context, args.out, args.steps, args.resume, args.paired_noise)
-    shard = list(range(32))[context.rank::context.world_size]
+    shard = list(range(32))[context.rank :: context.world_size]
     gathered = sorted(context.all_gather_objects(eval_losses(result.model, make_path(), shard)))
     check = resume_check(args, context) if args.resume_check_at is not None else None
     nan = nan_check(args, context) if args.nan_check_at is not None else None
     if context.is_main:
-        Path(args.out, "result.json").write_text(json.dumps({
-            "final_loss": result.final_loss, "step": result.step, "history": result.history,
-            "eval": gathered, "world_size": context.world_size, "resume_check": check,
-            "nan_check": nan}))
+        Path(args.out, "result.json").write_text(
+            json.dumps(
+                {
+                    "final_loss": result.final_loss,
+                    "step": result.step,
+                    "history": result.history,
+                    "eval": gathered,
+                    "world_size": context.world_size,
+                    "resume_check": check,
+                    "nan_check": nan,
+                }
+            )
+        )
         torch.save(result.model.state_dict(), Path(args.out, "params.pt"))
     context.shutdown()
 

@@ -1,4 +1,5 @@
 """group_bands on hand-computed inputs, band_energy against a direct sum."""
+
 import pytest
 import torch
 
@@ -77,9 +78,7 @@ def test_band_energy_sums_squared_coefficients():
     x = torch.randn(5, 16, dtype=torch.float64)
     energy = band_energy(transform, x)
     coeffs = transform.forward(x)
-    expected = torch.stack(
-        [coeffs[:, transform.band_index == b].pow(2).sum() / 5 for b in range(3)]
-    )
+    expected = torch.stack([coeffs[:, transform.band_index == b].pow(2).sum() / 5 for b in range(3)])
     torch.testing.assert_close(energy, expected)
     # Orthonormal transform: band energies add up to the mean squared norm.
     torch.testing.assert_close(energy.sum(), x.pow(2).sum() / 5)

@@ -1,4 +1,5 @@
 """The core must not depend on a branch or on Hydra (Hydra lives at the edge: scripts/, configs/)."""
+
 import ast
 import pathlib
 import subprocess
@@ -20,8 +21,9 @@ def imported_modules(path: pathlib.Path) -> set[str]:
 
 
 def test_core_source_imports_no_branch_and_no_hydra():
-    offenders = {str(p.relative_to(CORE.parent)): sorted(imported_modules(p) & set(FORBIDDEN))
-                 for p in CORE.rglob("*.py")}
+    offenders = {
+        str(p.relative_to(CORE.parent)): sorted(imported_modules(p) & set(FORBIDDEN)) for p in CORE.rglob("*.py")
+    }
     offenders = {p: names for p, names in offenders.items() if names}
     assert not offenders, f"kflow/ must not import {FORBIDDEN}: {offenders}"
 

@@ -1,9 +1,10 @@
 """EMA warm-up: decay min(decay, (1 + t) / (10 + t)), so short runs do not sample from initial weights."""
+
 import pytest
 import torch
 from torch import nn
 
-from kflow.training import Trainer, TrainConfig
+from kflow.training import TrainConfig, Trainer
 from kflow.training.ema import EMA
 
 
@@ -33,8 +34,16 @@ def test_trainer_ema_warmup_tracks_the_trained_weights(tmp_path):
         torch.manual_seed(0)
         model = nn.Linear(3, 1)
         initial = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-        cfg = TrainConfig(steps=40, batch_size=16, lr=0.05, ema_decay=0.999, ema_warmup=warmup,
-                          out_dir=str(tmp_path / str(warmup)), progress=False, ckpt_every=1000)
+        cfg = TrainConfig(
+            steps=40,
+            batch_size=16,
+            lr=0.05,
+            ema_decay=0.999,
+            ema_warmup=warmup,
+            out_dir=str(tmp_path / str(warmup)),
+            progress=False,
+            ckpt_every=1000,
+        )
         result = Trainer(model, loss_fn, data, cfg).fit()
         ema = torch.cat([p.flatten() for p in result.ema_model.parameters()])
         final = torch.cat([p.detach().flatten() for p in result.model.parameters()])

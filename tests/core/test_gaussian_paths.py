@@ -1,4 +1,5 @@
 """Gaussian conditional paths (VE, VP) and their schedules: endpoints, velocities, exact transport."""
+
 import math
 
 import pytest
@@ -74,8 +75,9 @@ def test_integrating_the_exact_conditional_velocity_reaches_the_data(path):
 
     times = torch.tensor([0.0, t_end], dtype=DTYPE)
     out = odeint(field, x0, times, method="dopri5", rtol=1e-9, atol=1e-10)[-1]
-    torch.testing.assert_close(out, path.sample(x1, torch.full((6,), t_end, dtype=DTYPE), noise=eps).x_t,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out, path.sample(x1, torch.full((6,), t_end, dtype=DTYPE), noise=eps).x_t, atol=1e-6, rtol=0
+    )
     residual = 0.01 if isinstance(path, VEPath) else path.schedule.std(torch.tensor(1e-4, dtype=DTYPE))
     assert float((out - x1).abs().max()) <= 4 * float(residual) + 1e-6
 

@@ -11,8 +11,13 @@ pytestmark = pytest.mark.gpu
 DEVICE = "cuda"
 
 
-@pytest.mark.parametrize("make", [lambda: FourierTransform((1, 16, 16), num_bands=3),
-                                  lambda: WaveletTransform((1, 16, 16), wavelet="db2", levels=2)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FourierTransform((1, 16, 16), num_bands=3),
+        lambda: WaveletTransform((1, 16, 16), wavelet="db2", levels=2),
+    ],
+)
 def test_image_transforms_round_trip_and_path_is_exact_on_cuda(make):
     transform = make().to(DEVICE)
     g = torch.Generator().manual_seed(0)
@@ -33,8 +38,9 @@ def test_graph_spectral_path_is_exact_on_cuda():
     x0 = torch.randn(3, 17, 6, generator=g, dtype=torch.float64).to(DEVICE)
     x1 = torch.randn(3, 17, 6, generator=g, dtype=torch.float64).to(DEVICE)
     path = KAmplitudePath(transform)
-    assert_velocity_on_current_band(path, x0, x1, torch.tensor([0.2, 1.5, 2.9], dtype=torch.float64, device=DEVICE),
-                                    context)
+    assert_velocity_on_current_band(
+        path, x0, x1, torch.tensor([0.2, 1.5, 2.9], dtype=torch.float64, device=DEVICE), context
+    )
     assert_sampler_reaches_target(path, x0, x1, context, steps_per_band=8)
 
 
@@ -44,5 +50,4 @@ def test_bf16_autocast_forward_backward_on_cuda():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = model(x).float().pow(2).mean()
     loss.backward()
-    assert torch.isfinite(loss) and all(p.grad is not None and torch.isfinite(p.grad).all()
-                                        for p in model.parameters())
+    assert torch.isfinite(loss) and all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

@@ -1,4 +1,5 @@
 """k sampling and the flow-matching loss."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """KAmplitudePath: endpoints, band structure of the velocity, finite differences, K=1 == FM."""
+
 import pytest
 import torch
 
@@ -17,8 +18,10 @@ def random_matrix_transform(dim=12, num_bands=3, seed=0):
 
 def pair(batch=5, dim=12, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 3, dim // 3, generator=g, dtype=DTYPE),
-            torch.randn(batch, 3, dim // 3, generator=g, dtype=DTYPE))
+    return (
+        torch.randn(batch, 3, dim // 3, generator=g, dtype=DTYPE),
+        torch.randn(batch, 3, dim // 3, generator=g, dtype=DTYPE),
+    )
 
 
 @pytest.mark.parametrize("bump", sorted(BUMPS))
@@ -111,8 +114,10 @@ def test_band_mask_exact(reverse):
     path = KAmplitudePath(identity_bands_transform(), reverse=reverse)
     k = torch.tensor([0.0, 0.5, 1.0, 2.2, 3.0], dtype=DTYPE)
     mask = path.band_mask(k, like=torch.zeros(5, 6, dtype=DTYPE))
-    forward = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0],
-                            [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]], dtype=DTYPE)
+    forward = torch.tensor(
+        [[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]],
+        dtype=DTYPE,
+    )
     expected = forward.flip(1) if reverse else forward  # reversed: band 2 moves first
     assert torch.equal(mask, expected)
     assert mask.dtype == DTYPE and mask.shape == (5, 6)

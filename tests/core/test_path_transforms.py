@@ -1,10 +1,15 @@
 """The path contract on every shipped transform, through the shipped assertions."""
+
 import pytest
 import torch
 
 from kflow.path import KAmplitudePath
-from kflow.testing import (assert_path_endpoints, assert_sampler_reaches_target,
-                           assert_velocity_matches_finite_difference, assert_velocity_on_current_band)
+from kflow.testing import (
+    assert_path_endpoints,
+    assert_sampler_reaches_target,
+    assert_velocity_matches_finite_difference,
+    assert_velocity_on_current_band,
+)
 from kflow.transforms import FourierTransform, GraphSpectralTransform, PCATransform, WaveletTransform
 
 D = torch.float64

@@ -1,4 +1,5 @@
 """KFlowSampler: exact conditional velocity carries x0 to x1; band edges; steering options."""
+
 import pytest
 import torch
 
@@ -56,8 +57,9 @@ def test_steps_never_straddle_band_edges_and_nfe_is_counted():
     path = make_path("smoothstep")
     x0, x1 = pair()
     log = []
-    result = KFlowSampler(path).sample(exact_velocity(path, x0, x1, log), x0, method="heun",
-                                       steps_per_band=[2, 3, 4], return_trajectory=True)
+    result = KFlowSampler(path).sample(
+        exact_velocity(path, x0, x1, log), x0, method="heun", steps_per_band=[2, 3, 4], return_trajectory=True
+    )
     assert result.nfe == 2 * (2 + 3 + 4) == len(log)
     assert result.ks[0] == 0.0 and result.ks[-1] == pytest.approx(3.0)
     assert len(result.trajectory) == 1 + 9
@@ -71,8 +73,9 @@ def test_drop_condition_after_fraction():
     path = make_path()
     x0, x1 = pair()
     log = []
-    KFlowSampler(path).sample(exact_velocity(path, x0, x1, log), x0, cond="label", steps_per_band=10,
-                              drop_cond_after=0.3)
+    KFlowSampler(path).sample(
+        exact_velocity(path, x0, x1, log), x0, cond="label", steps_per_band=10, drop_cond_after=0.3
+    )
     assert all(c == "label" for k, c in log if k < 0.9 - 1e-9)
     assert all(c is None for k, c in log if k >= 0.9 - 1e-9)
     assert any(c is None for _, c in log) and any(c == "label" for _, c in log)
@@ -86,8 +89,15 @@ def test_restoration_keeps_fixed_bands_exactly_and_starts_at_k_start():
     mask = (transform.band_index == 0).expand_as(observed)
     start = transform.inverse(torch.where(mask, observed, transform.forward(x0)))
     log = []
-    result = KFlowSampler(path).sample(exact_velocity(path, x0, x1, log), start, k_start=1.0, method="rk4",
-                                       steps_per_band=20, fixed_coeffs=observed, fixed_mask=mask)
+    result = KFlowSampler(path).sample(
+        exact_velocity(path, x0, x1, log),
+        start,
+        k_start=1.0,
+        method="rk4",
+        steps_per_band=20,
+        fixed_coeffs=observed,
+        fixed_mask=mask,
+    )
     assert min(k for k, _ in log) >= 1.0
     out = transform.forward(result.x)
     torch.testing.assert_close(out[mask], observed[mask], atol=1e-12, rtol=0)
@@ -105,8 +115,10 @@ def test_share_bands_makes_chosen_bands_identical():
     torch.testing.assert_close(c[:, ~high], c_orig[:, ~high], atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("total,weights,expected", [(10, [1, 1], [5, 5]), (10, [3, 1], [7, 3]),
-                                                    (2, [1, 1, 1], [1, 1, 1]), (6, [0, 0, 1], [1, 1, 4])])
+@pytest.mark.parametrize(
+    "total,weights,expected",
+    [(10, [1, 1], [5, 5]), (10, [3, 1], [7, 3]), (2, [1, 1, 1], [1, 1, 1]), (6, [0, 0, 1], [1, 1, 4])],
+)
 def test_allocate_steps(total, weights, expected):
     assert allocate_steps(total, weights) == expected
 

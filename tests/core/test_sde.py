@@ -1,4 +1,5 @@
 """VE / VP SDEs: marginals against the SDE's moment equations, DSM, reverse-time samplers."""
+
 import pytest
 import torch
 
@@ -26,7 +27,9 @@ def test_marginals_hit_their_endpoints():
     torch.testing.assert_close(mean, x0)
     assert float(std.abs().max()) == 0.0
     mean, std = vp.marginal(x0, one)
-    assert float(mean.abs().max()) < 0.01 * float(x0.abs().max()) and torch.allclose(std, torch.ones_like(std), atol=1e-4)
+    assert float(mean.abs().max()) < 0.01 * float(x0.abs().max()) and torch.allclose(
+        std, torch.ones_like(std), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("sde", [VESDE(0.01, 5.0), VPSDE(0.1, 20.0)], ids=["ve", "vp"])
@@ -94,8 +97,9 @@ def test_stochastic_samplers_are_reproducible_with_a_generator():
     for seed in (3, 3, 4):
         g = torch.Generator().manual_seed(seed)
         start = sde.prior_sample(x0.shape, generator=g, dtype=DTYPE)
-        runs.append(sampler.sample(exact_score(sde, x0), start, steps=20, method="pc", generator=g,
-                                   return_trajectory=True))
+        runs.append(
+            sampler.sample(exact_score(sde, x0), start, steps=20, method="pc", generator=g, return_trajectory=True)
+        )
     assert torch.equal(runs[0].x, runs[1].x) and not torch.equal(runs[0].x, runs[2].x)
     assert len(runs[0].trajectory) == 21 and runs[0].ts[0] == 1.0 and abs(runs[0].ts[-1] - sde.t_eps) < 1e-12
 

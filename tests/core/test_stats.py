@@ -1,4 +1,5 @@
 """Bootstrap confidence intervals on hand-made cases with known answers."""
+
 import numpy as np
 import pytest
 

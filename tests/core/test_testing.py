@@ -1,4 +1,5 @@
 """The shipped assertions pass on good transforms and catch broken ones."""
+
 import pytest
 import torch
 
@@ -95,6 +96,4 @@ def test_assert_equivariant_accepts_equivariant_and_rejects_others():
         weighted_centroid, (points, weights), lambda a: (a[0] @ rotation.T, a[1]), lambda y: y @ rotation.T
     )
     with pytest.raises(AssertionError, match="not equivariant"):
-        assert_equivariant(
-            lambda p: p[:, 0], points, lambda p: p @ rotation.T, lambda y: y
-        )
+        assert_equivariant(lambda p: p[:, 0], points, lambda p: p @ rotation.T, lambda y: y)

@@ -7,16 +7,35 @@ import random
 import numpy as np
 import pytest
 import torch
+from _train_worker import KFlowLoss, SmoothSignals, VelocityMLP, make_path
 from torch import nn
 
-from _train_worker import KFlowLoss, SmoothSignals, VelocityMLP, make_path
-from kflow.training import (EMA, CheckpointError, CheckpointMismatchError, ConfigError,
-                            CSVLogger, DistributedContext, EpochBatches, NonFiniteLossError,
-                            TrainConfig, Trainer, TrainingInterrupted, capture_rng_state,
-                            check_choice, check_dir, check_range, exit_on_training_error,
-                            load_checkpoint,
-                            move_to_device, plot_loss_curve, read_csv_log, resolve_device,
-                            restore_rng_state, save_checkpoint, seed_everything)
+from kflow.training import (
+    EMA,
+    CheckpointError,
+    CheckpointMismatchError,
+    ConfigError,
+    CSVLogger,
+    DistributedContext,
+    EpochBatches,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    capture_rng_state,
+    check_choice,
+    check_dir,
+    check_range,
+    exit_on_training_error,
+    load_checkpoint,
+    move_to_device,
+    plot_loss_curve,
+    read_csv_log,
+    resolve_device,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +49,15 @@ def _one_thread():
 def train(out_dir, steps=20, model=None, loss_fn=None, signature=None, dataset=None, **overrides):
     seed_everything(0)
     model = model or VelocityMLP(hidden=32)
-    options = dict(steps=steps, batch_size=8, lr=3e-3, ckpt_every=10, log_every=5,
-                   out_dir=str(out_dir), progress=False)
+    options = dict(steps=steps, batch_size=8, lr=3e-3, ckpt_every=10, log_every=5, out_dir=str(out_dir), progress=False)
     options.update(overrides)
-    trainer = Trainer(model, loss_fn or KFlowLoss(make_path()), dataset or SmoothSignals(),
-                      TrainConfig(**options),
-                      signature=signature or {"problem": "smooth-signals-16"})
+    trainer = Trainer(
+        model,
+        loss_fn or KFlowLoss(make_path()),
+        dataset or SmoothSignals(),
+        TrainConfig(**options),
+        signature=signature or {"problem": "smooth-signals-16"},
+    )
     return trainer.fit()
 
 
@@ -44,12 +66,21 @@ def flat_params(model):
 
 
 # ---------------------------------------------------------------- config
-@pytest.mark.parametrize("bad, key", [
-    ({"steps": -1}, "steps"), ({"batch_size": 0}, "batch_size"), ({"lr": 0.0}, "lr"),
-    ({"amp": "fp8"}, "amp"), ({"ema_decay": 1.5}, "ema_decay"), ({"log_every": 0}, "log_every"),
-    ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"), ({"device": "tpu"}, "device"),
-    ({"resume": "yes"}, "resume"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"steps": -1}, "steps"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"amp": "fp8"}, "amp"),
+        ({"ema_decay": 1.5}, "ema_decay"),
+        ({"log_every": 0}, "log_every"),
+        ({"steps": 2.5}, "steps"),
+        ({"steps": True}, "steps"),
+        ({"device": "tpu"}, "device"),
+        ({"resume": "yes"}, "resume"),
+    ],
+)
 def test_train_config_rejects_bad_values_naming_the_key(bad, key):
     with pytest.raises(ConfigError, match=key) as info:
         TrainConfig.from_dict(bad)
@@ -66,12 +97,15 @@ def test_train_config_from_dict_rejects_unknown_keys_and_accepts_ints_for_floats
 def test_trainer_rejects_impossible_setups_before_work(tmp_path):
     small = torch.utils.data.Subset(SmoothSignals(), range(4))
     with pytest.raises(ConfigError, match="fewer than batch_size=8"):
-        Trainer(VelocityMLP(), KFlowLoss(make_path()), small,
-                TrainConfig(batch_size=8, out_dir=str(tmp_path)))
+        Trainer(VelocityMLP(), KFlowLoss(make_path()), small, TrainConfig(batch_size=8, out_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="not divisible by the 3 ranks"):
-        Trainer(VelocityMLP(), KFlowLoss(make_path()), SmoothSignals(),
-                TrainConfig(batch_size=8, out_dir=str(tmp_path)),
-                dist_context=DistributedContext(rank=0, world_size=3))
+        Trainer(
+            VelocityMLP(),
+            KFlowLoss(make_path()),
+            SmoothSignals(),
+            TrainConfig(batch_size=8, out_dir=str(tmp_path)),
+            dist_context=DistributedContext(rank=0, world_size=3),
+        )
     assert not any(tmp_path.iterdir())
 
 
@@ -142,12 +176,10 @@ def test_resume_refuses_checkpoint_of_another_model(tmp_path):
         train(tmp_path, steps=10, resume=True, model=VelocityMLP(hidden=16))
     with pytest.raises(CheckpointMismatchError, match="problem='smooth-signals-16'.*problem='other'"):
         train(tmp_path, steps=10, resume=True, signature={"problem": "other"})
-    with pytest.raises(CheckpointMismatchError,
-                       match="global_batch=8 but this run expects global_batch=16"):
+    with pytest.raises(CheckpointMismatchError, match="global_batch=8 but this run expects global_batch=16"):
         train(tmp_path, steps=10, resume=True, batch_size=16)
     with pytest.raises(CheckpointMismatchError, match="dataset_size=64 but .* dataset_size=48"):
-        train(tmp_path, steps=10, resume=True,
-              dataset=torch.utils.data.Subset(SmoothSignals(), range(48)))
+        train(tmp_path, steps=10, resume=True, dataset=torch.utils.data.Subset(SmoothSignals(), range(48)))
 
 
 def test_bf16_autocast_runs_the_forward_in_bfloat16(tmp_path):
@@ -213,8 +245,7 @@ def test_load_checkpoint_is_weights_only_and_checks_signature_and_version(tmp_pa
     with pytest.raises(CheckpointMismatchError, match="format_version=99"):
         load_checkpoint(path)
     save_checkpoint(path, {"format_version": 1, "signature": {"model": "A", "preset": "S"}})
-    with pytest.raises(CheckpointMismatchError,
-                       match=r"written for model='A' but this run expects model='B'"):
+    with pytest.raises(CheckpointMismatchError, match=r"written for model='A' but this run expects model='B'"):
         load_checkpoint(path, expected_signature={"model": "B", "preset": "S"})
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(CheckpointError, match="cannot be read"):
@@ -273,8 +304,7 @@ def test_csv_logger_widens_header_and_plot_writes_png(tmp_path):
     logger = CSVLogger(tmp_path / "log.csv")
     logger.log({"step": 1, "loss": 2.0})
     logger.log({"step": 2, "loss": 1.0, "extra": 5.0})
-    assert read_csv_log(tmp_path / "log.csv") == [{"step": 1.0, "loss": 2.0},
-                                                  {"step": 2.0, "loss": 1.0, "extra": 5.0}]
+    assert read_csv_log(tmp_path / "log.csv") == [{"step": 1.0, "loss": 2.0}, {"step": 2.0, "loss": 1.0, "extra": 5.0}]
     png = plot_loss_curve(tmp_path / "log.csv", tmp_path / "curve.png", keys=("loss", "extra"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -286,13 +316,16 @@ def test_single_process_context_gathers_locally():
     torch.testing.assert_close(context.all_reduce_mean(torch.tensor([2.0])), torch.tensor([2.0]))
 
 
-@pytest.mark.parametrize("error, code", [
-    (ConfigError("K must be >= 1, got 0"), 2),
-    (CheckpointMismatchError("checkpoint c.pt was written for model='A'"), 2),
-    (NonFiniteLossError("loss became nan at step 3", step=3), 3),
-    (TrainingInterrupted("training stopped by SIGTERM at step 4", step=4), 143),
-    (TrainingInterrupted("training stopped by SIGINT at step 4", step=4, signal_name="SIGINT"), 130),
-])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (ConfigError("K must be >= 1, got 0"), 2),
+        (CheckpointMismatchError("checkpoint c.pt was written for model='A'"), 2),
+        (NonFiniteLossError("loss became nan at step 3", step=3), 3),
+        (TrainingInterrupted("training stopped by SIGTERM at step 4", step=4), 143),
+        (TrainingInterrupted("training stopped by SIGINT at step 4", step=4, signal_name="SIGINT"), 130),
+    ],
+)
 def test_exit_on_training_error_prints_one_line_and_exits(error, code, capsys):
     with pytest.raises(SystemExit) as info:
         with exit_on_training_error("train_x"):

@@ -1,4 +1,5 @@
 """StepDraws: per-sample draws independent of the DDP split and of the RNG state."""
+
 import torch
 
 from kflow.training import StepDraws

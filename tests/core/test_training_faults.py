@@ -6,9 +6,8 @@ import subprocess
 import time
 
 import pytest
+from _subprocess import REPO, max_param_difference, run_worker, run_worker_result, worker_command, worker_env
 
-from _subprocess import (REPO, max_param_difference, run_worker, run_worker_result,
-                         worker_command, worker_env)
 from kflow.training import load_checkpoint
 
 ARGS = ("--steps", 30, "--ckpt-every", 10, "--log-every", 5, "--seed", 3)
@@ -28,9 +27,14 @@ def unbroken(tmp_path_factory):
 
 
 def start_slow_worker(run_dir) -> subprocess.Popen:
-    return subprocess.Popen(worker_command(run_dir, *ARGS, "--step-delay-s", 0.1), cwd=REPO,
-                            env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        worker_command(run_dir, *ARGS, "--step-delay-s", 0.1),
+        cwd=REPO,
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def assert_resumes_like(unbroken, run_dir):
@@ -38,7 +42,8 @@ def assert_resumes_like(unbroken, run_dir):
     assert resumed["step"] == 30
     assert resumed["final_loss"] == pytest.approx(unbroken["final_loss"], abs=1e-6)
     assert [row["loss"] for row in resumed["history"]] == pytest.approx(
-        [row["loss"] for row in unbroken["history"]], abs=1e-6)
+        [row["loss"] for row in unbroken["history"]], abs=1e-6
+    )
     assert max_param_difference(resumed["params"], unbroken["params"]) <= 1e-6
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
 
@@ -65,8 +70,7 @@ def test_sigterm_checkpoints_the_current_step_then_resume_matches(tmp_path, unbr
     log = tmp_path / "train_log.csv"
     process = start_slow_worker(tmp_path)
     try:
-        wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2, timeout=180,
-                 process=process)
+        wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2, timeout=180, process=process)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
@@ -80,19 +84,28 @@ def test_sigterm_checkpoints_the_current_step_then_resume_matches(tmp_path, unbr
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("KFLOW_TEST_COMPILE") != "1",
-                    reason="inductor's C++ build took 45-66 s with a cold cache on 2 CPU cores "
-                           "(over the 60 s test limit); set KFLOW_TEST_COMPILE=1 to run it")
+@pytest.mark.skipif(
+    os.environ.get("KFLOW_TEST_COMPILE") != "1",
+    reason="inductor's C++ build took 45-66 s with a cold cache on 2 CPU cores "
+    "(over the 60 s test limit); set KFLOW_TEST_COMPILE=1 to run it",
+)
 def test_inductor_compiled_training_matches_eager(tmp_path):
     """torch.compile with the default (inductor, C compiler) backend, when it builds within 60 s."""
     args = ("--steps", 4, "--log-every", 1, "--paired-noise")
     eager = run_worker(tmp_path / "eager", *args, in_process=True)
     try:
-        subprocess.run(worker_command(tmp_path / "compiled", *args, "--compile-backend", "inductor"),
-                       cwd=REPO, env=worker_env(), capture_output=True, timeout=60, check=True)
+        subprocess.run(
+            worker_command(tmp_path / "compiled", *args, "--compile-backend", "inductor"),
+            cwd=REPO,
+            env=worker_env(),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("torch.compile (inductor) on this CPU took over 60 s to build; not tested here")
     compiled = run_worker_result(tmp_path / "compiled")
     assert [r["loss"] for r in compiled["history"]] == pytest.approx(
-        [r["loss"] for r in eager["history"]], rel=1e-4, abs=1e-6)
+        [r["loss"] for r in eager["history"]], rel=1e-4, abs=1e-6
+    )
     assert max_param_difference(compiled["params"], eager["params"]) < 1e-4

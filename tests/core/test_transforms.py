@@ -1,4 +1,5 @@
 """Round trip, orthonormality and band layout of every shipped transform."""
+
 import itertools
 import math
 
@@ -106,9 +107,7 @@ def test_fourier_equal_count_and_equal_energy_groupings():
     smooth = torch.cumsum(torch.cumsum(_randn(64, 16, 16), 1), 2)  # energy at low frequency
     energy = coefficient_energy(FourierTransform((16, 16), 1), smooth)
     by_energy = FourierTransform((16, 16), 3, grouping="equal_energy", energy=energy)
-    per_band = torch.zeros(3, dtype=torch.float64).index_add_(
-        0, by_energy.band_index.flatten(), energy.flatten()
-    )
+    per_band = torch.zeros(3, dtype=torch.float64).index_add_(0, by_energy.band_index.flatten(), energy.flatten())
     assert per_band.min() > 0.1 * per_band.sum()
     assert (by_energy.band_index == 0).sum() < (count.band_index == 0).sum()
 
@@ -204,9 +203,7 @@ def test_graph_basis_invariant_to_rotation_and_translation(kernel_width):
         basis = transform.basis(points)
         return basis.eigvals, basis.eigvecs, basis.band_index
 
-    assert_equivariant(
-        spectral, _points(4), lambda p: p @ rotation.T + shift, lambda out: out, atol=1e-9, rtol=1e-9
-    )
+    assert_equivariant(spectral, _points(4), lambda p: p @ rotation.T + shift, lambda out: out, atol=1e-9, rtol=1e-9)
 
 
 def test_median_width_is_scale_invariant():
@@ -288,8 +285,7 @@ def _pywt_packed(x, wavelet, levels):
 
     images = x.numpy().reshape(-1, *x.shape[-2:])
     packed = [
-        pywt.coeffs_to_array(pywt.wavedec2(image, wavelet, mode="periodization", level=levels))[0]
-        for image in images
+        pywt.coeffs_to_array(pywt.wavedec2(image, wavelet, mode="periodization", level=levels))[0] for image in images
     ]
     return torch.from_numpy(np.stack(packed)).reshape(x.shape)
 

@@ -1,4 +1,5 @@
 """Image data sets: digits (embedded), the shared MNIST split, image folders."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,5 @@
 """DiT shapes, adaLN-Zero init, classifier-free guidance, label dropout; MoE routing and balance loss."""
+
 import pytest
 import torch
 
@@ -59,8 +60,9 @@ def test_cfg_matches_formula():
     assert not torch.allclose(v_cond, v_null)
     torch.testing.assert_close(model.forward_with_cfg(x, s, y, 1.0), v_cond)
     torch.testing.assert_close(model.forward_with_cfg(x, s, y, 0.0), v_null, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(model.forward_with_cfg(x, s, y, 3.0), v_null + 3.0 * (v_cond - v_null),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model.forward_with_cfg(x, s, y, 3.0), v_null + 3.0 * (v_cond - v_null), atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(model.forward_with_cfg(x, s, None, 3.0), v_null)
 
 
@@ -111,10 +113,12 @@ def test_moe_output_is_weighted_mixture_of_chosen_experts():
     out = moe(x)
     tokens = x.reshape(-1, 8)
     info = moe.router(tokens)
-    expected = torch.stack([
-        sum(info.weights[t, j] * moe.experts[int(info.experts[t, j])](tokens[t]) for j in range(2))
-        for t in range(len(tokens))
-    ])
+    expected = torch.stack(
+        [
+            sum(info.weights[t, j] * moe.experts[int(info.experts[t, j])](tokens[t]) for j in range(2))
+            for t in range(len(tokens))
+        ]
+    )
     torch.testing.assert_close(out.reshape(-1, 8), expected, atol=1e-6, rtol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """Streamed evaluation of a model, and the feature CNN trained once per data set (cached by content)."""
+
 import math
 
 import pytest
@@ -88,10 +89,31 @@ def test_evaluate_model_streams_samples_into_finite_metrics(small_digits, tmp_pa
     weights = tmp_path / "inception.pt"
     torch.jit.script(RandomInception()).save(str(weights))
     sampler = SamplerSpec(total_steps=2)
-    metrics = evaluate_model(model, path, small_digits, net, num_samples=30, sampler=sampler, batch_size=8,
-                             inception_weights=str(weights), pr_samples=20)
-    for key in ("fd", "kid", "precision", "recall", "accuracy", "cdr", "accuracy_dropped", "inception_fid",
-                "inception_precision", "inception_recall", "sample_time_s", "eval_time_s"):
+    metrics = evaluate_model(
+        model,
+        path,
+        small_digits,
+        net,
+        num_samples=30,
+        sampler=sampler,
+        batch_size=8,
+        inception_weights=str(weights),
+        pr_samples=20,
+    )
+    for key in (
+        "fd",
+        "kid",
+        "precision",
+        "recall",
+        "accuracy",
+        "cdr",
+        "accuracy_dropped",
+        "inception_fid",
+        "inception_precision",
+        "inception_recall",
+        "sample_time_s",
+        "eval_time_s",
+    ):
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert metrics["fd_net"] == "digits-cnn" and metrics["nfe"] == 2 and metrics["classifier_from_cache"] is False
     assert metrics["fd"] > 0 and metrics["inception_fid"] > 0
@@ -105,9 +127,19 @@ def test_evaluate_model_streams_samples_into_finite_metrics(small_digits, tmp_pa
     inception = InceptionFeatures(weights)
     stats = reference_stats(small_digits.reference, inception, inception.name, batch_size=50, keep_features=20)
     stats.save(tmp_path / "ref.npz")
-    from_file = evaluate_model(model, path, small_digits, net, num_samples=30, sampler=sampler, batch_size=8,
-                               inception_weights=str(weights), inception_reference_stats=str(tmp_path / "ref.npz"),
-                               pr_samples=20, cdr=False)
+    from_file = evaluate_model(
+        model,
+        path,
+        small_digits,
+        net,
+        num_samples=30,
+        sampler=sampler,
+        batch_size=8,
+        inception_weights=str(weights),
+        inception_reference_stats=str(tmp_path / "ref.npz"),
+        pr_samples=20,
+        cdr=False,
+    )
     assert from_file["inception_fid"] == pytest.approx(metrics["inception_fid"], rel=1e-6)
     assert from_file["inception_recall"] == metrics["inception_recall"]
     assert ReferenceStats.load(tmp_path / "ref.npz").num_samples == len(small_digits.reference)

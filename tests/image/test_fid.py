@@ -4,6 +4,7 @@ The Inception network is stood in for by a small randomly initialised TorchScrip
 temporary file in the published file's calling convention (uint8-range ``(B, 3, 299, 299)`` input,
 ``return_features=True``): the loading, preprocessing, statistics and Fréchet maths are the real ones.
 """
+
 import importlib.util
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def scipy_frechet(a: np.ndarray, b: np.ndarray) -> float:
 def scorer_of(real, fake, batch=37):
     scorer = FrechetScorer(real.shape[1])
     for i in range(0, len(real), batch):
-        scorer.add_reference(real[i:i + batch])
+        scorer.add_reference(real[i : i + batch])
     for i in range(0, len(fake), batch):
-        scorer.add_samples(fake[i:i + batch])
+        scorer.add_samples(fake[i : i + batch])
     return scorer
 
 
@@ -92,7 +93,7 @@ def test_reference_stats_npz_round_trip_gives_the_same_distance(tmp_path):
     scorer = FrechetScorer(6)
     scorer.load_reference(loaded)
     for i in range(0, len(fake), 50):
-        scorer.add_samples(fake[i:i + 50])
+        scorer.add_samples(fake[i : i + 50])
     assert scorer.compute() == pytest.approx(scipy_frechet(real.numpy(), fake.numpy()), abs=1e-6)
     np.savez(tmp_path / "pytorch_fid_style.npz", mu=stats.mu, sigma=stats.sigma)  # keys of pytorch-fid files
     assert ReferenceStats.load(tmp_path / "pytorch_fid_style.npz").features is None
@@ -197,17 +198,38 @@ def write_pngs(folder: Path, count: int, size: int = 10) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_folder_reference_stats_and_their_script(tmp_path, inception_file):
     write_pngs(tmp_path / "images", 6)
-    stats = save_folder_reference_stats(tmp_path / "images", tmp_path / "ref.npz", inception_file, size=8,
-                                        batch_size=4, keep_features=5)
+    stats = save_folder_reference_stats(
+        tmp_path / "images", tmp_path / "ref.npz", inception_file, size=8, batch_size=4, keep_features=5
+    )
     loaded = ReferenceStats.load(tmp_path / "ref.npz")
     assert (loaded.num_samples, loaded.feature_net, loaded.features.shape) == (6, "inception-2048", (5, 16))
     np.testing.assert_allclose(loaded.sigma, stats.sigma)
     cli = load_script("fid_stats")
-    cli.main([str(tmp_path / "images"), "--out", str(tmp_path / "cli.npz"), "--inception-weights", str(inception_file),
-              "--size", "8", "--keep-features", "5"])
+    cli.main(
+        [
+            str(tmp_path / "images"),
+            "--out",
+            str(tmp_path / "cli.npz"),
+            "--inception-weights",
+            str(inception_file),
+            "--size",
+            "8",
+            "--keep-features",
+            "5",
+        ]
+    )
     np.testing.assert_allclose(ReferenceStats.load(tmp_path / "cli.npz").mu, stats.mu, rtol=1e-6)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main([str(tmp_path / "images"), "--out", str(tmp_path / "x.npz"), "--inception-weights",
-                  str(tmp_path / "none.pt")])
-    assert str(exit_info.value) == (f"fid_stats: {tmp_path / 'none.pt'}: Inception weights file not found "
-                                    "(nothing is downloaded; give a local inception-2015-12-05.pt)")
+        cli.main(
+            [
+                str(tmp_path / "images"),
+                "--out",
+                str(tmp_path / "x.npz"),
+                "--inception-weights",
+                str(tmp_path / "none.pt"),
+            ]
+        )
+    assert str(exit_info.value) == (
+        f"fid_stats: {tmp_path / 'none.pt'}: Inception weights file not found "
+        "(nothing is downloaded; give a local inception-2015-12-05.pt)"
+    )

@@ -1,4 +1,5 @@
 """Metric functions against hand-computed cases."""
+
 import itertools
 import math
 
@@ -89,8 +90,9 @@ def test_chunked_precision_recall_equals_dense(chunk_size):
     pr = precision_recall(real, fake, k=3, chunk_size=chunk_size)
     assert (pr.precision, pr.recall) == dense_precision_recall(real, fake, 3)
     assert 0 < pr.precision < 1 and 0 < pr.recall < 1  # a case where both sides of every ball matter
-    torch.testing.assert_close(manifold_radii(real, 3, chunk_size), torch.cdist(real, real).kthvalue(4, 1).values,
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        manifold_radii(real, 3, chunk_size), torch.cdist(real, real).kthvalue(4, 1).values, rtol=0, atol=1e-12
+    )
 
 
 def test_classifier_accuracy():
@@ -131,6 +133,13 @@ def test_radial_power_spectrum_of_constant_and_single_frequency():
     s = radial_power_spectrum(wave)
     assert int(s.radius[s.power.argmax()]) == 2
     # energy is preserved: sum over bins of (mean power * count) == sum of squares
-    total = sum(float(p) * int(((torch.fft.fftfreq(8, 1 / 8)[:, None] ** 2 + torch.fft.fftfreq(8, 1 / 8)[None] ** 2)
-                                .sqrt().round() == r).sum()) for r, p in zip(s.radius, s.power))
+    total = sum(
+        float(p)
+        * int(
+            (
+                (torch.fft.fftfreq(8, 1 / 8)[:, None] ** 2 + torch.fft.fftfreq(8, 1 / 8)[None] ** 2).sqrt().round() == r
+            ).sum()
+        )
+        for r, p in zip(s.radius, s.power)
+    )
     assert total == pytest.approx(wave.square().sum().item())

@@ -36,5 +36,6 @@ def data_cod_build(tmp_path_factory, data_cod_folder):
     from kflow_mol.data import build_assembly_dataset
 
     out = tmp_path_factory.mktemp("cod_scrambled")
-    return build_assembly_dataset("cif", input=data_cod_folder, output=out, start="scrambled",
-                                  write_csv=True, progress=False)
+    return build_assembly_dataset(
+        "cif", input=data_cod_folder, output=out, start="scrambled", write_csv=True, progress=False
+    )

@@ -1,4 +1,5 @@
 """The benchmark's statistics and method names, on hand-made per-cluster records."""
+
 import pytest
 
 from kflow.training import ConfigError
@@ -9,8 +10,12 @@ from kflow_mol.config import BenchmarkConfig, method_overrides, with_method
 def record(method, seed, values, set_name="mech"):
     """Two clusters with two start states each: ids ``x_r0_c1``, ``x_r1_c1``, ``y_r0_c2``, ``y_r1_c2``."""
     ids = ["x_r0_c1", "x_r1_c1", "y_r0_c2", "y_r1_c2"]
-    return {"start": "local", "method": method, "seed": seed,
-            "sets": {set_name: {"ids": ids, "pm_atom": list(values), "pm_center": [v / 2 for v in values]}}}
+    return {
+        "start": "local",
+        "method": method,
+        "seed": seed,
+        "sets": {set_name: {"ids": ids, "pm_atom": list(values), "pm_center": [v / 2 for v in values]}},
+    }
 
 
 def test_cluster_values_pool_start_states_and_seeds():
@@ -20,8 +25,10 @@ def test_cluster_values_pool_start_states_and_seeds():
 
 
 def test_constant_improvement_is_significant_and_exact():
-    runs = {"rigid_K1": [record("rigid_K1", 0, [4.0, 4.0, 6.0, 6.0]), record("rigid_K1", 1, [4.0, 4.0, 6.0, 6.0])],
-            "kflow_K2": [record("kflow_K2", 0, [3.0, 3.0, 5.0, 5.0])]}
+    runs = {
+        "rigid_K1": [record("rigid_K1", 0, [4.0, 4.0, 6.0, 6.0]), record("rigid_K1", 1, [4.0, 4.0, 6.0, 6.0])],
+        "kflow_K2": [record("kflow_K2", 0, [3.0, 3.0, 5.0, 5.0])],
+    }
     by_method = {c.method: c for c in compare(runs, "rigid_K1", ["mech"], "mech", 500)}
     k2 = by_method["kflow_K2"]
     assert k2.mean["pm_atom"] == 4.0 and k2.n_clusters == 2 and k2.n_instances == 4

@@ -24,8 +24,14 @@ def _defaults() -> dict:
 
 
 def _script(*overrides, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *overrides, "progress=false"],
-                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *overrides, "progress=false"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_cli_writes_reasons_and_the_accounting_equation(data_broken_folder, tmp_path):
@@ -70,8 +76,15 @@ def test_upper_case_suffixes_and_other_files(data_cod_folder, tmp_path):
 def test_split_all_puts_every_crystal_in_test(data_cod_folder, tmp_path):
     from kflow_mol.data import load_assembly_dataset
 
-    cfg = {**_defaults(), "source": "cif", "input": str(data_cod_folder), "output": str(tmp_path),
-           "split_mode": "all", "ids": ["2000334", "2300214", "7105573"], "progress": False}
+    cfg = {
+        **_defaults(),
+        "source": "cif",
+        "input": str(data_cod_folder),
+        "output": str(tmp_path),
+        "split_mode": "all",
+        "ids": ["2000334", "2300214", "7105573"],
+        "progress": False,
+    }
     assert run_prepare(cfg, out=io.StringIO()) == 0
     splits = json.loads((tmp_path / "splits.json").read_text())
     assert splits["test"] == ["2000334", "2300214", "7105573"] and splits["train"] == splits["val"] == []
@@ -81,17 +94,20 @@ def test_split_all_puts_every_crystal_in_test(data_cod_folder, tmp_path):
     assert json.loads((tmp_path / "splits.json").read_text())["mode"] == "formula"
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"source": "cif", "input": "/nonexistent"}, "needs input=<existing folder>"),
-    ({"source": "zinc"}, "source must be one of"),
-    ({"start": "far"}, "start must be one of"),
-    ({"criterion": "nearest"}, "criterion must be one of"),
-    ({"split_mode": "half"}, "split_mode must be one of"),
-    ({"fractions": [0.9, 0.1]}, "fractions must be three"),
-    ({"time_limit": -1}, "time_limit must be >= 0"),
-    ({"workers": 0}, "workers must be >= 1"),
-    ({"colour": "red"}, "unknown setting"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"source": "cif", "input": "/nonexistent"}, "needs input=<existing folder>"),
+        ({"source": "zinc"}, "source must be one of"),
+        ({"start": "far"}, "start must be one of"),
+        ({"criterion": "nearest"}, "criterion must be one of"),
+        ({"split_mode": "half"}, "split_mode must be one of"),
+        ({"fractions": [0.9, 0.1]}, "fractions must be three"),
+        ({"time_limit": -1}, "time_limit must be >= 0"),
+        ({"workers": 0}, "workers must be >= 1"),
+        ({"colour": "red"}, "unknown setting"),
+    ],
+)
 def test_bad_settings_fail_before_work(override, message):
     cfg = _defaults()
     validate_prepare_config(cfg)  # the shipped defaults are valid

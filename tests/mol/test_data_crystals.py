@@ -60,8 +60,12 @@ def test_broken_files_give_reasons_not_exceptions(data_broken_folder, tmp_path):
     report = build_assembly_dataset("cif", input=data_broken_folder, output=tmp_path, progress=False)
     reasons = {r.entry_id: r.reason for r in report.rejected}
     assert reasons == {
-        "disordered": "disorder", "empty": "unparsable", "garbage": "unparsable",
-        "nacl": "not_organic", "no_hydrogen": "missing_h", "truncated": "unparsable",
+        "disordered": "disorder",
+        "empty": "unparsable",
+        "garbage": "unparsable",
+        "nacl": "not_organic",
+        "no_hydrogen": "missing_h",
+        "truncated": "unparsable",
     }
     assert report.kept_clusters == 0 and report.reason_counts["unparsable"] == 3
     assert "Na" in next(r.detail for r in report.rejected if r.entry_id == "nacl")
@@ -96,8 +100,9 @@ def test_polymer_mixture_and_size_are_rejected():
 
 def test_rdkit_flags_missing_hydrogens():
     # methane with one H removed: a methyl radical
-    methyl = _box_crystal([6, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63]],
-                          [10, 10, 10])
+    methyl = _box_crystal(
+        [6, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63]], [10, 10, 10]
+    )
     with pytest.raises(CrystalRejected) as error:
         perceive_molecules(methyl)
     assert error.value.reason == "missing_h" and ("radical" in error.value.detail or "RDKit" in error.value.detail)

@@ -21,10 +21,14 @@ def _rigid_errors(cluster):
     body = cluster.body.double()
     start = torch.einsum("aij,aj->ai", cluster.rot_start[m].double(), body) + cluster.trans_start[m].double()
     target = torch.einsum("aij,aj->ai", cluster.rot_target[m].double(), body) + cluster.trans_target[m].double()
-    moved = (torch.einsum("aij,aj->ai", cluster.rot_start_to_target[m].double(), cluster.pos_start.double())
-             + cluster.trans_start_to_target[m].double())
-    return [(a - cluster[b].double()).norm(dim=1).max().item()
-            for a, b in ((start, "pos_start"), (target, "pos_target"), (moved, "pos_target"))]
+    moved = (
+        torch.einsum("aij,aj->ai", cluster.rot_start_to_target[m].double(), cluster.pos_start.double())
+        + cluster.trans_start_to_target[m].double()
+    )
+    return [
+        (a - cluster[b].double()).norm(dim=1).max().item()
+        for a, b in ((start, "pos_start"), (target, "pos_target"), (moved, "pos_target"))
+    ]
 
 
 def _is_whole(numbers, positions):

@@ -1,4 +1,5 @@
 """Fresh start states: redrawn per draw, identical for 1 process and 2 ranks, exact on resume."""
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +34,9 @@ def test_redrawn_start_keeps_the_crystal_and_moves_the_molecules(clusters):
     mols = cluster.mol_index
     for m in range(int(cluster.num_mols)):
         atoms = mols == m
-        torch.testing.assert_close(_pairwise(fresh.pos_start[atoms]), _pairwise(cluster.pos_target[atoms]),
-                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            _pairwise(fresh.pos_start[atoms]), _pairwise(cluster.pos_target[atoms]), atol=1e-4, rtol=0
+        )
     assert fresh.cluster_id == cluster.cluster_id and fresh.start_scheme == cluster.start_scheme
 
 

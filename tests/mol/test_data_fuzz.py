@@ -47,8 +47,13 @@ def _identical(ours, theirs) -> bool:
     return True
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_no_input_stops_or_changes_a_batch(reference, data):
     good_name = data.draw(st.sampled_from(GOOD_NAMES))
@@ -95,8 +100,9 @@ def test_every_corruption_kind_in_one_batch(reference, tmp_path):
     for kind in CORRUPTIONS:
         for name in GOOD_NAMES:
             (folder / f"{kind}_{name}.cif").write_bytes(corrupt_cif((GOOD / f"{name}.cif").read_bytes(), kind, rng))
-    report = build_assembly_dataset("cif", input=folder, output=tmp_path / "out", progress=False,
-                                    time_limit=TIME_LIMIT, workers=2)  # the reference used one worker
+    report = build_assembly_dataset(
+        "cif", input=folder, output=tmp_path / "out", progress=False, time_limit=TIME_LIMIT, workers=2
+    )  # the reference used one worker
     total = len(GOOD_NAMES) * (len(CORRUPTIONS) + 1)
     assert report.entries == total and report.kept_crystals + len(report.rejected) == total
     assert not {r.reason for r in report.rejected} & {"error", "timeout"}, report.rejected

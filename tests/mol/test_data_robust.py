@@ -43,7 +43,8 @@ def test_unknown_type_symbol_rejects_one_file_and_keeps_the_other(tmp_path):
     _write(tmp_path / "in", "bad.cif", source.replace("C C1a ", "Xx C1a ", 1))
     report = build_assembly_dataset("cif", input=tmp_path / "in", output=tmp_path / "out", progress=False)
     assert report.kept_crystals == 1 and [(r.entry_id, r.reason) for r in report.rejected] == [
-        ("bad", "unknown_element")]
+        ("bad", "unknown_element")
+    ]
     assert "'Xx'" in report.rejected[0].detail
     assert report.accounting() == "1 kept + 1 rejected + 0 skipped = 2 inputs"
 
@@ -80,15 +81,18 @@ def test_cut_inside_the_atom_loop_is_truncated_not_missing_h(tmp_path):
     assert error.reason == "missing_h" and "'C13 H18 O2'" in error.detail
 
 
-@pytest.mark.parametrize("old, new, reason, words", [
-    ("C C1a 0.7001985", "C C1a .", "unparsable", "fract_x is '.'"),
-    ("C C1a 0.7001985", "C C1a NaN", "unparsable", "fract_x is 'NaN'"),
-    ("C C1a 0.7001985", "C C1a -1e300", "unparsable", "fract_x is '-1e300'"),
-    ("_cell_length_a                   14.6662(9)", "_cell_length_a 1e400", "bad_cell", "_cell_length_a is 1e400"),
-    ("_cell_angle_gamma                90", "_cell_angle_gamma 0", "bad_cell", "_cell_angle_gamma is 0°"),
-    ("_cell_angle_beta                 99.432(3)", "_cell_angle_beta 1e6", "bad_cell", "outside (0, 180)"),
-    ("_cell_length_c                   10.7275(4)", "_cell_length_c 0", "bad_cell", "_cell_length_c is 0"),
-])
+@pytest.mark.parametrize(
+    "old, new, reason, words",
+    [
+        ("C C1a 0.7001985", "C C1a .", "unparsable", "fract_x is '.'"),
+        ("C C1a 0.7001985", "C C1a NaN", "unparsable", "fract_x is 'NaN'"),
+        ("C C1a 0.7001985", "C C1a -1e300", "unparsable", "fract_x is '-1e300'"),
+        ("_cell_length_a                   14.6662(9)", "_cell_length_a 1e400", "bad_cell", "_cell_length_a is 1e400"),
+        ("_cell_angle_gamma                90", "_cell_angle_gamma 0", "bad_cell", "_cell_angle_gamma is 0°"),
+        ("_cell_angle_beta                 99.432(3)", "_cell_angle_beta 1e6", "bad_cell", "outside (0, 180)"),
+        ("_cell_length_c                   10.7275(4)", "_cell_length_c 0", "bad_cell", "_cell_length_c is 0"),
+    ],
+)
 def test_bad_numbers_are_named(tmp_path, old, new, reason, words):
     source = IBUPROFEN.read_text()
     assert old in source
@@ -124,10 +128,22 @@ def test_non_utf8_text_fields_do_not_matter(tmp_path):
 
 def _big_cif(rows: int) -> str:
     rng = np.random.default_rng(0)
-    lines = ["data_big", "_cell_length_a 300", "_cell_length_b 300", "_cell_length_c 300", "_cell_angle_alpha 90",
-             "_cell_angle_beta 90", "_cell_angle_gamma 90", "_symmetry_space_group_name_H-M 'P 1'", "loop_",
-             "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
-             "_atom_site_fract_z"]
+    lines = [
+        "data_big",
+        "_cell_length_a 300",
+        "_cell_length_b 300",
+        "_cell_length_c 300",
+        "_cell_angle_alpha 90",
+        "_cell_angle_beta 90",
+        "_cell_angle_gamma 90",
+        "_symmetry_space_group_name_H-M 'P 1'",
+        "loop_",
+        "_atom_site_label",
+        "_atom_site_type_symbol",
+        "_atom_site_fract_x",
+        "_atom_site_fract_y",
+        "_atom_site_fract_z",
+    ]
     lines += [f"C{k} C {x:.5f} {y:.5f} {z:.5f}" for k, (x, y, z) in enumerate(rng.random((rows, 3)))]
     return "\n".join(lines) + "\n"
 
@@ -142,8 +158,9 @@ def test_size_and_time_limits_reject_a_huge_file_without_stopping_the_batch(tmp_
     (folder / "ibuprofen.cif").unlink()
     _write(folder, "nacl.cif", (data_broken_folder / "nacl.cif").read_text())
     started = time.perf_counter()
-    report = build_assembly_dataset("cif", input=folder, output=tmp_path / "b", progress=False,
-                                    max_file_mb=None, time_limit=3)
+    report = build_assembly_dataset(
+        "cif", input=folder, output=tmp_path / "b", progress=False, max_file_mb=None, time_limit=3
+    )
     assert {r.entry_id: r.reason for r in report.rejected} == {"big": "timeout", "nacl": "not_organic"}
     assert time.perf_counter() - started < 60
     assert "=== big (big.cif): timeout" in (tmp_path / "b" / "errors.log").read_text()
@@ -171,14 +188,14 @@ def _flaky(index: int) -> int:
 
 
 def test_guarded_runs_turn_errors_hangs_and_crashes_into_outcomes():
-    outcomes = sorted(run_guarded(_flaky, 6, time_limit=5, workers=2, expected=(CrystalRejected,)),
-                      key=lambda o: o.index)
+    outcomes = sorted(
+        run_guarded(_flaky, 6, time_limit=5, workers=2, expected=(CrystalRejected,)), key=lambda o: o.index
+    )
     assert [o.value for o in outcomes] == [0, None, None, None, None, 50]
     assert [o.reason for o in outcomes] == [None, "error", "timeout", "error", "disorder", None]
     assert outcomes[1].detail == "RuntimeError: boom" and "Traceback" in outcomes[1].traceback
     assert outcomes[2].seconds < 10 and "WorkerDied" in outcomes[3].detail
-    in_process = list(run_guarded(lambda i: _flaky(i) if i < 2 else i, 3, time_limit=None,
-                                  expected=(CrystalRejected,)))
+    in_process = list(run_guarded(lambda i: _flaky(i) if i < 2 else i, 3, time_limit=None, expected=(CrystalRejected,)))
     assert [o.reason for o in in_process] == [None, "error", None]
 
 
@@ -204,16 +221,28 @@ def test_an_unexpected_exception_is_an_error_row_with_its_traceback_logged(tmp_p
         raise ValueError("no such column\nsecond line")
 
     entries = [SourceEntry("broken", fails, {"file": "broken.cif"}), *cif_entries(GOOD)]
-    settings = {"source": "cif", "max_atoms": 100, "rdkit_check": True, "num_mols": 17, "criterion": "centroid",
-                "min_distance": 1.0, "seed": 0, "repeats": 1, "max_file_mb": None}
+    settings = {
+        "source": "cif",
+        "max_atoms": 100,
+        "rdkit_check": True,
+        "num_mols": 17,
+        "criterion": "centroid",
+        "min_distance": 1.0,
+        "seed": 0,
+        "repeats": 1,
+        "max_file_mb": None,
+    }
     for time_limit in (None, 30):
         result = _BatchResult()
-        _run(entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, tmp_path, False,
-             result)
+        _run(
+            entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, tmp_path, False, result
+        )
         assert result.complete and sorted(result.clusters) == [1, 2]
         assert (result.rejected[0].reason, result.rejected[0].detail) == ("error", "ValueError: no such column")
         log = (tmp_path / "errors.log").read_text()
         assert log.startswith("=== broken (broken.cif): error: ValueError") and "Traceback" in log and "fails" in log
         with open(tmp_path / "rejections.csv") as handle:
-            assert list(csv.reader(handle)) == [["entry_id", "reason", "detail"],
-                                                ["broken", "error", "ValueError: no such column"]]
+            assert list(csv.reader(handle)) == [
+                ["entry_id", "reason", "detail"],
+                ["broken", "error", "ValueError: no such column"],
+            ]

@@ -26,8 +26,12 @@ def test_random_rotations_are_proper_and_uniform():
 def test_seeding_depends_only_on_the_cluster():
     a = start_rng(0, "ACSALA", 1, 0).normal(size=4)
     assert np.array_equal(a, start_rng(0, "ACSALA", 1, 0).normal(size=4))
-    for other in (start_rng(1, "ACSALA", 1, 0), start_rng(0, "ACSALA", 2, 0), start_rng(0, "ACSALB", 1, 0),
-                  start_rng(0, "ACSALA", 1, 3)):
+    for other in (
+        start_rng(1, "ACSALA", 1, 0),
+        start_rng(0, "ACSALA", 2, 0),
+        start_rng(0, "ACSALB", 1, 0),
+        start_rng(0, "ACSALA", 1, 3),
+    ):
         assert not np.array_equal(a, other.normal(size=4))
 
 

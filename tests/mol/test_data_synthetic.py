@@ -19,8 +19,9 @@ def test_space_groups_follow_the_weights():
 def test_synthetic_build_is_labelled_and_train_only(data_pyxtal_build, tmp_path):
     train = json.loads((data_pyxtal_build.output / "splits.json").read_text())["train"]
     ids = [f"syn_{train[0]}_0", f"syn_{train[1]}_0", f"syn_{train[1]}_1"]
-    report = build_assembly_dataset("pyxtal_random", input=data_pyxtal_build.output, output=tmp_path, ids=ids,
-                                    progress=False)
+    report = build_assembly_dataset(
+        "pyxtal_random", input=data_pyxtal_build.output, output=tmp_path, ids=ids, progress=False
+    )
     assert report.kept_crystals + len(report.rejected) == 3 and report.kept_crystals >= 2
     clusters = load_assembly_dataset(tmp_path)
     assert all(c.synthetic and c.source == "pyxtal_random" for c in clusters)

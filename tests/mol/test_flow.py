@@ -1,4 +1,5 @@
 """The assembly flow: targets, exact conditional sampling, loss, and a short training run."""
+
 import math
 
 import pytest
@@ -37,9 +38,15 @@ def synthetic_cluster(seed: int, num_mols: int = 17, atoms_per_mol: int = 5, shi
     pos_start = (rot_start[mol_index] @ b.unsqueeze(-1)).squeeze(-1) + trans_start[mol_index]
     center = pos_start.mean(0)
     z = torch.tensor([6, 6, 8, 7, 1] * atoms_per_mol)[:atoms_per_mol].repeat(num_mols)
-    return _Cluster(z=z, mol_index=mol_index, num_mols=num_mols, pos_start=pos_start - center,
-                    pos_target=pos_target - center, rot_start_to_target=rot_target @ rot_start.transpose(-1, -2),
-                    num_nodes=len(z))
+    return _Cluster(
+        z=z,
+        mol_index=mol_index,
+        num_mols=num_mols,
+        pos_start=pos_start - center,
+        pos_target=pos_target - center,
+        rot_start_to_target=rot_target @ rot_start.transpose(-1, -2),
+        num_nodes=len(z),
+    )
 
 
 @pytest.mark.parametrize("num_bands", [1, 2, 3])

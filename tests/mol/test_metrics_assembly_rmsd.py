@@ -29,8 +29,10 @@ def anthranilic_acid():
 
 def make_cluster(molecules, generator, spacing=7.0):
     """Place copies of the given (pos, z) molecules on a grid with random orientations."""
-    grid = torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=torch.float64)] * 3,
-                                      indexing="ij"), -1).reshape(-1, 3) * spacing
+    grid = (
+        torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        * spacing
+    )
     grid = grid + 0.8 * torch.randn(grid.shape, generator=generator, dtype=torch.float64)
     pos, z, mol = [], [], []
     for m, (x, numbers) in enumerate(molecules):
@@ -145,8 +147,7 @@ def test_pyg_batch_and_automorphism_cap():
     pred = pos + 0.1 * torch.randn(pos.shape, generator=g, dtype=torch.float64)
     z = torch.cat([first[1], second[1]])
     mol = torch.cat([first[2], second[2]])
-    batch = torch.cat([torch.zeros(len(first[0]), dtype=torch.long),
-                       torch.ones(len(second[0]), dtype=torch.long)])
+    batch = torch.cat([torch.zeros(len(first[0]), dtype=torch.long), torch.ones(len(second[0]), dtype=torch.long)])
     results = rmsd17_batch(pos, pred, z, mol, batch)
     single = rmsd17(pos[:60], pred[:60], z[:60], mol[:60])
     assert results[0].rmsd_17.item() == pytest.approx(single.rmsd_17.item(), rel=1e-12)
@@ -179,8 +180,11 @@ def test_never_worse_than_data_order_alignment(asym_cluster):
         pred = pos.clone()
         for m in range(NUM_MOLECULES):
             atoms = mol == m
-            pred[atoms] = ((pos[atoms] - centroids[m]) @ random_rotation(generator=g).T + centroids[m]
-                           + 3.0 * torch.randn(3, generator=g, dtype=pos.dtype))
+            pred[atoms] = (
+                (pos[atoms] - centroids[m]) @ random_rotation(generator=g).T
+                + centroids[m]
+                + 3.0 * torch.randn(3, generator=g, dtype=pos.dtype)
+            )
         preds.append(pred)
     preds = torch.stack(preds)
     result = rmsd17(pos.expand_as(preds), preds, z, mol)
@@ -212,8 +216,9 @@ def test_vectorized_batch_equals_the_per_cluster_loop(dtype):
     for name in fast.__dataclass_fields__:
         a, b = getattr(fast, name), getattr(loop, name)
         if a.is_floating_point():  # batched and single small matrix products may differ in the last bit
-            torch.testing.assert_close(a, b, rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=0,
-                                       equal_nan=True, msg=name)
+            torch.testing.assert_close(
+                a, b, rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=0, equal_nan=True, msg=name
+            )
         else:  # the correspondence found is the same
             assert torch.equal(a, b), name
     assert fast.valid.tolist() == [c != 5 for c in range(12)]

@@ -25,9 +25,11 @@ def test_bench_clusters_are_rigid_copies(monkeypatch, tmp_path):
     torch.testing.assert_close(d_true, d_pred)
 
     out = tmp_path / "bench.json"
-    monkeypatch.setattr(sys, "argv", ["bench", "--clusters", "4", "--molecules", "5",
-                                      "--smiles", "c1ccccc1", "--repeats", "1",
-                                      "--out", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["bench", "--clusters", "4", "--molecules", "5", "--smiles", "c1ccccc1", "--repeats", "1", "--out", str(out)],
+    )
     bench.main()
     report = json.loads(out.read_text())
     assert [row["metric"] for row in report["timings"]] == ["PM-atom", "PM-center", "RMSD_17"]

@@ -20,8 +20,7 @@ def two_hydrogen_molecules(gap):
 
 
 def test_covalent_radii_table():
-    assert covalent_radii(torch.tensor([1, 6, 7, 8])).tolist() == pytest.approx(
-        [0.31, 0.76, 0.71, 0.66])
+    assert covalent_radii(torch.tensor([1, 6, 7, 8])).tolist() == pytest.approx([0.31, 0.76, 0.71, 0.66])
     with pytest.raises(ValueError, match="atomic number"):
         covalent_radii(torch.tensor([0, 6]))
 
@@ -66,13 +65,15 @@ def test_batched_and_nan():
 
 def test_pyg_batch_of_different_sizes():
     close, z, mol = two_hydrogen_molecules(gap=0.45)
-    far = torch.cat([two_hydrogen_molecules(gap=3.0)[0],
-                     torch.tensor([[0.0, 9.0, 0.0], [0.0, 9.74, 0.0]], dtype=torch.float64)])
+    far = torch.cat(
+        [two_hydrogen_molecules(gap=3.0)[0], torch.tensor([[0.0, 9.0, 0.0], [0.0, 9.74, 0.0]], dtype=torch.float64)]
+    )
     pos = torch.cat([close, far])
     z = torch.ones(10, dtype=torch.long)
     mol = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1, 2, 2])
     batch = torch.tensor([0] * 4 + [1] * 6)
     assert collision_rate_batch(pos, z, mol, batch).tolist() == pytest.approx([0.25, 0.0])
-    assert collision_rate_batch(pos, z, mol, batch, reference_compatible=True).tolist() == \
-        pytest.approx([6 / 16, 6 / 36])
+    assert collision_rate_batch(pos, z, mol, batch, reference_compatible=True).tolist() == pytest.approx(
+        [6 / 16, 6 / 36]
+    )
     assert separation_rate_batch(pos, mol, batch).tolist() == pytest.approx([0.0, 1.0])

@@ -42,9 +42,7 @@ def test_three_points_by_hand():
     q = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float64)
     squares = 2**2 + 3**2 + (5 - math.sqrt(2)) ** 2
     assert pm_atom(p, q).item() == pytest.approx(math.sqrt(2 * squares / 9), rel=1e-12)
-    assert pm_atom(p, q, convention="pairs").item() == pytest.approx(
-        math.sqrt(squares / 3), rel=1e-12
-    )
+    assert pm_atom(p, q, convention="pairs").item() == pytest.approx(math.sqrt(squares / 3), rel=1e-12)
 
 
 def test_center_by_hand():
@@ -90,8 +88,7 @@ def test_matches_explicit_definition_and_pair_relation():
     d_pred = (pred[:, :, None] - pred[:, None]).norm(dim=-1)
     expected = (d_true - d_pred).square().mean(dim=(-1, -2)).sqrt()
     torch.testing.assert_close(pm_atom(true, pred), expected, rtol=1e-10, atol=1e-10)
-    upper = torch.stack([(torch.pdist(a) - torch.pdist(b)).square().mean().sqrt()
-                         for a, b in zip(true, pred)])
+    upper = torch.stack([(torch.pdist(a) - torch.pdist(b)).square().mean().sqrt() for a, b in zip(true, pred)])
     torch.testing.assert_close(pm_atom(true, pred, convention="pairs"), upper)
     torch.testing.assert_close(upper, expected * math.sqrt(40 / 39))
     torch.testing.assert_close(distance_matrix(true), d_true)
@@ -127,8 +124,7 @@ def test_nan_input_gives_nan_for_that_cluster_only():
 def test_pyg_batch_matches_dense_for_mixed_sizes():
     g = torch.Generator().manual_seed(6)
     clusters = [random_cluster(g, atoms=a) for a in (4, 6, 4, 9)]
-    preds = [c[0] + 0.3 * torch.randn(c[0].shape, generator=g, dtype=torch.float64)
-             for c in clusters]
+    preds = [c[0] + 0.3 * torch.randn(c[0].shape, generator=g, dtype=torch.float64) for c in clusters]
     pos_true = torch.cat([c[0] for c in clusters])
     pos_pred = torch.cat(preds)
     mol = torch.cat([c[1] for c in clusters])

@@ -88,8 +88,7 @@ def test_rmsd17_sees_through_relabelling_of_a_real_cluster(crystal_cluster):
     pred = pos.clone()
     pred[atoms] = pos[atoms[order]]
     angle = torch.tensor(0.7, dtype=pos.dtype)
-    rotation = torch.tensor([[angle.cos(), -angle.sin(), 0], [angle.sin(), angle.cos(), 0],
-                             [0, 0, 1]], dtype=pos.dtype)
+    rotation = torch.tensor([[angle.cos(), -angle.sin(), 0], [angle.sin(), angle.cos(), 0], [0, 0, 1]], dtype=pos.dtype)
     pred = pred @ rotation.T + torch.tensor([2.0, -1.0, 0.5], dtype=pos.dtype)
     result = rmsd17(pos, pred, z, mol)
     assert result.rmsd_17.item() < 1e-8

@@ -25,8 +25,7 @@ def test_automorphism_counts():
     cache = SymmetryCache()
     # benzene: D6h graph symmetry (12); t-butylbenzene: 2 (ring) x 3! (methyls) x (3!)^3 (H);
     # anthranilic acid: only the two NH2 hydrogens (the OH hydrogen tells the oxygens apart)
-    for smiles, expected in [("c1ccccc1", 12), ("CC(C)(C)c1ccccc1", 2592),
-                             ("OC(=O)c1ccccc1N", 2)]:
+    for smiles, expected in [("c1ccccc1", 12), ("CC(C)(C)c1ccccc1", 2592), ("OC(=O)c1ccccc1N", 2)]:
         pos, z, bonds = embedded(smiles)
         graph = cache.canonical(tuple(z.tolist()), tuple(bonds))
         automorphisms, truncated = cache.automorphisms(graph.key)
@@ -43,8 +42,7 @@ def test_copies_listed_in_different_orders_are_mapped_onto_each_other():
     cluster = torch.cat([pos, second])
     numbers = torch.cat([z, z[shuffle]])
     mol = torch.arange(2).repeat_interleave(len(z))
-    topology = cluster_topology(numbers, mol, perceive_bonds(cluster, numbers, mol),
-                                SymmetryCache())
+    topology = cluster_topology(numbers, mol, perceive_bonds(cluster, numbers, mol), SymmetryCache())
     assert topology.group.tolist() == [0, 0]
     copies = topology.compounds[0]
     first, second = copies.atoms  # canonical order of each copy

@@ -1,4 +1,5 @@
 """Equivariance and shape tests of the assembly velocity network."""
+
 import pytest
 import torch
 
@@ -13,8 +14,10 @@ def random_clusters(num_clusters=2, num_mols=5, atoms_per_mol=4, dtype=torch.flo
     mol_index = torch.arange(num_clusters * num_mols).repeat_interleave(atoms_per_mol)
     mol_batch = torch.arange(num_clusters).repeat_interleave(num_mols)
     atom_batch = mol_batch[mol_index]
-    pos = (torch.randn(atoms, 3, generator=g, dtype=dtype) * 1.2
-           + 4 * torch.randn(num_clusters * num_mols, 3, generator=g, dtype=dtype)[mol_index])
+    pos = (
+        torch.randn(atoms, 3, generator=g, dtype=dtype) * 1.2
+        + 4 * torch.randn(num_clusters * num_mols, 3, generator=g, dtype=dtype)[mol_index]
+    )
     z = torch.randint(1, 9, (atoms,), generator=g)
     s = torch.rand(num_clusters, generator=g, dtype=dtype)
     return dict(z=z, pos=pos, mol_index=mol_index, atom_batch=atom_batch, mol_batch=mol_batch, s=s)
@@ -34,8 +37,14 @@ def test_rotation_translation_equivariance(head, edge_mode):
         return (out.translation, out.rotation) if head == "rigid" else (out.atom,)
 
     assert all(v.abs().max() > 1e-6 for v in velocities(inputs["pos"]))
-    assert_equivariant(velocities, inputs["pos"], rotate_in=lambda pos: pos @ rot.T + shift,
-                       rotate_out=lambda vs: tuple(v @ rot.T for v in vs), atol=1e-5, rtol=0)
+    assert_equivariant(
+        velocities,
+        inputs["pos"],
+        rotate_in=lambda pos: pos @ rot.T + shift,
+        rotate_out=lambda vs: tuple(v @ rot.T for v in vs),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_molecule_permutation_equivariance():
@@ -45,8 +54,9 @@ def test_molecule_permutation_equivariance():
     perm = torch.tensor([3, 0, 5, 1, 4, 2])  # new molecule i = old molecule perm[i]
     inv = torch.argsort(perm)
     atom_order = torch.cat([torch.nonzero(inputs["mol_index"] == m).flatten() for m in perm])
-    permuted = dict(inputs, z=inputs["z"][atom_order], pos=inputs["pos"][atom_order],
-                    mol_index=inv[inputs["mol_index"][atom_order]])
+    permuted = dict(
+        inputs, z=inputs["z"][atom_order], pos=inputs["pos"][atom_order], mol_index=inv[inputs["mol_index"][atom_order]]
+    )
     out, out_perm = model(**inputs), model(**permuted)
     torch.testing.assert_close(out_perm.translation, out.translation[perm], atol=1e-8, rtol=0)
     torch.testing.assert_close(out_perm.rotation, out.rotation[perm], atol=1e-8, rtol=0)
@@ -58,9 +68,14 @@ def test_clusters_in_a_batch_are_independent():
     first = {key: value for key, value in random_clusters(num_clusters=2, num_mols=4, atoms_per_mol=3).items()}
     atoms = both["atom_batch"] == 0
     mols = both["mol_batch"] == 0
-    single = dict(z=first["z"][atoms], pos=first["pos"][atoms], mol_index=first["mol_index"][atoms],
-                  atom_batch=first["atom_batch"][atoms], mol_batch=first["mol_batch"][mols],
-                  s=first["s"][:1])
+    single = dict(
+        z=first["z"][atoms],
+        pos=first["pos"][atoms],
+        mol_index=first["mol_index"][atoms],
+        atom_batch=first["atom_batch"][atoms],
+        mol_batch=first["mol_batch"][mols],
+        s=first["s"][:1],
+    )
     torch.testing.assert_close(model(**single).translation, model(**both).translation[mols], atol=1e-10, rtol=0)
 
 

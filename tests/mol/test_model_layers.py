@@ -1,4 +1,5 @@
 """The fast atom-level blocks: neighbour search against its dense reference, ContactConv equivariance."""
+
 import pytest
 import torch
 from e3nn import o3
@@ -32,8 +33,10 @@ def edge_set(edges):
 def test_neighbour_search_matches_dense_reference(mode, k_intra, k_inter):
     pos, mol_index, atom_batch = shuffled_clusters()
     kwargs = dict(mode=mode, k_intra=k_intra, k_inter=k_inter, radius=3.0)
-    fast, dense = build_atom_edges(pos, mol_index, atom_batch, **kwargs), build_atom_edges_dense(
-        pos, mol_index, atom_batch, **kwargs)
+    fast, dense = (
+        build_atom_edges(pos, mol_index, atom_batch, **kwargs),
+        build_atom_edges_dense(pos, mol_index, atom_batch, **kwargs),
+    )
     assert edge_set(fast) == edge_set(dense)
     assert len(fast.src) > 0 and bool(fast.intra.any()) and bool((~fast.intra).any())
     same_mol = mol_index[fast.src] == mol_index[fast.dst]
@@ -84,8 +87,14 @@ def test_both_atom_blocks_give_an_equivariant_network(atom_conv):
     pos, mol_index, atom_batch = pos[order], mol_index[order], atom_batch[order]
     mol_batch = torch.tensor([0] * 3 + [1] * 4)
     g = torch.Generator().manual_seed(1)
-    inputs = dict(z=torch.randint(1, 9, (len(pos),), generator=g), pos=pos, mol_index=mol_index,
-                  atom_batch=atom_batch, mol_batch=mol_batch, s=torch.rand(2, generator=g, dtype=torch.float64))
+    inputs = dict(
+        z=torch.randint(1, 9, (len(pos),), generator=g),
+        pos=pos,
+        mol_index=mol_index,
+        atom_batch=atom_batch,
+        mol_batch=mol_batch,
+        s=torch.rand(2, generator=g, dtype=torch.float64),
+    )
     rot = o3.rand_matrix(dtype=torch.float64)
     out = model(**inputs)
     moved = model(**dict(inputs, pos=pos @ rot.T + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)))

@@ -1,4 +1,5 @@
 """SO(3) exp/log and rigid-motion helpers."""
+
 import math
 
 import torch
@@ -61,8 +62,9 @@ def test_rigid_motion_round_trip_to_target_atoms():
     motion = rigid_motion(pos_start, rot_target @ rot_start.transpose(-1, -2), pos_target, mol_index)
     moved = apply_rigid_motion(pos_start, mol_index, motion.delta_c, motion.omega)
     torch.testing.assert_close(moved, pos_target, atol=1e-10, rtol=0)
-    zero = apply_rigid_motion(pos_start, mol_index, torch.zeros(4, 3, dtype=torch.float64),
-                              torch.zeros(4, 3, dtype=torch.float64))
+    zero = apply_rigid_motion(
+        pos_start, mol_index, torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 3, dtype=torch.float64)
+    )
     torch.testing.assert_close(zero, pos_start)
     torch.testing.assert_close(centroids(moved, mol_index), centroids(pos_start, mol_index) + motion.delta_c)
 

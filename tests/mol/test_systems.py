@@ -1,4 +1,5 @@
 """The Table-5 systems (kflow_mol.systems): exact transport, equivariance, draws, registry, overfitting."""
+
 import copy
 import math
 
@@ -54,9 +55,15 @@ def cluster(seed: int, num_mols: int = 6, atoms_per_mol: int = 4, shift: float =
     pos_start = (rot_start[mol_index] @ b.unsqueeze(-1)).squeeze(-1) + trans_start[mol_index]
     center = pos_start.mean(0)
     z = torch.tensor([6, 8, 7, 1, 6, 6, 9][:atoms_per_mol]).repeat(num_mols)
-    return _Cluster(z=z, mol_index=mol_index, num_mols=num_mols, pos_start=(pos_start - center).to(dtype),
-                    pos_target=(pos_target - center).to(dtype),
-                    rot_start_to_target=(rot_target @ rot_start.transpose(-1, -2)).to(dtype), num_nodes=len(z))
+    return _Cluster(
+        z=z,
+        mol_index=mol_index,
+        num_mols=num_mols,
+        pos_start=(pos_start - center).to(dtype),
+        pos_target=(pos_target - center).to(dtype),
+        rot_start_to_target=(rot_target @ rot_start.transpose(-1, -2)).to(dtype),
+        num_nodes=len(z),
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -125,13 +132,15 @@ def test_quaternion_helpers_agree_with_rotation_matrices():
     q = quat_from_rotvec(omega)
     torch.testing.assert_close(q.norm(dim=-1), torch.ones(64, dtype=DTYPE))
     torch.testing.assert_close(matrix_from_quat(q), so3_exp(omega), atol=1e-12, rtol=0)
-    torch.testing.assert_close(quat_sq_distance(quat_from_matrix(so3_exp(omega)), q), torch.zeros(64, dtype=DTYPE),
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        quat_sq_distance(quat_from_matrix(so3_exp(omega)), q), torch.zeros(64, dtype=DTYPE), atol=1e-12, rtol=0
+    )
     back = so3_exp(rotvec_from_quat(q))
     torch.testing.assert_close(back, so3_exp(omega), atol=1e-10, rtol=0)
     p = quat_from_rotvec(torch.randn(64, 3, generator=g, dtype=DTYPE))
-    torch.testing.assert_close(matrix_from_quat(quat_mul(p, q)), matrix_from_quat(p) @ matrix_from_quat(q),
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        matrix_from_quat(quat_mul(p, q)), matrix_from_quat(p) @ matrix_from_quat(q), atol=1e-12, rtol=0
+    )
 
 
 def test_slerp_is_the_shorter_geodesic_whatever_the_signs():
@@ -142,10 +151,18 @@ def test_slerp_is_the_shorter_geodesic_whatever_the_signs():
     for t in (0.0, 0.3, 1.0):
         a, b = slerp(q0, q1, torch.tensor(t, dtype=DTYPE)), slerp(q0, flipped, torch.tensor(t, dtype=DTYPE))
         torch.testing.assert_close(matrix_from_quat(a), matrix_from_quat(b), atol=1e-12, rtol=0)
-    torch.testing.assert_close(quat_sq_distance(slerp(q0, q1, torch.tensor(0.0, dtype=DTYPE)), q0),
-                               torch.zeros(32, dtype=DTYPE), atol=1e-20, rtol=0)
-    torch.testing.assert_close(quat_sq_distance(slerp(q0, q1, torch.tensor(1.0, dtype=DTYPE)), q1),
-                               torch.zeros(32, dtype=DTYPE), atol=1e-20, rtol=0)
+    torch.testing.assert_close(
+        quat_sq_distance(slerp(q0, q1, torch.tensor(0.0, dtype=DTYPE)), q0),
+        torch.zeros(32, dtype=DTYPE),
+        atol=1e-20,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        quat_sq_distance(slerp(q0, q1, torch.tensor(1.0, dtype=DTYPE)), q1),
+        torch.zeros(32, dtype=DTYPE),
+        atol=1e-20,
+        rtol=0,
+    )
     angle = lambda a, b: rotvec_from_quat(quat_mul(b, a * torch.tensor([1, -1, -1, -1], dtype=DTYPE))).norm(dim=-1)  # noqa: E731
     mid = slerp(q0, q1, torch.tensor(0.25, dtype=DTYPE))
     torch.testing.assert_close(angle(q0, mid), 0.25 * angle(q0, q1), atol=1e-10, rtol=0)
@@ -160,8 +177,10 @@ def test_inertial_frames_are_right_handed_principal_axes_and_rotate_with_the_mol
     rel = batch.pos_start - centroids(batch.pos_start, batch.mol_index)[batch.mol_index]
     body = (frames[batch.mol_index].transpose(-1, -2) @ rel.unsqueeze(-1)).squeeze(-1)
     inertia = torch.zeros(5, 3, 3, dtype=DTYPE).index_add_(
-        0, batch.mol_index, (body * body).sum(-1)[:, None, None] * torch.eye(3, dtype=DTYPE)
-        - body.unsqueeze(-1) * body.unsqueeze(-2))
+        0,
+        batch.mol_index,
+        (body * body).sum(-1)[:, None, None] * torch.eye(3, dtype=DTYPE) - body.unsqueeze(-1) * body.unsqueeze(-2),
+    )
     off_diagonal = inertia - torch.diag_embed(inertia.diagonal(dim1=-2, dim2=-1))
     assert float(off_diagonal.abs().max()) < 1e-10
     rot = random_rotation(generator=torch.Generator().manual_seed(3))
@@ -183,8 +202,9 @@ def test_assembleflow_path_is_slerp_of_inertial_frames_and_lerp_of_centroids():
         pos = system.positions(batch, x_t, layout)
         torch.testing.assert_close(centroids(pos, batch.mol_index), (1 - t) * c0 + t * c1)
         frames_t = so3_exp(x_t.reshape(-1, 6)[:, 3:]) @ matrix_from_quat(q0)
-        torch.testing.assert_close(frames_t, matrix_from_quat(slerp(q0, q1, torch.tensor(t, dtype=DTYPE))),
-                                   atol=1e-10, rtol=0)
+        torch.testing.assert_close(
+            frames_t, matrix_from_quat(slerp(q0, q1, torch.tensor(t, dtype=DTYPE))), atol=1e-10, rtol=0
+        )
     torch.testing.assert_close(system.positions(batch, x1, layout), batch.pos_target, atol=1e-10, rtol=0)
 
 
@@ -201,8 +221,12 @@ def test_assembleflow_with_the_exact_end_pose_reaches_the_crystal(num_bands, bum
     assert float(pm(batch, batch.pos_start).min()) > 1.0
     if num_bands > 1:  # bands move one at a time: half-way through band 0 the local band is untouched
         layout = cluster_layout(batch)
-        middle = system.path.sample(torch.zeros(3, 6, 6, dtype=DTYPE), system.target(batch, layout),
-                                    torch.full((3,), 0.5, dtype=DTYPE), system.context(batch, layout)).x_k
+        middle = system.path.sample(
+            torch.zeros(3, 6, 6, dtype=DTYPE),
+            system.target(batch, layout),
+            torch.full((3,), 0.5, dtype=DTYPE),
+            system.context(batch, layout),
+        ).x_k
         torch.testing.assert_close(out.trajectory[2], system.positions(batch, middle, layout), atol=1e-8, rtol=0)
 
 
@@ -231,11 +255,18 @@ def test_rigid_arms_are_equivariant(name, models):
     model = models[system.head, DTYPE]
     rot = random_rotation(generator=torch.Generator().manual_seed(7))
     shift = torch.tensor([3.0, -1.5, 7.0], dtype=DTYPE)
-    assert_equivariant(lambda b: system.sample(model, b, steps_per_band=2).pos, batch,
-                       rotate_in=lambda b: rotate_batch(b, rot, shift), rotate_out=lambda pos: pos @ rot.T + shift,
-                       atol=1e-8, rtol=1e-8)
-    losses = [float(system.loss(model, b, generator=torch.Generator().manual_seed(1))[0].detach())
-              for b in (batch, rotate_batch(batch, rot, shift))]
+    assert_equivariant(
+        lambda b: system.sample(model, b, steps_per_band=2).pos,
+        batch,
+        rotate_in=lambda b: rotate_batch(b, rot, shift),
+        rotate_out=lambda pos: pos @ rot.T + shift,
+        atol=1e-8,
+        rtol=1e-8,
+    )
+    losses = [
+        float(system.loss(model, b, generator=torch.Generator().manual_seed(1))[0].detach())
+        for b in (batch, rotate_batch(batch, rot, shift))
+    ]
     assert losses[0] > 0 and math.isclose(losses[0], losses[1], rel_tol=1e-9)
 
 
@@ -246,8 +277,9 @@ def test_crystalflow_exact_conditional_velocity_reaches_the_crystal(name):
     system = build_system(name, translation_scale=2.0)  # VE leaves sigma_min noise, VP stops at 1 - t_eps
     out = system.sample_exact(batch, steps_per_band=200, generator=torch.Generator().manual_seed(0))
     assert float(pm(batch, out.pos).max()) < 0.05
-    start_noise = system.sample_exact(batch, steps_per_band=1, method="euler",
-                                      generator=torch.Generator().manual_seed(0))
+    start_noise = system.sample_exact(
+        batch, steps_per_band=1, method="euler", generator=torch.Generator().manual_seed(0)
+    )
     assert start_noise.nfe == 1
 
 
@@ -260,8 +292,9 @@ def test_crystalflow_learned_sampler_with_the_conditional_velocity_as_network(na
     from kflow_mol.systems.common import atom_state
 
     state = atom_state(batch, layout, 2.0)
-    oracle = AtomOracle(batch, 2.0, lambda x, s: system.path.conditional_velocity(
-        x.unsqueeze(0), state.target, s[:1]).squeeze(0))
+    oracle = AtomOracle(
+        batch, 2.0, lambda x, s: system.path.conditional_velocity(x.unsqueeze(0), state.target, s[:1]).squeeze(0)
+    )
     learned = system.sample(oracle, batch, method="rk4", steps_per_band=20, generator=torch.Generator().manual_seed(2))
     exact = system.sample_exact(batch, method="rk4", steps_per_band=20, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(learned.pos, exact.pos, atol=1e-10, rtol=0)
@@ -284,8 +317,13 @@ def test_crystalsde_with_the_exact_score_reaches_the_crystal_over_many_samples(n
         mean, std = system.sde.marginal(target, t)
         return (x - mean) / std.unsqueeze(-1)
 
-    out = system.sample(AtomOracle(batch, 2.0, exact_noise), batch, method=method, steps_per_band=200,
-                        generator=torch.Generator().manual_seed(0))
+    out = system.sample(
+        AtomOracle(batch, 2.0, exact_noise),
+        batch,
+        method=method,
+        steps_per_band=200,
+        generator=torch.Generator().manual_seed(0),
+    )
     values = pm(batch, out.pos)  # what is left: sigma_min (VE) or std(t_eps) (VP) noise and EM error
     assert float(values.max()) < 0.1, f"worst PM {float(values.max()):.3g} Å"
     assert float(values.mean()) < 0.05
@@ -298,8 +336,10 @@ def test_stochastic_samplers_are_reproducible_with_a_generator(name, models):
     batch = batch_of(0, num_mols=3, atoms_per_mol=3)
     system = build_system(name, translation_scale=2.0)
     model = models["atom", DTYPE]
-    runs = [system.sample(model, batch, steps_per_band=3, generator=torch.Generator().manual_seed(seed)).pos
-            for seed in (5, 5, 6)]
+    runs = [
+        system.sample(model, batch, steps_per_band=3, generator=torch.Generator().manual_seed(seed)).pos
+        for seed in (5, 5, 6)
+    ]
     assert system.stochastic
     assert torch.equal(runs[0], runs[1]) and not torch.allclose(runs[0], runs[2])
 
@@ -319,8 +359,12 @@ def test_every_system_trains_and_samples_with_its_head(name, models):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     again, _ = system.loss(model, batch, draws=StepDraws(seed=0, step=1))
     assert float(again.detach()) == float(loss.detach())
-    out = system.sample(model, batch, steps_per_band=[2] * system.num_bands,  # as allocate_steps gives
-                        generator=torch.Generator().manual_seed(0))
+    out = system.sample(
+        model,
+        batch,
+        steps_per_band=[2] * system.num_bands,  # as allocate_steps gives
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.pos.shape == batch.pos_start.shape and torch.isfinite(out.pos).all()
 
 
@@ -351,26 +395,44 @@ def test_stochastic_systems_are_scored_as_min_and_mean_over_draws():
     batch = Batch.from_data_list(clusters)
     noisy = build_system("crystalflow_ve", translation_scale=2.0)
     target = atom_state(batch, cluster_layout(batch), 2.0).target
-    oracle = AtomOracle(batch, 2.0, lambda x, s: noisy.path.conditional_velocity(
-        x, target[batch.batch, torch.cat([torch.arange(9)] * 3)], s))  # per-atom closed form, at the atom's time
+    oracle = AtomOracle(
+        batch,
+        2.0,
+        lambda x, s: noisy.path.conditional_velocity(x, target[batch.batch, torch.cat([torch.arange(9)] * 3)], s),
+    )  # per-atom closed form, at the atom's time
 
     def predictor_for(index):
         return flow_predictor(noisy, oracle, "euler", 4, generator=torch.Generator().manual_seed(index))
 
     single = evaluate_samples("ve", predictor_for, clusters, 1, batch_size=3, with_rmsd=False)
-    per_draw = torch.tensor([evaluate_samples("ve", lambda _, i=i: predictor_for(i), clusters, 1, batch_size=3,
-                                              with_rmsd=False).per_cluster["pm_atom"] for i in range(3)])
+    per_draw = torch.tensor(
+        [
+            evaluate_samples(
+                "ve", lambda _, i=i: predictor_for(i), clusters, 1, batch_size=3, with_rmsd=False
+            ).per_cluster["pm_atom"]
+            for i in range(3)
+        ]
+    )
     scores = evaluate_samples("ve", predictor_for, clusters, 3, batch_size=3, with_rmsd=False)
     assert scores.cluster_ids == ["toy0", "toy1", "toy2"] and single.per_cluster_mean is None
-    torch.testing.assert_close(torch.tensor(scores.per_cluster["pm_atom"], dtype=per_draw.dtype), per_draw.min(0).values)
+    torch.testing.assert_close(
+        torch.tensor(scores.per_cluster["pm_atom"], dtype=per_draw.dtype), per_draw.min(0).values
+    )
     torch.testing.assert_close(torch.tensor(scores.per_cluster_mean["pm_atom"], dtype=per_draw.dtype), per_draw.mean(0))
     summary = scores.summary()
     assert summary["pm_atom"] <= summary["pm_atom_sample_mean"] and not torch.equal(per_draw[0], per_draw[1])
 
 
 def test_registry_names_options_and_errors():
-    assert set(SYSTEMS) == {"gnn_md", "crystalsde_ve", "crystalsde_vp", "crystalflow_ve", "crystalflow_vp",
-                            "crystalflow_lerp", "assembleflow"}
+    assert set(SYSTEMS) == {
+        "gnn_md",
+        "crystalsde_ve",
+        "crystalsde_vp",
+        "crystalflow_ve",
+        "crystalflow_vp",
+        "crystalflow_lerp",
+        "assembleflow",
+    }
     assert "kflow_assembleflow_K<n>" in system_names() and is_system("kflow_assembleflow_K4")
     assert not is_system("kflow_K2")
     lerp = build_system("crystalflow_lerp", translation_scale=3.0)

@@ -11,8 +11,11 @@ from kflow_mol.experiment import build_flow, validate
 from kflow_mol.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
-ASSEMBLY_SCHEMAS = {"train_assembly": AssemblyConfig, "benchmark_assembly": BenchmarkConfig,
-                    "evaluate_assembly": EvaluateConfig}
+ASSEMBLY_SCHEMAS = {
+    "train_assembly": AssemblyConfig,
+    "benchmark_assembly": BenchmarkConfig,
+    "evaluate_assembly": EvaluateConfig,
+}
 DATA_GROUPS = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
 MODEL_GROUPS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 
@@ -65,8 +68,16 @@ def test_no_script_imports_another_script_or_edits_sys_path():
         assert "sys.path.insert" not in path.read_text(), f"{path.name} edits sys.path"
 
 
-@pytest.mark.parametrize("method, head", [("gnn_md", "rigid"), ("crystalsde_vp", "atom"), ("crystalflow_ve", "atom"),
-                                          ("assembleflow", "rigid"), ("kflow_assembleflow_K3", "rigid")])
+@pytest.mark.parametrize(
+    "method, head",
+    [
+        ("gnn_md", "rigid"),
+        ("crystalsde_vp", "atom"),
+        ("crystalflow_ve", "atom"),
+        ("assembleflow", "rigid"),
+        ("kflow_assembleflow_K3", "rigid"),
+    ],
+)
 def test_every_table5_system_is_a_config_of_the_same_engine(method, head):
     from kflow_mol.config import run_name, with_method
 

@@ -26,10 +26,22 @@ from kflow.training import load_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_assembly.py"
 STEPS = 20
-TINY = [f"train.steps={STEPS}", "train.batch_size=4", "train.log_every=2", "train.ckpt_every=4",
-        "train.warmup_steps=0", "train.lr=0.002", "data.max_train=8", "data.max_test=2",
-        "sample.steps=2", "sample.batch_size=2", "sample.export=0", "model.k_inter=4",
-        "train.progress=false", "eval.rmsd=false"]
+TINY = [
+    f"train.steps={STEPS}",
+    "train.batch_size=4",
+    "train.log_every=2",
+    "train.ckpt_every=4",
+    "train.warmup_steps=0",
+    "train.lr=0.002",
+    "data.max_train=8",
+    "data.max_test=2",
+    "sample.steps=2",
+    "sample.batch_size=2",
+    "sample.export=0",
+    "model.k_inter=4",
+    "train.progress=false",
+    "eval.rmsd=false",
+]
 
 
 def env() -> dict:
@@ -45,8 +57,9 @@ def command(out_dir, *overrides, nproc: int = 1) -> list[str]:
 
 def train(out_dir, *overrides, nproc: int = 1) -> subprocess.CompletedProcess:
     try:
-        done = subprocess.run(command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(),
-                              capture_output=True, text=True, timeout=240)
+        done = subprocess.run(
+            command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=240
+        )
     except subprocess.TimeoutExpired as hang:
         if nproc == 1:
             raise
@@ -56,8 +69,9 @@ def train(out_dir, *overrides, nproc: int = 1) -> subprocess.CompletedProcess:
         warnings.warn(f"2-rank torchrun did not exit within {hang.timeout} s; retrying once", stacklevel=2)
         shutil.rmtree(out_dir, ignore_errors=True)
         Path(out_dir).mkdir(parents=True)
-        done = subprocess.run(command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(),
-                              capture_output=True, text=True, timeout=240)
+        done = subprocess.run(
+            command(out_dir, *overrides, nproc=nproc), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=240
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -93,8 +107,15 @@ def reference(tmp_path_factory):
 def test_two_rank_torchrun_run_trains_like_one_process(reference, tmp_path):
     train(tmp_path, nproc=2)
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["checkpoints", "config.yaml", "eval_per_cluster.csv", "loss_curve.png",
-                       "metrics.json", "pm_bars.png", "train_log.csv"]
+    assert written == [
+        "checkpoints",
+        "config.yaml",
+        "eval_per_cluster.csv",
+        "loss_curve.png",
+        "metrics.json",
+        "pm_bars.png",
+        "train_log.csv",
+    ]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt"]
     single, ddp = log_losses(reference), log_losses(tmp_path)
     assert len(ddp) == len(single) == STEPS // 2
@@ -108,8 +129,9 @@ def test_two_rank_torchrun_run_trains_like_one_process(reference, tmp_path):
 @pytest.mark.slow
 def test_sigkill_then_resume_true_matches_the_unbroken_run(reference, tmp_path):
     checkpoint = tmp_path / "checkpoints" / "last.pt"
-    process = subprocess.Popen(command(tmp_path), cwd=ROOT, env=env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command(tmp_path), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 240
         while not checkpoint.exists():

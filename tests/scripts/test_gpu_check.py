@@ -1,4 +1,5 @@
 """scripts/gpu_check.sh on a machine without CUDA: the CUDA parts are skipped with a clear message."""
+
 import importlib.util
 import json
 import os
@@ -23,8 +24,14 @@ def load_check():
 def test_without_cuda_the_script_skips_the_cuda_parts_and_writes_one_json(tmp_path):
     output = tmp_path / "check.json"
     env = dict(os.environ, KFLOW_GPU_CHECK_INSTALL="0", KFLOW_WHEELS=str(tmp_path / "none"))
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(output)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(output)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CUDA is not available" in done.stdout and "skipped" in done.stdout
     report = json.loads(output.read_text())

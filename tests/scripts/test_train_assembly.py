@@ -1,4 +1,5 @@
 """The main job end to end on a tiny budget: scripts/train_assembly.py and evaluate_assembly.py."""
+
 import json
 import os
 import subprocess
@@ -8,14 +9,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["train.steps=3", "train.batch_size=2", "train.log_every=1", "data.max_train=4", "data.max_test=2",
-        "sample.steps=2", "sample.batch_size=2", "sample.export=1", "model.k_inter=4", "train.progress=false"]
+TINY = [
+    "train.steps=3",
+    "train.batch_size=2",
+    "train.log_every=1",
+    "data.max_train=4",
+    "data.max_test=2",
+    "sample.steps=2",
+    "sample.batch_size=2",
+    "sample.export=1",
+    "model.k_inter=4",
+    "train.progress=false",
+]
 
 
 def _run(script: str, *overrides: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,27 +76,34 @@ def test_predicted_cif_reads_back_with_ase(demo_run):
 
 def test_evaluate_script_scores_the_checkpoint(demo_run):
     out, _ = demo_run
-    proc = _run("evaluate_assembly.py", f"checkpoint={out / 'checkpoints' / 'last.pt'}", "eval.rmsd=false",
-                f"output={out / 'eval.json'}")
+    proc = _run(
+        "evaluate_assembly.py",
+        f"checkpoint={out / 'checkpoints' / 'last.pt'}",
+        "eval.rmsd=false",
+        f"output={out / 'eval.json'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((out / "eval.json").read_text())
     trained = json.loads((out / "metrics.json").read_text())
     assert evaluated["kflow_K2"]["pm_atom"] == pytest.approx(trained["kflow_K2"]["pm_atom"], rel=1e-4)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("K=0", "num_bands \\(K\\) must be >= 1"),
-    ("K=abc", "could not be converted to Integer"),
-    ("foo=1", "Key 'foo' not in 'AssemblyConfig'"),
-    ("train.steps=-1", "steps"),
-    ("train.out_dir=x", "use output_dir="),
-    ("data=prepared", "data.folder"),
-    ("flow.mode=cartesian", "num_bands must be 1"),
-    ("flow.mode=cartesian K=1", "needs model.head=atom"),
-    ("bump=wiggly", "unknown bump"),
-    ("data=cod_organic", "needs data.input"),
-    ("sample.method=leapfrog", "sample.method"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("K=0", "num_bands \\(K\\) must be >= 1"),
+        ("K=abc", "could not be converted to Integer"),
+        ("foo=1", "Key 'foo' not in 'AssemblyConfig'"),
+        ("train.steps=-1", "steps"),
+        ("train.out_dir=x", "use output_dir="),
+        ("data=prepared", "data.folder"),
+        ("flow.mode=cartesian", "num_bands must be 1"),
+        ("flow.mode=cartesian K=1", "needs model.head=atom"),
+        ("bump=wiggly", "unknown bump"),
+        ("data=cod_organic", "needs data.input"),
+        ("sample.method=leapfrog", "sample.method"),
+    ],
+)
 def test_bad_config_is_rejected_before_work(override, message):
     from kflow.training import ConfigError
     from kflow_mol.cli import compose
