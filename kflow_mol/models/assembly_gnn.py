@@ -261,6 +261,15 @@ class AssemblyGNN(nn.Module):
         for conv in self.mol_convs:
             g = conv(g, src, dst, mol_sh, mol_scalars)
 
+        return self._readout(h.to(pos.dtype), g.to(pos.dtype), rel, mol_index, num_mols)
+
+    def _readout(self, h: Tensor, g: Tensor, rel: Tensor, mol_index: Tensor, num_mols: int) -> AssemblyVelocity:
+        """Heads in the positions' dtype, outside autocast: under bf16 the tensor products and the
+        torque cross product would otherwise mix dtypes (and lose the small torques)."""
+        with torch.autocast(device_type=rel.device.type, enabled=False):
+            return self._heads(h, g, rel, mol_index, num_mols)
+
+    def _heads(self, h: Tensor, g: Tensor, rel: Tensor, mol_index: Tensor, num_mols: int) -> AssemblyVelocity:
         force = self.atom_head(torch.cat([h, g[mol_index]], dim=-1))  # (A, 3), 1o
         if self.head == "atom":
             return AssemblyVelocity(translation=None, rotation=None, atom=force)

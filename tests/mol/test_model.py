@@ -92,3 +92,14 @@ def test_presets_are_valid_and_unknown_preset_is_rejected():
     assert 0 < sizes[0] < sizes[1]
     with pytest.raises(ValueError, match="unknown model preset"):
         build_model("XL")
+
+
+@pytest.mark.parametrize("preset", ["S", "M"])
+def test_forward_and_backward_under_bf16_autocast(preset):
+    model = build_model(preset)
+    inputs = random_clusters(dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**inputs)
+    assert out.translation.dtype == torch.float32 and torch.isfinite(out.rotation).all()
+    (out.translation.sum() + out.rotation.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
