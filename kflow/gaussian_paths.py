@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from kflow.schedules import VESchedule, VPSchedule
-from kflow.sde import randn
+from kflow.sde import GaussianPrior, randn
 
 
 @dataclass
@@ -68,7 +68,7 @@ class GaussianPathSample:
     u_t: Tensor
 
 
-class GaussianPath:
+class GaussianPath(GaussianPrior):
     """Base class: subclasses give ``a, b`` and their derivatives as functions of ``t``.
 
     Args:
@@ -120,17 +120,6 @@ class GaussianPath:
         """Closed-form ``u_t(x | x1) = a' x1 + b'/b (x - a x1)`` at any ``x``, shape of ``x``."""
         c = self.coefficients(t, x)
         return c.da * x1 + c.db / c.b * (x - c.a * x1)
-
-    def prior_sample(
-        self,
-        shape: tuple[int, ...],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> Tensor:
-        """Source draws ``N(0, prior_std^2 I)`` of shape ``shape``."""
-        return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 class VEPath(GaussianPath):

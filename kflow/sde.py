@@ -46,6 +46,23 @@ def randn(
     return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
 
 
+class GaussianPrior:
+    """Draws from a source ``N(0, prior_std^2 I)``; subclasses define ``prior_std``."""
+
+    prior_std: float
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """Draws from ``N(0, prior_std^2 I)``, shape ``shape``."""
+        return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
+
+
 def _expand(value: Tensor, like: Tensor) -> Tensor:
     return value.reshape((-1,) + (1,) * (like.dim() - 1))
 
@@ -73,7 +90,7 @@ class SDEPerturbation:
     score: Tensor
 
 
-class SDE:
+class SDE(GaussianPrior):
     """Base class of the forward SDEs (see the module docstring).
 
     Attributes:
@@ -139,17 +156,6 @@ class SDE:
             where = generator.device if generator is not None else device
             u = torch.rand(batch_size, generator=generator, device=where, dtype=dtype).to(device)
         return self.t_eps + (1 - self.t_eps) * u
-
-    def prior_sample(
-        self,
-        shape: tuple[int, ...],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> Tensor:
-        """Draws from the prior ``N(0, prior_std^2 I)``, shape ``shape``."""
-        return self.prior_std * randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 class VESDE(SDE):

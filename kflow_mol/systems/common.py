@@ -97,6 +97,14 @@ def dense_atom_output(out, layout: ClusterLayout, max_atoms: int) -> Tensor:
     return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=max_atoms)[0]
 
 
+def atom_network_output(
+    model: nn.Module, batch: Any, layout: ClusterLayout, x: Tensor, mask: Tensor, t: Tensor, translation_scale: float
+) -> Tensor:
+    """The atom head's output ``(B, A_max, 3)`` at the padded displacement state ``x``; ``t`` is ``(B,)``."""
+    pos = atom_positions(batch, x, mask, translation_scale)
+    return dense_atom_output(call_network(model, batch, layout, pos, t), layout, x.shape[1])
+
+
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean squared error over valid atoms: ``pred``/``target`` ``(B, A_max, 3)``, ``mask`` ``(B, A_max)``."""
     weight = mask.unsqueeze(-1).to(pred.dtype)

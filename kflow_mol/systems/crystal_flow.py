@@ -26,10 +26,9 @@ from kflow.gaussian_paths import VEPath, VPPath
 from kflow.training import StepDraws
 from kflow_mol.flow import AssemblyFlow, AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
+    atom_network_output,
     atom_positions,
     atom_state,
-    call_network,
-    dense_atom_output,
     masked_mse,
     normal_like,
     total_steps,
@@ -82,8 +81,7 @@ class CrystalFlow:
 
     def velocity(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
         """Network velocity ``(B, A_max, 3)`` at the padded state ``x``; ``t`` is ``(B,)``."""
-        pos = atom_positions(batch, x, mask, self.translation_scale)
-        return dense_atom_output(call_network(model, batch, layout, pos, t), layout, x.shape[1])
+        return atom_network_output(model, batch, layout, x, mask, t, self.translation_scale)
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None

@@ -26,10 +26,9 @@ from kflow.training import StepDraws
 from kflow_mol.flow import AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
     METHOD_ALIASES,
+    atom_network_output,
     atom_positions,
     atom_state,
-    call_network,
-    dense_atom_output,
     normal_like,
     total_steps,
     uniform_per_cluster,
@@ -89,8 +88,7 @@ class CrystalSDE:
 
     def predict_noise(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
         """The network's noise prediction ``(B, A_max, 3)`` (zero on padding)."""
-        pos = atom_positions(batch, x, mask, self.translation_scale)
-        return dense_atom_output(call_network(model, batch, layout, pos, t), layout, x.shape[1])
+        return atom_network_output(model, batch, layout, x, mask, t, self.translation_scale)
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
