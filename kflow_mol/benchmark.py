@@ -34,7 +34,7 @@ import torch
 from torch_geometric.data import Batch
 
 from kflow.stats import BootstrapCI, paired_difference_ci, paired_ratio_ci
-from kflow_mol.config import BenchmarkConfig, DataConfig, method_overrides, with_method
+from kflow_mol.config import AssemblyConfig, BenchmarkConfig, DataConfig, method_overrides, run_name, with_method
 from kflow_mol.evaluate import evaluate_method, identity_method
 from kflow_mol.experiment import TrainedRun, build_flow, load_split, set_cpu_threads, train, validate
 
@@ -95,10 +95,40 @@ def score_sets(name: str, predict, test_sets: dict[str, list], cfg: BenchmarkCon
     return out
 
 
+SAMPLING_ONLY_KEYS = ("output_dir", "sample", "eval", "flow.project")
+"""Config entries that change how a trained model is sampled or scored, never how it is trained."""
+
+
+def training_key(run: AssemblyConfig) -> str:
+    """The part of a run's config that fixes its training (all but :data:`SAMPLING_ONLY_KEYS`).
+
+    Two methods with the same key (e.g. ``kflow_K3`` and ``kflow_K3+noproj`` at one seed)
+    train the same model, so the benchmark trains it once and samples it for both.
+    """
+    values = dataclasses.asdict(run)
+    for key in SAMPLING_ONLY_KEYS:
+        group, _, name = key.rpartition(".")
+        (values[group] if group else values).pop(name)
+    return json.dumps(values, sort_keys=True, default=str)
+
+
 def run_method(
-    cfg: BenchmarkConfig, method: str, seed: int, train_set: list, test_sets: dict[str, list], out_dir: Path
+    cfg: BenchmarkConfig,
+    method: str,
+    seed: int,
+    train_set: list,
+    test_sets: dict[str, list],
+    out_dir: Path,
+    trained_cache: dict[str, tuple[str, TrainedRun]] | None = None,
 ) -> dict:
-    """Train (unless identity) and score one method with one seed on every test set."""
+    """Train (unless identity) and score one method with one seed on every test set.
+
+    Args:
+        trained_cache: ``{training_key: (method, TrainedRun)}`` of the models trained so far on
+            ``train_set``; a method whose training config is there reuses that model (its flow
+            rebuilt with this method's sampling settings); its ``train_cpu_s`` is then only that
+            rebuild (≈ 0) and ``trained_with`` names the method whose training it shares.
+    """
     tic = time.process_time()
     if method == "identity":
         return {
@@ -108,7 +138,15 @@ def run_method(
         }
     run = with_method(cfg, method, seed)
     run.output_dir = str(out_dir / f"{method}_seed{seed}")
-    trained = train(run, train_set)
+    key = training_key(run)
+    cache = {} if trained_cache is None else trained_cache
+    trained_with, trained = cache.get(key, (method, None))
+    if trained is None:
+        trained = train(run, train_set)
+        cache[key] = (method, trained)
+    else:
+        flow = build_flow(run, trained.flow.translation_scale)
+        trained = TrainedRun(name=run_name(run), flow=flow, model=trained.model, result=trained.result)
     train_cpu = time.process_time() - tic
     sets = score_sets(method, trained, test_sets, run)
     return {
@@ -116,6 +154,7 @@ def run_method(
         "train_cpu_s": train_cpu,
         "cpu_s": time.process_time() - tic,
         "final_loss": trained.result.final_loss,
+        "trained_with": trained_with,
     }
 
 
@@ -233,6 +272,24 @@ def comparison_table(comparisons: list[Comparison], baseline: str, seeds: dict[s
     return lines
 
 
+def cpu_table(runs: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows of each method's mean process CPU seconds per seed (training counted once)."""
+    lines = ["| method | train CPU-s / seed | sample + score CPU-s / seed | model trained by |", "|---|---|---|---|"]
+    for method, records in runs.items():
+        train_s = [r.get("train_cpu_s", math.nan) for r in records]
+        score_s = [r.get("cpu_s", math.nan) - r.get("train_cpu_s", math.nan) for r in records]
+        owner = records[0].get("trained_with", method) if method != "identity" else "—"
+        lines.append(
+            f"| {method} | {np.mean(train_s):.0f} | {np.mean(score_s):.0f} | {'itself' if owner == method else owner} |"
+        )
+    lines += [
+        "",
+        "Methods that differ only in sampling settings (`flow.project`, `sample.*`) share one trained "
+        "model per seed: its training is counted once, under the method that trained it.",
+    ]
+    return lines
+
+
 def write_outputs(every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, command: str, steps: int) -> str:
     """benchmark.md / .csv / .json from every run; returns the markdown."""
     (out_dir / "benchmark.json").write_text(json.dumps(every_run))
@@ -263,6 +320,7 @@ def write_outputs(every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, co
         order = list(runs)
         comparisons.sort(key=lambda c: (order.index(c.method), c.test_set != "pooled"))
         lines += [f"### start = {start}", ""] + comparison_table(comparisons, cfg.baseline, seeds) + [""]
+        lines += ["Process CPU time:", ""] + cpu_table(runs) + [""]
         rows += [(start, c) for c in comparisons]
     with open(out_dir / "benchmark.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -342,9 +400,10 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
                 flush=True,
             )
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
+        trained_cache: dict[str, tuple[str, TrainedRun]] = {}  # one start's models, shared by sampling variants
         for method in cfg.methods:
             for seed in [0] if method == "identity" else list(cfg.seeds):
-                row = run_method(run_cfg, method, seed, train_set, test_sets, out_dir / str(start))
+                row = run_method(run_cfg, method, seed, train_set, test_sets, out_dir / str(start), trained_cache)
                 every_run.append({"start": str(start), "method": method, "seed": seed, **row})
                 means = " ".join(f"{k} {np.mean(v['pm_atom']):.3f}" for k, v in row["sets"].items())
                 print(

@@ -1,9 +1,13 @@
 """The benchmark's statistics and method names, on hand-made per-cluster records."""
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 
 from kflow.training import ConfigError
-from kflow_mol.benchmark import budget_steps, cluster_key, compare, per_cluster_means, write_outputs
+from kflow_mol.benchmark import budget_steps, cluster_key, compare, per_cluster_means, training_key, write_outputs
 from kflow_mol.config import BenchmarkConfig, method_overrides, with_method
 
 
@@ -59,3 +63,44 @@ def test_method_variants_and_budget():
     assert budget_steps(cfg, {"step_s": 0.5, "sample_cluster_s": 0.1}, 100, 2) == 150  # capped by train.steps
     cfg.train.steps = 1000
     assert budget_steps(cfg, {"step_s": 0.5, "sample_cluster_s": 0.1}, 100, 2) == 478
+
+
+def test_sampling_variants_share_one_training(tmp_path, monkeypatch, data_pyxtal_build):
+    """``kflow_K2`` and ``kflow_K2+noproj`` differ only at sampling: one training, two scorings."""
+    import kflow_mol.benchmark as benchmark
+
+    calls = []
+    real_train = benchmark.train
+    monkeypatch.setattr(benchmark, "train", lambda run, data: calls.append(run.output_dir) or real_train(run, data))
+    cfg = BenchmarkConfig(
+        methods=["rigid_K1", "kflow_K2", "kflow_K2+noproj"],
+        seeds=[0],
+        test_sets=["testdb"],
+        bootstrap_resamples=100,
+        output_dir=str(tmp_path / "bench"),
+    )
+    cfg.data = dataclasses.replace(
+        cfg.data, source="prepared", folder=str(data_pyxtal_build.output), start=None, max_train=8, max_test=2
+    )
+    cfg.train.steps, cfg.train.batch_size, cfg.eval.rmsd = 2, 4, False
+    table = benchmark.run_benchmark(cfg)
+    assert [Path(p).name for p in calls] == ["rigid_K1_seed0", "kflow_K2_seed0"]
+    assert sorted(p.name for p in (tmp_path / "bench" / "None").iterdir()) == ["kflow_K2_seed0", "rigid_K1_seed0"]
+    runs = {r["method"]: r for r in json.loads((tmp_path / "bench" / "benchmark.json").read_text())}
+    assert runs["kflow_K2+noproj"]["trained_with"] == "kflow_K2" and runs["kflow_K2"]["trained_with"] == "kflow_K2"
+    assert runs["kflow_K2+noproj"]["final_loss"] == runs["kflow_K2"]["final_loss"]
+    assert runs["kflow_K2+noproj"]["sets"]["testdb"]["pm_atom"] != runs["kflow_K2"]["sets"]["testdb"]["pm_atom"]
+    assert "| kflow_K2+noproj | 0 |" in table and "| kflow_K2 |" in table
+
+
+def test_training_key_ignores_sampling_only_settings():
+    cfg = BenchmarkConfig()
+    key = training_key(with_method(cfg, "kflow_K3", 0))
+    assert training_key(with_method(cfg, "kflow_K3+noproj", 0)) == key
+    assert training_key(with_method(cfg, "kflow_K3+proj", 0)) == key
+    for other in (
+        with_method(cfg, "kflow_K3", 1),
+        with_method(cfg, "kflow_K3+aware", 0),
+        with_method(cfg, "kflow_K2", 0),
+    ):
+        assert training_key(other) != key
