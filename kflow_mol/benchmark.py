@@ -405,6 +405,7 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
             for seed in [0] if method == "identity" else list(cfg.seeds):
                 row = run_method(run_cfg, method, seed, train_set, test_sets, out_dir / str(start), trained_cache)
                 every_run.append({"start": str(start), "method": method, "seed": seed, **row})
+                (out_dir / "benchmark.json").write_text(json.dumps(every_run))  # survives an interrupted run
                 means = " ".join(f"{k} {np.mean(v['pm_atom']):.3f}" for k, v in row["sets"].items())
                 print(
                     f"[{start}] {method} seed {seed}: PM-atom {means} ({row['cpu_s']:.0f} CPU-s)",
