@@ -278,7 +278,41 @@ def gated_irreps(irreps_hidden: o3.Irreps) -> tuple[o3.Irreps, e3nn_nn.Gate]:
     return gate.irreps_in, gate
 
 
-class EquivariantConv(nn.Module):
+class _GatedConv(nn.Module):
+    """Residual gated update shared by the interaction blocks.
+
+    Subclasses build their message irreps, call :meth:`_init_update` and implement
+    :meth:`aggregate`; the update is ``h + gate(linear_self(h) + linear_msg(aggregate(...)))``,
+    run in float32 inside an autocast region (:func:`float32_block`).
+    """
+
+    def _init_update(self, irreps_msg: o3.Irreps) -> None:
+        gate_in, self.gate = gated_irreps(self.irreps_hidden)
+        self.linear_msg = o3.Linear(irreps_msg, gate_in)
+        self.linear_self = o3.Linear(self.irreps_hidden, gate_in)
+
+    def forward(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
+        """Args:
+            h: node features, shape ``(N, irreps_hidden.dim)``.
+            src: source node per edge, shape ``(E,)``.
+            dst: destination node per edge, shape ``(E,)``.
+            edge_sh: spherical harmonics of the edge vectors, shape ``(E, irreps_sh.dim)``.
+            edge_scalars: invariant edge features, shape ``(E, edge_scalar_dim)``.
+
+        Returns:
+            Updated node features, shape ``(N, irreps_hidden.dim)``.
+        """
+        context, (h, edge_sh, edge_scalars) = float32_block(h, edge_sh, edge_scalars)
+        with context:
+            agg = self.aggregate(h, src, dst, edge_sh, edge_scalars)
+            return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
+
+    def aggregate(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
+        """Mean of the messages at every node, shape ``(N, irreps_msg.dim)`` (arguments: :meth:`forward`)."""
+        raise NotImplementedError
+
+
+class EquivariantConv(_GatedConv):
     """One residual e3nn interaction block (NequIP-style depthwise tensor product).
 
     Message ``src -> dst``: ``TP_uvu(h_src, Y(r_dst - r_src); w(edge_scalars))``; messages
@@ -309,29 +343,15 @@ class EquivariantConv(nn.Module):
         self.radial = nn.Sequential(
             nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(), nn.Linear(radial_hidden, self.tp.weight_numel)
         )
-        gate_in, self.gate = gated_irreps(self.irreps_hidden)
-        self.linear_msg = o3.Linear(irreps_mid, gate_in)
-        self.linear_self = o3.Linear(self.irreps_hidden, gate_in)
+        self._init_update(irreps_mid)
 
-    def forward(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
-        """Args:
-            h: node features, shape ``(N, irreps_hidden.dim)``.
-            src: source node per edge, shape ``(E,)``.
-            dst: destination node per edge, shape ``(E,)``.
-            edge_sh: spherical harmonics of the edge vectors, shape ``(E, irreps_sh.dim)``.
-            edge_scalars: invariant edge features, shape ``(E, edge_scalar_dim)``.
-
-        Returns:
-            Updated node features, shape ``(N, irreps_hidden.dim)``.
-        """
-        context, (h, edge_sh, edge_scalars) = float32_block(h, edge_sh, edge_scalars)
-        with context:
-            msg = self.tp(h[src], edge_sh, self.radial(edge_scalars))
-            agg = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
-            return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
+    def aggregate(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
+        """Mean tensor-product message at every node, shape ``(N, irreps_mid.dim)``."""
+        msg = self.tp(h[src], edge_sh, self.radial(edge_scalars))
+        return scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
 
 
-class ContactConv(nn.Module):
+class ContactConv(_GatedConv):
     """A cheap equivariant atom-level interaction on scalar (0e) and vector (1o) channels.
 
     The hidden features are first projected per node onto ``channels`` scalars ``s`` and
@@ -381,26 +401,10 @@ class ContactConv(nn.Module):
         self.radial = nn.Sequential(
             nn.Linear(edge_scalar_dim, radial_hidden), nn.SiLU(), nn.Linear(radial_hidden, self.num_paths * channels)
         )
-        gate_in, self.gate = gated_irreps(self.irreps_hidden)
-        self.linear_msg = o3.Linear(irreps_msg, gate_in)
-        self.linear_self = o3.Linear(self.irreps_hidden, gate_in)
+        self._init_update(irreps_msg)
 
-    def forward(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
-        """Args:
-            h: node features, shape ``(N, irreps_hidden.dim)``.
-            src: source node per edge, shape ``(E,)``.
-            dst: destination node per edge, shape ``(E,)``.
-            edge_sh: spherical harmonics of the edge vectors, shape ``(E, irreps_sh.dim)``.
-            edge_scalars: invariant edge features, shape ``(E, edge_scalar_dim)``.
-
-        Returns:
-            Updated node features, shape ``(N, irreps_hidden.dim)``.
-        """
-        context, (h, edge_sh, edge_scalars) = float32_block(h, edge_sh, edge_scalars)
-        with context:
-            return self._forward(h, src, dst, edge_sh, edge_scalars)
-
-    def _forward(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
+    def aggregate(self, h: Tensor, src: Tensor, dst: Tensor, edge_sh: Tensor, edge_scalars: Tensor) -> Tensor:
+        """Mean ``0e + 1o`` message at every node, shape ``(N, 4 * channels)`` in e3nn's layout."""
         c, num_nodes = self.channels, h.shape[0]
         # Vectors are held as (., 3, c) so that every broadcast runs along the channels.
         unit = (edge_sh[:, 1:4] * (1.0 / math.sqrt(3.0))).unsqueeze(-1)  # (E, 3, 1)
@@ -412,8 +416,7 @@ class ContactConv(nn.Module):
         msg_v = unit * (w_su * s).unsqueeze(1) + w_v.unsqueeze(1) * v  # (E, 3, c)
         agg = scatter(torch.cat([msg_s, msg_v.flatten(1)], dim=-1), dst, dim=0, dim_size=num_nodes, reduce="mean")
         agg_s, agg_v = agg.split([c, 3 * c], dim=-1)
-        agg = torch.cat([agg_s, agg_v.view(num_nodes, 3, c).transpose(1, 2).reshape(num_nodes, 3 * c)], dim=-1)
-        return h + self.gate(self.linear_self(h) + self.linear_msg(agg))
+        return torch.cat([agg_s, agg_v.view(num_nodes, 3, c).transpose(1, 2).reshape(num_nodes, 3 * c)], dim=-1)
 
 
 ATOM_CONVS = ("e3nn", "contact")
