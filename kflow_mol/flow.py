@@ -30,6 +30,7 @@ Batches are torch-geometric batches of ``kflow_mol.data.AssemblyData``: ``z``, `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,69 @@ class AssemblySample:
     ks: list[float] | None = None
 
 
-class AssemblyFlow:
+def positive_scale(translation_scale: float) -> float:
+    """``translation_scale`` as a float, refused unless it is > 0 (every system checks it here)."""
+    if not translation_scale > 0:
+        raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
+    return float(translation_scale)
+
+
+class AssemblySystem:
+    """What every assembly flow and Table-5 system shares: the interface and the public ``sample``.
+
+    Subclasses set the class attributes and implement ``_sample`` (the actual sampler).
+
+    Attributes:
+        head: the :func:`kflow_mol.models.build_model` head it needs, ``"rigid"`` or ``"atom"``.
+        stochastic: whether samples depend on ``generator`` (score several per cluster).
+        num_bands: K, the number of bands.
+        default_steps: total sampling steps when ``steps_per_band`` is ``None``.
+    """
+
+    head: str
+    stochastic = False
+    num_bands = 1
+    default_steps: int
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        *,
+        method: str = "euler",
+        steps_per_band: int | Sequence[int] | None = None,
+        return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> AssemblySample:
+        """Sample the crystal pose of every cluster of ``batch`` with the trained ``model``.
+
+        Args:
+            model: the network (with :attr:`head`).
+            batch: a batch of clusters.
+            method: the system's sampling method (``"euler"`` for all; see the system's ``_sample``).
+            steps_per_band: steps per band (an int, or one per band id); ``None``: the system's default.
+            return_trajectory: keep the atom positions along the way.
+            generator: RNG of a stochastic system's draws (deterministic systems ignore it).
+
+        Returns:
+            :class:`AssemblySample` (atom positions ``(A, 3)``, network evaluations, trajectory).
+        """
+        return self._sample(model, batch, method, steps_per_band, return_trajectory, generator)
+
+    def _sample(
+        self,
+        model: nn.Module,
+        batch: Any,
+        method: str,
+        steps_per_band: int | Sequence[int] | None,
+        return_trajectory: bool,
+        generator: torch.Generator | None,
+    ) -> AssemblySample:
+        raise NotImplementedError
+
+
+class AssemblyFlow(AssemblySystem):
     """Rigid-body K-Flow (or all-atom linear flow matching) for 17-molecule clusters.
 
     Args:
@@ -125,6 +188,9 @@ class AssemblyFlow:
         start_motion: what a start-aware network is told of each molecule's motion from its
             start: ``"settled"`` (finished bands only) or ``"full"``.
     """
+
+    default_steps_per_band = 10
+    """Steps per band of :meth:`sample` when ``steps_per_band`` is ``None``."""
 
     def __init__(
         self,
@@ -147,9 +213,7 @@ class AssemblyFlow:
             raise ValueError("the cartesian (all-atom) baseline is plain flow matching: num_bands must be 1")
         if start_motion not in START_MOTIONS:
             raise ValueError(f"start_motion must be one of {START_MOTIONS}, got {start_motion!r}")
-        if not translation_scale > 0:
-            raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
-        self.mode, self.num_bands, self.translation_scale = mode, num_bands, float(translation_scale)
+        self.mode, self.num_bands, self.translation_scale = mode, num_bands, positive_scale(translation_scale)
         transform = (
             GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
             if mode == "rigid"
@@ -294,20 +358,14 @@ class AssemblyFlow:
         return loss, {"loss_trans": float(error[..., :3].mean()), "loss_rot": float(error[..., 3:].mean())}
 
     # ----- sampling --------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        *,
-        method: str = "euler",
-        steps_per_band: int = 10,
-        return_trajectory: bool = False,
-    ) -> AssemblySample:
+    def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator) -> AssemblySample:
         """Integrate the learned velocity from the start state (``k = 0``) to ``k = K``.
 
         With ``project`` every velocity is first projected onto the band moving at ``k``.
+        ``steps_per_band=None`` means :attr:`default_steps_per_band`; ``generator`` is ignored.
         """
+        if steps_per_band is None:
+            steps_per_band = self.default_steps_per_band
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
         x0 = torch.zeros_like(self.target(batch, layout))

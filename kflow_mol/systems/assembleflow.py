@@ -76,7 +76,7 @@ from kflow.path import KAmplitudePath
 from kflow.training import StepDraws
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
-from kflow_mol.flow import AssemblySample, ClusterLayout, cluster_layout
+from kflow_mol.flow import AssemblySample, AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 from kflow_mol.rigid import apply_rigid_motion, centroids, so3_log
 from kflow_mol.systems.common import call_network, uniform_per_cluster
 from kflow_mol.systems.quaternion import (
@@ -102,7 +102,7 @@ class EndPose:
     quaternion: Tensor
 
 
-class AssembleFlowSystem:
+class AssembleFlowSystem(AssemblySystem):
     """AssembleFlow's rigid flow matching (``num_bands = 1``) or K-Flow bands on it (``num_bands > 1``).
 
     Args:
@@ -132,11 +132,9 @@ class AssembleFlowSystem:
     ):
         if num_bands < 1:
             raise ValueError(f"num_bands (K) must be >= 1, got {num_bands}")
-        if not translation_scale > 0:
-            raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
         if rotation_weight < 0:
             raise ValueError(f"rotation_weight must be >= 0, got {rotation_weight}")
-        self.num_bands, self.translation_scale = num_bands, float(translation_scale)
+        self.num_bands, self.translation_scale = num_bands, positive_scale(translation_scale)
         self.rotation_weight = float(rotation_weight)
         transform = (
             IdentityTransform()
@@ -221,29 +219,11 @@ class AssembleFlowSystem:
             raise ValueError(f"steps per band must be >= 1, got {steps}")
         return steps
 
-    @torch.no_grad()
-    def sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        *,
-        method: str = "euler",
-        steps_per_band: int | Sequence[int] | None = None,
-        return_trajectory: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> AssemblySample:
+    def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator) -> AssemblySample:
         """End-pose Euler sampling from the start state, band by band (deterministic).
 
-        Args:
-            model: the rigid-head network.
-            batch: a batch of clusters.
-            method: only ``"euler"`` (AssembleFlow's sampler).
-            steps_per_band: steps per band (int or one per band id); default 50 in total.
-            return_trajectory: keep the atom positions after every step.
-            generator: ignored (the sampler draws nothing).
-
-        Returns:
-            :class:`~kflow_mol.flow.AssemblySample`.
+        ``method`` must be ``"euler"`` (AssembleFlow's sampler); ``steps_per_band`` is an int or
+        one per band id (default 50 in total); ``generator`` is ignored (the sampler draws nothing).
         """
         if method != "euler":
             raise ValueError(f"AssembleFlow samples with method='euler' only, got {method!r}")

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 from kflow.training import StepDraws
-from kflow_mol.flow import ClusterLayout
+from kflow_mol.flow import AssemblySystem, ClusterLayout, positive_scale
 
 
 def uniform_per_cluster(
@@ -132,3 +132,45 @@ METHOD_ALIASES = {
     "pc": "pc",
     "ode": "ode",
 }
+
+
+class GaussianAtomSystem(AssemblySystem):
+    """Base of the all-atom VE / VP systems (:class:`CrystalFlow`, :class:`CrystalSDE`): their shared settings.
+
+    Args:
+        kind: ``"ve"`` or ``"vp"``.
+        translation_scale: ``sigma`` (Å) dividing the displacements.
+        sigma_min: smallest VE noise (``sigma`` units).
+        sigma_max: largest VE noise (``sigma`` units).
+        beta_min: VP ``beta`` at the data end.
+        beta_max: VP ``beta`` at the noise end.
+        t_eps: where time stops short of the data / noise end; ``None``: the subclass's default.
+    """
+
+    head = "atom"
+    stochastic = True
+
+    def __init__(
+        self,
+        kind: str = "ve",
+        translation_scale: float = 1.0,
+        *,
+        sigma_min: float = 0.01,
+        sigma_max: float = 10.0,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        t_eps: float | None = None,
+    ):
+        if kind not in ("ve", "vp"):
+            raise ValueError(f"{type(self).__name__} kind must be 've' or 'vp', got {kind!r}")
+        self.kind, self.translation_scale = kind, positive_scale(translation_scale)
+        if kind == "ve":
+            self._build_ve(sigma_min, sigma_max, t_eps)
+        else:
+            self._build_vp(beta_min, beta_max, t_eps)
+
+    def _build_ve(self, sigma_min: float, sigma_max: float, t_eps: float | None) -> None:
+        raise NotImplementedError
+
+    def _build_vp(self, beta_min: float, beta_max: float, t_eps: float | None) -> None:
+        raise NotImplementedError

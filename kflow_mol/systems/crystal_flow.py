@@ -26,6 +26,7 @@ from kflow.gaussian_paths import VEPath, VPPath
 from kflow.training import StepDraws
 from kflow_mol.flow import AssemblyFlow, AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
+    GaussianAtomSystem,
     atom_network_output,
     atom_positions,
     atom_state,
@@ -38,7 +39,7 @@ from kflow_mol.systems.common import (
 ODE_METHODS = ("euler", "heun", "rk4")
 
 
-class CrystalFlow:
+class CrystalFlow(GaussianAtomSystem):
     """All-atom flow matching with a VE or VP Gaussian path.
 
     Args:
@@ -48,31 +49,16 @@ class CrystalFlow:
         sigma_max: VE noise at ``t = 0`` (``sigma`` units).
         beta_min: VP ``beta`` at the data end.
         beta_max: VP ``beta`` at the noise end.
-        t_eps: VP stops at ``t = 1 - t_eps`` (its velocity diverges at 1).
+        t_eps: VP stops at ``t = 1 - t_eps`` (its velocity diverges at 1); ``None``: 1e-3.
     """
 
-    head = "atom"
-    stochastic = True
-    num_bands = 1
     default_steps = 50
 
-    def __init__(
-        self,
-        kind: str = "ve",
-        translation_scale: float = 1.0,
-        *,
-        sigma_min: float = 0.01,
-        sigma_max: float = 10.0,
-        beta_min: float = 0.1,
-        beta_max: float = 20.0,
-        t_eps: float = 1e-3,
-    ):
-        if kind not in ("ve", "vp"):
-            raise ValueError(f"CrystalFlow kind must be 've' or 'vp', got {kind!r}")
-        if not translation_scale > 0:
-            raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
-        self.kind, self.translation_scale = kind, float(translation_scale)
-        self.path = VEPath(sigma_min, sigma_max) if kind == "ve" else VPPath(beta_min, beta_max, t_eps=t_eps)
+    def _build_ve(self, sigma_min: float, sigma_max: float, t_eps: float | None) -> None:
+        self.path = VEPath(sigma_min, sigma_max)
+
+    def _build_vp(self, beta_min: float, beta_max: float, t_eps: float | None) -> None:
+        self.path = VPPath(beta_min, beta_max, t_eps=1e-3 if t_eps is None else t_eps)
 
     @property
     def t_end(self) -> float:
@@ -96,18 +82,8 @@ class CrystalFlow:
         pred = self.velocity(model, batch, layout, sample.x_t, state.mask, t)
         return masked_mse(pred, sample.u_t, state.mask), {}
 
-    @torch.no_grad()
-    def sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        *,
-        method: str = "euler",
-        steps_per_band: int | Sequence[int] | None = None,
-        return_trajectory: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> AssemblySample:
-        """Integrate the learned velocity from a prior draw (``t = 0``) to ``t_end``."""
+    def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator) -> AssemblySample:
+        """Integrate the learned velocity from a prior draw (``t = 0``) to ``t_end`` (``euler``, ``heun``, ``rk4``)."""
         layout = cluster_layout(batch)
         state = atom_state(batch, layout, self.translation_scale)
 
@@ -184,16 +160,7 @@ class CrystalFlowLERP(AssemblyFlow):
 
     head = "atom"
     stochastic = False
-    default_steps = 12
+    default_steps = default_steps_per_band = 12
 
     def __init__(self, translation_scale: float = 1.0, **options):
         super().__init__(num_bands=1, mode="cartesian", translation_scale=translation_scale, **options)
-
-    @torch.no_grad()
-    def sample(
-        self, model: nn.Module, batch: Any, *, generator: torch.Generator | None = None, **kwargs
-    ) -> AssemblySample:
-        """:meth:`AssemblyFlow.sample` (deterministic: ``generator`` is ignored; 12 steps by default)."""
-        if kwargs.get("steps_per_band") is None:
-            kwargs["steps_per_band"] = self.default_steps
-        return super().sample(model, batch, **kwargs)

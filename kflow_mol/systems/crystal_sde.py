@@ -15,7 +15,6 @@ probability-flow ODE (``"ode"``). Samples are random: evaluate with several per 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from kflow.training import StepDraws
 from kflow_mol.flow import AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
     METHOD_ALIASES,
+    GaussianAtomSystem,
     atom_network_output,
     atom_positions,
     atom_state,
@@ -35,7 +35,7 @@ from kflow_mol.systems.common import (
 )
 
 
-class CrystalSDE:
+class CrystalSDE(GaussianAtomSystem):
     """All-atom score-based diffusion relative to the start state.
 
     Args:
@@ -50,35 +50,20 @@ class CrystalSDE:
         corrector_steps: Langevin steps per time (``method="pc"``).
     """
 
-    head = "atom"
-    stochastic = True
-    num_bands = 1
     default_steps = 100
 
     def __init__(
-        self,
-        kind: str = "ve",
-        translation_scale: float = 1.0,
-        *,
-        sigma_min: float = 0.01,
-        sigma_max: float = 10.0,
-        beta_min: float = 0.1,
-        beta_max: float = 20.0,
-        t_eps: float | None = None,
-        snr: float = 0.16,
-        corrector_steps: int = 1,
+        self, kind: str = "ve", translation_scale: float = 1.0, *, snr: float = 0.16, corrector_steps: int = 1, **noise
     ):
-        if kind not in ("ve", "vp"):
-            raise ValueError(f"CrystalSDE kind must be 've' or 'vp', got {kind!r}")
-        if not translation_scale > 0:
-            raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
-        self.kind, self.translation_scale = kind, float(translation_scale)
-        if kind == "ve":
-            self.sde = VESDE(sigma_min, sigma_max, t_eps=1e-5 if t_eps is None else t_eps)
-        else:
-            self.sde = VPSDE(beta_min, beta_max, t_eps=1e-3 if t_eps is None else t_eps)
+        super().__init__(kind, translation_scale, **noise)
         self.sampler = ReverseSDESampler(self.sde)
         self.snr, self.corrector_steps = snr, corrector_steps
+
+    def _build_ve(self, sigma_min: float, sigma_max: float, t_eps: float | None) -> None:
+        self.sde = VESDE(sigma_min, sigma_max, t_eps=1e-5 if t_eps is None else t_eps)
+
+    def _build_vp(self, beta_min: float, beta_max: float, t_eps: float | None) -> None:
+        self.sde = VPSDE(beta_min, beta_max, t_eps=1e-3 if t_eps is None else t_eps)
 
     def score(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
         """Score estimate ``-eps_hat / std(t)`` at the padded state ``x`` ``(B, A_max, 3)``; ``t`` is ``(B,)``."""
@@ -105,29 +90,13 @@ class CrystalSDE:
         score = -eps_hat / perturbation.std.reshape(-1, 1, 1)
         return dsm_loss(score, perturbation, mask=state.mask.unsqueeze(-1)), {}
 
-    @torch.no_grad()
-    def sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        *,
-        method: str = "euler",
-        steps_per_band: int | Sequence[int] | None = None,
-        return_trajectory: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> AssemblySample:
+    def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator) -> AssemblySample:
         """Reverse-SDE sample from the prior around the start state.
 
-        Args:
-            model: the atom-head network.
-            batch: a batch of clusters.
-            method: ``"euler"`` (Euler--Maruyama), ``"pc"`` (predictor--corrector) or ``"ode"``.
-            steps_per_band: predictor steps, an int or a one-entry list (default :attr:`default_steps`).
-            return_trajectory: keep the atom positions after every predictor step.
-            generator: RNG of the prior draw and the noise.
-
-        Returns:
-            :class:`~kflow_mol.flow.AssemblySample` (``ks`` holds ``1 - t``, 0 at the prior).
+        ``method``: ``"euler"`` (Euler--Maruyama), ``"pc"`` (predictor--corrector) or ``"ode"``;
+        ``steps_per_band``: predictor steps, an int or a one-entry list (default :attr:`default_steps`);
+        ``generator``: RNG of the prior draw and the noise. The trajectory holds the atom positions
+        after every predictor step, and ``ks`` holds ``1 - t``, 0 at the prior.
         """
         if method not in METHOD_ALIASES:
             raise ValueError(f"unknown CrystalSDE sampling method {method!r}; use euler, pc or ode")

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from kflow.training import StepDraws
-from kflow_mol.flow import AssemblySample, ClusterLayout, cluster_layout
+from kflow_mol.flow import AssemblySample, AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 from kflow_mol.rigid import apply_rigid_motion
 from kflow_mol.systems.common import call_network
 
 
-class GNNMD:
+class GNNMD(AssemblySystem):
     """Direct regression of the crystal pose with the rigid head.
 
     Args:
@@ -31,14 +31,10 @@ class GNNMD:
     """
 
     head = "rigid"
-    stochastic = False
-    num_bands = 1
     default_steps = 1
 
     def __init__(self, translation_scale: float = 1.0):
-        if not translation_scale > 0:
-            raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
-        self.translation_scale = float(translation_scale)
+        self.translation_scale = positive_scale(translation_scale)
 
     def predict(self, model: nn.Module, batch: Any, layout: ClusterLayout | None = None) -> Tensor:
         """Predicted atom positions ``(A, 3)`` from one network pass on the start state."""
@@ -63,17 +59,7 @@ class GNNMD:
         error = (pred - batch.pos_target) / self.translation_scale
         return error.pow(2).mean(), {}
 
-    @torch.no_grad()
-    def sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        *,
-        method: str = "euler",
-        steps_per_band: int = 1,
-        return_trajectory: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> AssemblySample:
+    def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator) -> AssemblySample:
         """The one-pass prediction (``method``, ``steps_per_band`` and ``generator`` are ignored)."""
         pos = self.predict(model, batch)
         trajectory = [batch.pos_start, pos] if return_trajectory else None
