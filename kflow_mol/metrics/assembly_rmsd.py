@@ -44,7 +44,7 @@ follows the device of the inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -95,11 +95,6 @@ class AssemblyRMSD:
     valid: Tensor
 
 
-def _principal_axes_starts(c_true: Tensor, c_pred: Tensor) -> Tensor:
-    """Four proper rotations aligning the principal axes of two point clouds: (M, 3) each -> (4, 3, 3)."""
-    return _principal_axes_starts_batch(c_true[None], c_pred[None])[0]
-
-
 def _hungarian(cost: Tensor) -> Tensor:
     """Row-wise assignment for a batch of square costs: (S, M, M) -> (S, M) column per row.
 
@@ -127,39 +122,65 @@ def _centroid_cost(c_true: Tensor, c_pred_aligned: Tensor, same_group: Tensor) -
     return torch.where(same_group, cost, torch.full_like(cost, _MISMATCH_COST))
 
 
-def _assign_molecules(
-    c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor, rotations: Tensor, max_iterations: int
-) -> tuple[Tensor, RigidAlignment, Tensor]:
-    """Iterate Hungarian assignment and centroid Kabsch from several starting rotations.
+@dataclass
+class _Clusters:
+    """The fixed inputs of a refinement: one cluster or R rows of clusters.
 
-    Args:
-        c_true: (M, 3) true centroids.
-        c_pred: (M, 3) predicted centroids.
-        weights: (M,) atoms per molecule.
+    Attributes:
+        pos_true: ([R,] N, 3) true positions.
+        pos_pred: ([R,] N, 3) predicted positions.
+        c_true: ([R,] M, 3) true molecule centroids.
+        c_pred: ([R,] M, 3) predicted molecule centroids.
+        counts: (M,) atoms per molecule.
         same_group: (M, M) bool, which molecules may be matched.
-        rotations: (S, 3, 3) starting rotations.
+        topology: the shared cluster topology.
         max_iterations: cap on rounds.
+    """
+
+    pos_true: Tensor
+    pos_pred: Tensor
+    c_true: Tensor
+    c_pred: Tensor
+    counts: Tensor
+    same_group: Tensor
+    topology: ClusterTopology
+    max_iterations: int
+
+    def rows(self, index: Tensor) -> _Clusters:
+        """The rows ``index`` (K,) of batched clusters."""
+        names = ("pos_true", "pos_pred", "c_true", "c_pred")
+        return replace(self, **{name: getattr(self, name).index_select(0, index) for name in names})
+
+    def first(self) -> _Clusters:
+        """The one cluster of a batch of one, unbatched."""
+        return replace(self, **{name: getattr(self, name)[0] for name in ("pos_true", "pos_pred", "c_true", "c_pred")})
+
+
+def _prepare(
+    pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, topology: ClusterTopology, max_iterations: int
+) -> tuple[_Clusters, RigidAlignment, Tensor]:
+    """Centroids and starts of B clusters sharing a topology: (B, N, 3) positions each.
 
     Returns:
-        assignments (S, M) (true molecule j <- predicted molecule assignment[j]), their
-        atom-weighted centroid superpositions, and (S,) weighted centroid mean squared
-        deviations: a lower bound of the atom mean squared deviation of that assignment.
+        The clusters, the all-atom superposition in the data order (batch shape (B,)) and the
+        (B, 6, 3, 3) starting rotations of the molecule assignment (centroid Kabsch, data-order
+        Kabsch, four principal-axes frames).
     """
-    starts = rotations.shape[0]
-    translation = c_true.mean(0) - (rotations @ c_pred.mean(0).unsqueeze(-1)).squeeze(-1)
-    alignment = RigidAlignment(rotations, translation, torch.zeros(starts, dtype=torch.bool, device=rotations.device))
-    assignment = None
-    for _ in range(max_iterations):
-        new = _hungarian(_centroid_cost(c_true, alignment.apply(c_pred), same_group))
-        if assignment is not None and torch.equal(new, assignment):
-            break
-        assignment = new
-        alignment = kabsch(c_true.expand(starts, -1, -1), c_pred[assignment], weights)
-    squared = (alignment.apply(c_pred[assignment]) - c_true).square().sum(-1)
-    bound = (squared * weights).sum(-1) / weights.sum()
-    rows = torch.arange(c_true.shape[0], device=c_true.device)
-    mismatched = (~same_group[rows, assignment]).sum(-1).to(bound.dtype)
-    return assignment, alignment, bound + _MISMATCH_COST * mismatched
+    c_true, c_pred = molecule_centroids(pos_true, mol_index), molecule_centroids(pos_pred, mol_index)
+    group = topology.group.to(pos_true.device)
+    counts = torch.bincount(mol_index, minlength=c_true.shape[1]).to(pos_true.dtype)
+    same_group = group[:, None] == group[None, :]
+    data_order = kabsch(pos_true, pos_pred)
+    rotations = torch.cat(
+        [
+            kabsch(c_true, c_pred, counts).rotation[:, None],
+            data_order.rotation[:, None],
+            _principal_axes_starts_batch(c_true, c_pred),
+        ],
+        dim=1,
+    )
+    clusters = _Clusters(pos_true, pos_pred, c_true, c_pred, counts, same_group, topology, max_iterations)
+    return clusters, data_order, rotations
 
 
 @dataclass
@@ -195,26 +216,23 @@ def _superpose(pos_true: Tensor, moved: Tensor) -> tuple[RigidAlignment, Tensor]
     return alignment, (alignment.apply(moved) - pos_true).square().sum(-1).mean(-1)
 
 
-def _refine_atoms(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    c_true: Tensor,
-    c_pred: Tensor,
-    same_group: Tensor,
-    topology: ClusterTopology,
-    assignment: Tensor,
-    alignment: RigidAlignment,
-    max_iterations: int,
-) -> _Correspondence:
-    """Alternate best automorphisms, all-atom Kabsch and centroid Hungarian; keep the best."""
+def _refine_atoms(cluster: _Clusters, assignment: Tensor, alignment: RigidAlignment) -> _Correspondence:
+    """Alternate best automorphisms, all-atom Kabsch and centroid Hungarian; keep the best.
+
+    Args:
+        cluster: one cluster (unbatched).
+        assignment: (M,) starting molecule assignment.
+        alignment: its superposition.
+    """
     best = None
-    for _ in range(max_iterations):
-        permutation = _best_automorphisms(pos_true, alignment.apply(pos_pred), topology, assignment)
-        alignment, msd = _superpose(pos_true, pos_pred[permutation])
+    for _ in range(cluster.max_iterations):
+        aligned = alignment.apply(cluster.pos_pred)
+        permutation = _best_automorphisms(cluster.pos_true, aligned, cluster.topology, assignment)
+        alignment, msd = _superpose(cluster.pos_true, cluster.pos_pred[permutation])
         msd = msd.item()
         if best is None or msd < best.msd:
             best = _Correspondence(msd, assignment, permutation, alignment)
-        cost = _centroid_cost(c_true, alignment.apply(c_pred), same_group)
+        cost = _centroid_cost(cluster.c_true, alignment.apply(cluster.c_pred), cluster.same_group)
         new_assignment = _hungarian(cost[None])[0]
         if torch.equal(new_assignment, assignment):
             break
@@ -247,12 +265,6 @@ def _best_automorphisms(
     return permutation
 
 
-def _nearest_neighbour_distance(centroids: Tensor) -> Tensor:
-    distance = torch.cdist(centroids, centroids)
-    distance.fill_diagonal_(float("inf"))
-    return distance.min(-1).values
-
-
 def _rmsd17_single(
     pos_true: Tensor,
     pos_pred: Tensor,
@@ -261,24 +273,20 @@ def _rmsd17_single(
     distance_tolerance: float,
     max_iterations: int,
 ) -> dict[str, Tensor]:
-    c_true = molecule_centroids(pos_true, mol_index)
-    c_pred = molecule_centroids(pos_pred, mol_index)
-    group = topology.group.to(pos_true.device)
-    same_group = group[:, None] == group[None, :]
-    counts = torch.bincount(mol_index, minlength=c_true.shape[0]).to(pos_true.dtype)
-    rotations = torch.cat(
-        [
-            kabsch(c_true, c_pred, counts).rotation[None],
-            kabsch(pos_true, pos_pred).rotation[None],
-            _principal_axes_starts(c_true, c_pred),
-        ]
+    """RMSD_17 of one cluster (N, 3): the original per-cluster loop, kept as the reference.
+
+    Preparation, molecule assignment and the final outputs are the batched steps run on a
+    batch of one; the atom refinement and the choice of starts are the original sequential code.
+    """
+    batch, data_order, rotations = _prepare(pos_true[None], pos_pred[None], mol_index, topology, max_iterations)
+    cluster = batch.first()
+    assignments, alignments, bounds = _assign_molecules_rows(
+        batch.c_true, batch.c_pred, batch.counts, batch.same_group, rotations, max_iterations
     )
-    assignments, alignments, bounds = _assign_molecules(c_true, c_pred, counts, same_group, rotations, max_iterations)
+    assignments, alignments, bounds = assignments[0], _rows(alignments, 0), bounds[0]
     # The data order is always refined, so RMSD_17 never exceeds the plain aligned RMSD.
-    identity = torch.arange(c_true.shape[0], device=pos_true.device)
-    best = _refine_atoms(
-        pos_true, pos_pred, c_true, c_pred, same_group, topology, identity, kabsch(pos_true, pos_pred), max_iterations
-    )
+    identity = torch.arange(cluster.c_true.shape[0], device=pos_true.device)
+    best = _refine_atoms(cluster, identity, _rows(data_order, 0))
     # Crystal clusters are nearly symmetric, so several starts can fit the centroids equally
     # well; refine each distinct one on all atoms, skipping those whose centroid bound already
     # exceeds the best atom deviation found.
@@ -288,41 +296,16 @@ def _rmsd17_single(
         if key in tried or bounds[start].item() >= best.msd:
             continue
         tried.add(key)
-        start_alignment = RigidAlignment(
-            alignments.rotation[start], alignments.translation[start], alignments.reflection[start]
-        )
-        candidate = _refine_atoms(
-            pos_true,
-            pos_pred,
-            c_true,
-            c_pred,
-            same_group,
-            topology,
-            assignments[start],
-            start_alignment,
-            max_iterations,
-        )
+        candidate = _refine_atoms(cluster, assignments[start], _rows(alignments, start))
         if candidate.msd < best.msd:
             best = candidate
-    assignment, permutation, alignment = best.assignment, best.permutation, best.alignment
-    squared = (alignment.apply(pos_pred[permutation]) - pos_true).square().sum(-1)
-    per_molecule = (squared.new_zeros(c_true.shape[0]).index_add_(0, mol_index, squared) / counts).sqrt()
-    matched = per_molecule <= distance_tolerance * _nearest_neighbour_distance(c_true)
-    atom_matched = matched[mol_index]
-    if bool(atom_matched.any()):
-        rmsd_matched = _superpose(pos_true[atom_matched], pos_pred[permutation][atom_matched])[1].sqrt()
-    else:
-        rmsd_matched = squared.new_tensor(float("nan"))
-    return {
-        "rmsd_17": squared.mean().sqrt(),
-        "rmsd_matched": rmsd_matched,
-        "n_matched": matched.sum(),
-        "matched": matched,
-        "per_molecule_rmsd": per_molecule,
-        "assignment": assignment,
-        "atom_permutation": permutation,
-        "reflection": alignment.reflection,
-    }
+    batched = _Correspondence(
+        torch.tensor([best.msd]),
+        best.assignment[None],
+        best.permutation[None],
+        RigidAlignment(*(t[None] for t in vars(best.alignment).values())),
+    )
+    return _finish_rows(batch, mol_index, batched, distance_tolerance)[0]
 
 
 def _rows(alignment: RigidAlignment, rows: Tensor) -> RigidAlignment:
@@ -392,60 +375,59 @@ def _best_automorphisms_rows(
     return permutation
 
 
-def _refine_atoms_rows(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    c_true: Tensor,
-    c_pred: Tensor,
-    same_group: Tensor,
-    topology: ClusterTopology,
-    assignment: Tensor,
-    alignment: RigidAlignment,
-    max_iterations: int,
-) -> _Correspondence:
+def _refine_atoms_rows(clusters: _Clusters, assignment: Tensor, alignment: RigidAlignment) -> _Correspondence:
     """:func:`_refine_atoms` for R independent rows (each row stops when its assignment does).
 
-    Args: per row (R, N, 3) positions, (R, M, 3) centroids, (R, M) assignments and their
-    alignments; ``same_group`` (M, M) and ``topology`` shared.
+    Args:
+        clusters: R rows (a cluster may appear in several, with different starts).
+        assignment: (R, M) starting assignments.
+        alignment: their superpositions, batch shape (R,).
 
     Returns:
         The best correspondence of every row (msd (R,)).
     """
-    num_rows = pos_true.shape[0]
+    num_rows, device = clusters.pos_true.shape[0], clusters.pos_true.device
     best = _Correspondence(
-        torch.full((num_rows,), float("inf"), dtype=pos_true.dtype, device=pos_true.device),
+        torch.full((num_rows,), float("inf"), dtype=clusters.pos_true.dtype, device=device),
         assignment.clone(),
-        torch.zeros(pos_true.shape[:2], dtype=torch.long, device=pos_true.device),
+        torch.zeros(clusters.pos_true.shape[:2], dtype=torch.long, device=device),
         RigidAlignment(*(t.clone() for t in vars(alignment).values())),
     )
-    live = torch.arange(num_rows, device=pos_true.device)
-    assignment = assignment.clone()
-    true_l, pred_l, c_true_l, c_pred_l = pos_true, pos_pred, c_true, c_pred
-    for _ in range(max_iterations):
-        permutation = _best_automorphisms_rows(true_l, alignment.apply(pred_l), topology, assignment[live])
-        alignment, msd = _superpose(true_l, _gather_points(pred_l, permutation))
+    live, assignment, rows = torch.arange(num_rows, device=device), assignment.clone(), clusters
+    for _ in range(clusters.max_iterations):
+        aligned = alignment.apply(rows.pos_pred)
+        permutation = _best_automorphisms_rows(rows.pos_true, aligned, rows.topology, assignment[live])
+        alignment, msd = _superpose(rows.pos_true, _gather_points(rows.pos_pred, permutation))
         best.keep_better(live, _Correspondence(msd, assignment[live], permutation, alignment))
-        new = _hungarian(_centroid_cost(c_true_l, alignment.apply(c_pred_l), same_group))
+        new = _hungarian(_centroid_cost(rows.c_true, alignment.apply(rows.c_pred), rows.same_group))
         changed = torch.nonzero((new != assignment[live]).any(-1)).flatten()
         if not len(changed):
             break
-        live, alignment = live[changed], _rows(alignment, changed)
+        live, alignment, rows = live[changed], _rows(alignment, changed), rows.rows(changed)
         assignment[live] = new[changed]
-        true_l, pred_l = true_l.index_select(0, changed), pred_l.index_select(0, changed)
-        c_true_l, c_pred_l = c_true_l.index_select(0, changed), c_pred_l.index_select(0, changed)
     return best
 
 
 def _assign_molecules_rows(
     c_true: Tensor, c_pred: Tensor, weights: Tensor, same_group: Tensor, rotations: Tensor, max_iterations: int
 ) -> tuple[Tensor, RigidAlignment, Tensor]:
-    """:func:`_assign_molecules` for B clusters at once: (B, M, 3) centroids, (B, S, 3, 3) starts.
+    """Iterate Hungarian assignment and centroid Kabsch from several starting rotations.
 
-    Every (cluster, start) row stops when its assignment does (a fixed point, so this equals
-    the per-cluster loop, which stops when all starts of the cluster have).
+    Every (cluster, start) row stops when its assignment is a fixed point.
+
+    Args:
+        c_true: (B, M, 3) true centroids.
+        c_pred: (B, M, 3) predicted centroids.
+        weights: (M,) atoms per molecule.
+        same_group: (M, M) bool, which molecules may be matched.
+        rotations: (B, S, 3, 3) starting rotations.
+        max_iterations: cap on rounds.
 
     Returns:
-        assignments (B, S, M), alignments of batch shape (B, S), bounds (B, S).
+        assignments (B, S, M) (true molecule j <- predicted molecule assignment[j]), their
+        atom-weighted centroid superpositions (batch shape (B, S)), and (B, S) weighted
+        centroid mean squared deviations: a lower bound of the atom mean squared deviation of
+        that assignment.
     """
     clusters, starts = rotations.shape[:2]
     c_true_rows = c_true.repeat_interleave(starts, 0)  # (B*S, M, 3)
@@ -549,53 +531,38 @@ def _rmsd17_group(
     does; starts are tried in the order of their bounds while a bound is below the cluster's
     best deviation; only strict improvements are kept), so the result is the same.
     """
-    device = pos_true.device
-    c_true, c_pred = molecule_centroids(pos_true, mol_index), molecule_centroids(pos_pred, mol_index)
-    num_molecules = c_true.shape[1]
-    group = topology.group.to(device)
-    same_group = group[:, None] == group[None, :]
-    counts = torch.bincount(mol_index, minlength=num_molecules).to(pos_true.dtype)
-    data_order = kabsch(pos_true, pos_pred)
-    rotations = torch.cat(
-        [
-            kabsch(c_true, c_pred, counts).rotation[:, None],
-            data_order.rotation[:, None],
-            _principal_axes_starts_batch(c_true, c_pred),
-        ],
-        dim=1,
-    )
+    clusters, data_order, rotations = _prepare(pos_true, pos_pred, mol_index, topology, max_iterations)
     assignments, alignments, bounds = _assign_molecules_rows(
-        c_true, c_pred, counts, same_group, rotations, max_iterations
+        clusters.c_true, clusters.c_pred, clusters.counts, clusters.same_group, rotations, max_iterations
     )
     # Refine the data order of every cluster, then in rounds the next start of every cluster
     # that the sequential rule of _rmsd17_single would try.
-    identity = torch.arange(num_molecules, device=device).expand(pos_true.shape[0], -1)
-    refine = dict(same_group=same_group, topology=topology, max_iterations=max_iterations)
-    best = _refine_atoms_rows(pos_true, pos_pred, c_true, c_pred, assignment=identity, alignment=data_order, **refine)
+    num_molecules = clusters.c_true.shape[1]
+    identity = torch.arange(num_molecules, device=pos_true.device).expand(pos_true.shape[0], -1)
+    best = _refine_atoms_rows(clusters, identity, data_order)
     queues, bound_list = _start_queues(assignments, bounds), bounds.tolist()
     while picks := _next_starts(queues, bound_list, best.msd.tolist()):
-        owner = torch.tensor([b for b, _ in picks], device=device)
-        start = torch.tensor([s for _, s in picks], device=device)
-        take = [t.index_select(0, owner) for t in (pos_true, pos_pred, c_true, c_pred)]
+        owner = torch.tensor([b for b, _ in picks], device=pos_true.device)
+        start = torch.tensor([s for _, s in picks], device=pos_true.device)
         start_alignment = RigidAlignment(*(t[owner, start] for t in vars(alignments).values()))
-        candidate = _refine_atoms_rows(*take, assignment=assignments[owner, start], alignment=start_alignment, **refine)
-        best.keep_better(owner, candidate)
-    return _finish_rows(pos_true, pos_pred, mol_index, c_true, counts, best, distance_tolerance)
+        best.keep_better(owner, _refine_atoms_rows(clusters.rows(owner), assignments[owner, start], start_alignment))
+    return _finish_rows(clusters, mol_index, best, distance_tolerance)
 
 
 def _finish_rows(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    mol_index: Tensor,
-    c_true: Tensor,
-    counts: Tensor,
-    best: _Correspondence,
-    distance_tolerance: float,
+    batch: _Clusters, mol_index: Tensor, best: _Correspondence, distance_tolerance: float
 ) -> list[dict[str, Tensor]]:
-    """Per-cluster outputs of the chosen correspondences (the tail of :func:`_rmsd17_single`).
+    """Per-cluster outputs of the chosen correspondences of B clusters.
+
+    Args:
+        batch: the B clusters.
+        mol_index: (N,) molecule of each atom.
+        best: their correspondences (batch shape (B,)).
+        distance_tolerance: see :func:`rmsd17`.
 
     The matched-molecule refit runs together for clusters with the same matched set.
     """
+    pos_true, pos_pred, c_true, counts = batch.pos_true, batch.pos_pred, batch.c_true, batch.counts
     clusters, num_molecules = pos_true.shape[0], c_true.shape[1]
     moved = _gather_points(pos_pred, best.permutation)  # (B, N, 3)
     squared = (best.alignment.apply(moved) - pos_true).square().sum(-1)  # (B, N)

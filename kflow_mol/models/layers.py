@@ -195,22 +195,9 @@ def build_atom_edges_dense(
 ) -> Edges:
     """The original neighbour search on padded ``(B, N_max, N_max)`` distance matrices.
 
-    Same edge set as :func:`build_atom_edges` (kept as its reference and for benchmarks);
-    the padded dense search costs ``B * N_max^2`` for both edge kinds.
-
-    ``mode="knn"`` links every atom to its ``k_intra`` nearest atoms of its own molecule and
-    its ``k_inter`` nearest atoms of other molecules; ``mode="radius"`` links all pairs closer
-    than ``radius`` (and always the intra-molecular ``k_intra`` nearest, so no molecule falls
-    apart into isolated atoms).
-
-    Args:
-        pos: atom positions, shape ``(A, 3)``.
-        mol_index: global molecule index of every atom, shape ``(A,)``.
-        atom_batch: cluster of every atom, shape ``(A,)``, sorted.
-        mode: ``"knn"`` or ``"radius"``.
-        k_intra: intra-molecular neighbours per atom.
-        k_inter: inter-molecular neighbours per atom (knn mode).
-        radius: cutoff in Å (radius mode).
+    Same edge set, arguments (``pos`` ``(A, 3)``, ``mol_index`` and ``atom_batch`` ``(A,)``)
+    and modes as :func:`build_atom_edges`, which calls it on CUDA and whose tests use it as the
+    reference; the padded dense search costs ``B * N_max^2`` for both edge kinds.
 
     Returns:
         The :class:`Edges`.
