@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 from kflow.training import StepDraws
-from kflow_mol.flow import AssemblySystem, ClusterLayout, positive_scale
+from kflow_mol.flow import AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 
 
 def uniform_per_cluster(
@@ -168,6 +168,21 @@ class GaussianAtomSystem(AssemblySystem):
             self._build_ve(sigma_min, sigma_max, t_eps)
         else:
             self._build_vp(beta_min, beta_max, t_eps)
+
+    def training_draws(
+        self, batch: Any, draws: StepDraws | None, generator: torch.Generator | None
+    ) -> tuple[ClusterLayout, AtomState, Tensor, Tensor]:
+        """What a training step draws, in this order: a uniform per cluster, then per-atom noise.
+
+        Returns:
+            The batch's layout, its :class:`AtomState`, the uniforms ``(B,)`` and the standard
+            normal noise ``(B, A_max, 3)`` (zero on padding).
+        """
+        layout = cluster_layout(batch)
+        state = atom_state(batch, layout, self.translation_scale)
+        u = uniform_per_cluster(layout.num_clusters, draws=draws, generator=generator, like=state.target)
+        noise = normal_like(state.target, state.mask, draws=draws, generator=generator)
+        return layout, state, u, noise
 
     def _build_ve(self, sigma_min: float, sigma_max: float, t_eps: float | None) -> None:
         raise NotImplementedError

@@ -33,7 +33,6 @@ from kflow_mol.systems.common import (
     masked_mse,
     normal_like,
     total_steps,
-    uniform_per_cluster,
 )
 
 ODE_METHODS = ("euler", "heun", "rk4")
@@ -73,12 +72,9 @@ class CrystalFlow(GaussianAtomSystem):
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
     ) -> tuple[Tensor, dict[str, float]]:
         """Conditional flow matching: MSE between the network and ``u_t`` over valid atoms, ``t ~ U[0, t_end)``."""
-        layout = cluster_layout(batch)
-        state = atom_state(batch, layout, self.translation_scale)
-        x1 = state.target
-        t = self.t_end * uniform_per_cluster(layout.num_clusters, draws=draws, generator=generator, like=x1)
-        noise = normal_like(x1, state.mask, draws=draws, generator=generator)
-        sample = self.path.sample(x1, t, noise=noise)
+        layout, state, u, noise = self.training_draws(batch, draws, generator)
+        t = self.t_end * u
+        sample = self.path.sample(state.target, t, noise=noise)
         pred = self.velocity(model, batch, layout, sample.x_t, state.mask, t)
         return masked_mse(pred, sample.u_t, state.mask), {}
 

@@ -31,7 +31,6 @@ from kflow_mol.systems.common import (
     atom_state,
     normal_like,
     total_steps,
-    uniform_per_cluster,
 )
 
 
@@ -79,13 +78,9 @@ class CrystalSDE(GaussianAtomSystem):
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
     ) -> tuple[Tensor, dict[str, float]]:
         """Denoising score matching (noise-prediction MSE over valid atoms) at random ``t``."""
-        layout = cluster_layout(batch)
-        state = atom_state(batch, layout, self.translation_scale)
-        x0 = state.target
-        u = uniform_per_cluster(layout.num_clusters, draws=draws, generator=generator, like=x0)
+        layout, state, u, noise = self.training_draws(batch, draws, generator)
         t = self.sde.sample_time(layout.num_clusters, u=u)
-        noise = normal_like(x0, state.mask, draws=draws, generator=generator)
-        perturbation = self.sde.perturb(x0, t, noise=noise)
+        perturbation = self.sde.perturb(state.target, t, noise=noise)
         eps_hat = self.predict_noise(model, batch, layout, perturbation.x_t, state.mask, t)
         score = -eps_hat / perturbation.std.reshape(-1, 1, 1)
         return dsm_loss(score, perturbation, mask=state.mask.unsqueeze(-1)), {}
