@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -136,46 +137,32 @@ def _bca_quantiles(
     return adjusted(alpha), adjusted(1 - alpha)
 
 
-def mean_ci(
-    values: Sequence[float], level: float = 0.95, num_resamples: int = 10000, method: str = "percentile", seed: int = 0
-) -> BootstrapCI:
-    """Bootstrap interval of the mean of ``values`` (shape ``(n,)``)."""
-    return bootstrap_ci(lambda d: d[..., 0].mean(-1), _as_pairs(values, None), level, num_resamples, method, seed)
+def mean_ci(values: Sequence[float], **options: Any) -> BootstrapCI:
+    """Bootstrap interval of the mean of ``values`` (shape ``(n,)``).
+
+    ``options`` are :func:`bootstrap_ci`'s (``level``, ``num_resamples``, ``method``, ``seed``),
+    whose defaults hold here too (as in :func:`paired_difference_ci` and :func:`paired_ratio_ci`).
+    """
+    return bootstrap_ci(lambda d: d[..., 0].mean(-1), _as_pairs(values, None), **options)
 
 
-def paired_difference_ci(
-    a: Sequence[float],
-    b: Sequence[float],
-    level: float = 0.95,
-    num_resamples: int = 10000,
-    method: str = "percentile",
-    seed: int = 0,
-) -> BootstrapCI:
+def paired_difference_ci(a: Sequence[float], b: Sequence[float], **options: Any) -> BootstrapCI:
     """Interval of ``mean(a) - mean(b)`` over paired items (``a[i]`` and ``b[i]`` share item i).
 
     Args:
         a: scores of the method, shape ``(n,)``.
         b: scores of the baseline on the same items, shape ``(n,)``.
-        level: coverage.
-        num_resamples: resamples.
-        method: ``"percentile"`` or ``"bca"``.
-        seed: resampling seed.
+        **options: :func:`bootstrap_ci`'s ``level``, ``num_resamples``, ``method``, ``seed``.
     """
-    return bootstrap_ci(lambda d: (d[..., 0] - d[..., 1]).mean(-1), _as_pairs(a, b), level, num_resamples, method, seed)
+    return bootstrap_ci(lambda d: (d[..., 0] - d[..., 1]).mean(-1), _as_pairs(a, b), **options)
 
 
-def paired_ratio_ci(
-    a: Sequence[float],
-    b: Sequence[float],
-    level: float = 0.95,
-    num_resamples: int = 10000,
-    method: str = "percentile",
-    seed: int = 0,
-) -> BootstrapCI:
+def paired_ratio_ci(a: Sequence[float], b: Sequence[float], **options: Any) -> BootstrapCI:
     """Interval of the ratio of means ``mean(a) / mean(b)`` over paired items.
 
     The ratio of means (not the mean of per-item ratios) is the ratio of the two reported
-    averages, and is not dominated by items where ``b`` is small.
+    averages, and is not dominated by items where ``b`` is small. ``options`` as in
+    :func:`paired_difference_ci`.
     """
     data = _as_pairs(a, b)
     if not (data[:, 1] > 0).all():
@@ -184,7 +171,7 @@ def paired_ratio_ci(
     def ratio(d: np.ndarray) -> np.ndarray:
         return d[..., 0].mean(-1) / d[..., 1].mean(-1)
 
-    return bootstrap_ci(ratio, data, level, num_resamples, method, seed)
+    return bootstrap_ci(ratio, data, **options)
 
 
 def format_ci(ci: BootstrapCI, reference: float, digits: int = 3) -> str:
