@@ -117,20 +117,9 @@ class PCATransform(KTransform):
         variance = singular.pow(2) / (num_samples - 1 if centered else num_samples)
         components = _complete_basis(vh.T)
         variance = torch.cat([variance, variance.new_zeros(dim - variance.numel())])
-        components = fix_signs(components)
-        rank = torch.arange(dim, dtype=torch.float64)
-        energy = variance if grouping == "equal_energy" else None
-        bands = group_bands(rank, num_bands, grouping, energy=energy)
-        dtype = dtype or data.dtype
         device = device if device is not None else data.device
-        return cls(
-            components.to(dtype=dtype, device=device),
-            shape,
-            variance.to(dtype=dtype, device=device),
-            mean.to(dtype=dtype, device=device),
-            bands.to(device),
-            grouping=grouping,
-            centered=centered,
+        return cls._from_spectrum(
+            components, variance, mean, shape, num_bands, grouping, centered, dtype or data.dtype, device
         )
 
     @classmethod
@@ -173,10 +162,35 @@ class PCATransform(KTransform):
             matrix = outer / count
         variance, vectors = torch.linalg.eigh(0.5 * (matrix + matrix.T))
         variance, vectors = variance.flip(0).clamp_min(0.0), vectors.flip(1)
+        device = device if device is not None else total.device
+        return cls._from_spectrum(vectors, variance, mean, shape, num_bands, grouping, centered, dtype, device)
+
+    @classmethod
+    def _from_spectrum(
+        cls,
+        vectors: torch.Tensor,
+        variance: torch.Tensor,
+        mean: torch.Tensor,
+        shape: Sequence[int],
+        num_bands: int | None,
+        grouping: str,
+        centered: bool,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> PCATransform:
+        """The transform of a float64 orthonormal basis, shared by :meth:`fit` and :meth:`from_moments`.
+
+        Args:
+            vectors: components as columns, ``(D, D)``, by decreasing variance (signs not yet fixed).
+            variance: variance along each component, ``(D,)``.
+            mean: sample mean, ``(D,)``.
+            shape, num_bands, grouping, centered: as in :meth:`fit`.
+            dtype: dtype of the stored basis.
+            device: device of the stored basis.
+        """
         components = fix_signs(vectors)
         rank = torch.arange(variance.numel(), dtype=torch.float64)
         bands = group_bands(rank, num_bands, grouping, energy=variance if grouping == "equal_energy" else None)
-        device = device if device is not None else total.device
         return cls(
             components.to(dtype=dtype, device=device),
             shape,
