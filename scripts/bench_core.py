@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import pywt
 import torch
 
+from kflow.training import timed_calls
 from kflow.transforms import FourierTransform, GraphSpectralTransform, PCATransform, WaveletTransform
 
 
@@ -38,17 +38,7 @@ class BenchRow:
 
 def time_median(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall time of ``fn`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(timed_calls(fn, device, repeats, warmup=1)) * 1e3
 
 
 def smooth_images(num: int, shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:

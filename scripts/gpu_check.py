@@ -117,22 +117,6 @@ def flops_of(step) -> int:
     return int(counter.get_total_flops())
 
 
-def time_steps(step, device: torch.device, repeats: int, warmup: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``step`` after ``warmup`` calls (CUDA synchronised)."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tic = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - tic)
-    return times
-
-
 def step_report(
     make_step,
     items: int,
@@ -144,6 +128,8 @@ def step_report(
     min_left: float,
 ) -> dict:
     """Time one training step; ``make_step(compile_model)`` returns a no-argument step function."""
+    from kflow.training import timed_calls
+
     if budget.left() < min_left:
         return {"status": "skipped", "reason": f"time budget: {budget.left():.0f} s left"}
     tic = time.perf_counter()
@@ -153,7 +139,7 @@ def step_report(
         torch.cuda.synchronize(device)
     first_s = time.perf_counter() - tic
     flops = flops_of(make_step(False)) if not compile_model else None
-    times = time_steps(step, device, repeats, warmup=2)
+    times = timed_calls(step, device, repeats, warmup=2)
     median = statistics.median(times)
     out = {
         "compile": compile_model,

@@ -28,7 +28,7 @@ from .checkpoint import (
 )
 from .cli import exit_on_training_error
 from .config import TrainConfig, check_choice, check_dir, check_range
-from .device import count_parameters, move_to_device, resolve_device, unwrap_model
+from .device import count_parameters, move_to_device, resolve_device, timed_calls, unwrap_model
 from .distributed import DistributedContext, launched_by_torchrun
 from .draws import StepDraws
 from .ema import EMA
@@ -64,6 +64,7 @@ __all__ = [
     "plot_loss_curve",
     "read_csv_log",
     "resolve_device",
+    "timed_calls",
     "restore_rng_state",
     "save_checkpoint",
     "seed_everything",

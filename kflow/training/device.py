@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -57,6 +58,26 @@ def move_to_device(batch, device: torch.device | str, non_blocking: bool = False
     if hasattr(batch, "to") and callable(batch.to):
         return batch.to(device)
     return batch
+
+
+def timed_calls(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
+
+    On CUDA the device is synchronised before and after every timed call, so each time covers
+    the kernels the call launched.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
