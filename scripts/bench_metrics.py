@@ -4,13 +4,17 @@ Clusters are 17 rigid copies of one RDKit-embedded molecule (default hexylbenzen
 with H; 384 graph automorphisms) at jittered grid sites with random orientations. The
 prediction moves every molecule by a random rigid motion (about 0.5 Å / 10 degrees) and, in
 half of the clusters, relabels the molecules at random, so RMSD_17 has real assignment and
-symmetry work to do. Timings are wall-clock medians over ``--repeats`` runs.
+symmetry work to do. Timings are medians (wall clock and process CPU) over ``--repeats`` runs.
 
     OMP_NUM_THREADS=1 python scripts/bench_metrics.py --clusters 1000 --repeats 5
     OMP_NUM_THREADS=1 python scripts/bench_metrics.py --clusters 1000 --repeats 3 --reference
+    OMP_NUM_THREADS=1 python scripts/bench_metrics.py --clusters 1000 --repeats 5 --before 24d5bbe
 
-``--reference`` adds the original per-cluster RMSD_17 loop (``rmsd17(..., vectorized=False)``),
-timed in the same process for a side-by-side ratio.
+``--reference`` adds the per-cluster RMSD_17 loop (``rmsd17(..., vectorized=False)``), timed in
+the same process for a side-by-side ratio. ``--before REV`` adds the RMSD_17 of git revision
+REV (``kflow_mol/metrics/assembly_rmsd.py`` as it was there, loaded from ``git show`` next to
+the current helpers; its batched path and, with ``--reference``, its loop) on the same inputs,
+interleaved with the current one, and checks that both find the same correspondences.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
 import torch
 
@@ -82,20 +90,40 @@ def make_clusters(num_clusters: int, smiles: str, num_molecules: int, seed: int)
     )
 
 
-def median_time(fn, repeats: int) -> tuple[float, float, list[float]]:
-    """Median wall and process-CPU seconds of ``fn`` over ``repeats`` runs, and all wall times.
+def module_at(revision: str, path: str = "kflow_mol/metrics/assembly_rmsd.py") -> types.ModuleType:
+    """The module ``path`` as it was at git ``revision``, imported under a private name."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType(f"_before_{revision}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{revision}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def same_correspondences(a, b) -> bool:
+    """Two AssemblyRMSD results agree: equal integer fields, float fields within 1e-5 relative."""
+    for name in a.__dataclass_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        if x.is_floating_point():
+            if not torch.allclose(x, y, rtol=1e-5, atol=0, equal_nan=True):
+                return False
+        elif not torch.equal(x, y):
+            return False
+    return True
+
+
+def time_once(fn) -> tuple[float, float]:
+    """Wall and process-CPU seconds of one call of ``fn``.
 
     On a shared machine the CPU time (one thread) is the steadier measure of the work.
     """
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu), wall
+    start, start_cpu = time.perf_counter(), time.process_time()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def main() -> None:
@@ -110,6 +138,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--before", default=None, help="git revision whose RMSD_17 is timed alongside")
     parser.add_argument(
         "--reference", action="store_true", help="also time the original per-cluster RMSD_17 loop (same results)"
     )
@@ -124,40 +153,49 @@ def main() -> None:
     cache = SymmetryCache()
     rmsd17(true[0], pred[0], z, mol_index, cache=cache)  # RDKit work once, as in evaluation
 
-    rows = []
-    for name, fn, count in [
+    subset = (true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index)
+    timed = [
         ("PM-atom", lambda: pm_atom(true, pred), args.clusters),
         ("PM-center", lambda: pm_center(true, pred, mol_index), args.clusters),
-        (
-            "RMSD_17",
-            lambda: rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache),
-            rmsd_clusters,
-        ),
-    ] + (
-        [
-            (
-                "RMSD_17 per-cluster loop (before)",
-                lambda: rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache, vectorized=False),
-                rmsd_clusters,
-            ),
-        ]
-        if args.reference
-        else []
-    ):
-        fn()  # warm-up
-        median, median_cpu, times = median_time(fn, args.repeats)
-        rows.append(
-            {
-                "metric": name,
-                "clusters": count,
-                "median_s": median,
-                "median_cpu_s": median_cpu,
-                "clusters_per_s": count / median,
-                "times_s": times,
-            }
+        ("RMSD_17", lambda: rmsd17(*subset, cache=cache), rmsd_clusters),
+    ]
+    if args.reference:
+        timed.append(
+            ("RMSD_17 per-cluster loop", lambda: rmsd17(*subset, cache=cache, vectorized=False), rmsd_clusters)
         )
+    if args.before:
+        before = module_at(args.before)
+        timed.append((f"RMSD_17 at {args.before} (before)", lambda: before.rmsd17(*subset, cache=cache), rmsd_clusters))
+        if args.reference:
+            timed.append(
+                (
+                    f"RMSD_17 per-cluster loop at {args.before}",
+                    lambda: before.rmsd17(*subset, cache=cache, vectorized=False),
+                    rmsd_clusters,
+                )
+            )
+    for _, fn, _ in timed:
+        fn()  # warm-up
+    wall, cpu = [[] for _ in timed], [[] for _ in timed]
+    for _ in range(args.repeats):  # interleaved, so a change of machine load hits every row alike
+        for index, (_, fn, _) in enumerate(timed):
+            seconds, cpu_seconds = time_once(fn)
+            wall[index].append(seconds)
+            cpu[index].append(cpu_seconds)
+    rows = [
+        {
+            "metric": name,
+            "clusters": count,
+            "median_s": statistics.median(wall[index]),
+            "median_cpu_s": statistics.median(cpu[index]),
+            "clusters_per_s": count / statistics.median(wall[index]),
+            "times_s": wall[index],
+            "cpu_times_s": cpu[index],
+        }
+        for index, (name, _, count) in enumerate(timed)
+    ]
 
-    result = rmsd17(true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index, cache=cache)
+    result = rmsd17(*subset, cache=cache)
     summary = {
         "atoms_per_cluster": true.shape[1],
         "pm_atom_mean": pm_atom(true, pred).mean().item(),
@@ -178,6 +216,9 @@ def main() -> None:
             f"{row['median_cpu_s']:.3f} | {1000 * row['median_cpu_s'] / row['clusters']:.2f} |"
         )
     print("values: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
+    if args.before:
+        summary["same_as_before"] = same_correspondences(result, before.rmsd17(*subset, cache=cache))
+        print(f"same correspondences and values as {args.before}: {summary['same_as_before']}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"args": vars(args), "timings": rows, "values": summary}, handle, indent=2)
