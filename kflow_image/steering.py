@@ -112,26 +112,11 @@ def kept_and_dropped(
         codec: latent codec (``data_shape`` is then the latent shape; images are decoded).
     """
     sampler = sampler if sampler is not None else SamplerSpec()
-    kept = generate(
-        model,
-        path,
-        len(labels),
-        data_shape,
-        replace(sampler, drop_cond_after=None),
-        labels=labels,
-        seed=seed,
-        device=device,
-        codec=codec,
-    )
-    dropped = generate(
-        model,
-        path,
-        len(labels),
-        data_shape,
-        replace(sampler, drop_cond_after=drop_after),
-        labels=labels,
-        noise=kept.noise,
-        device=device,
-        codec=codec,
-    )
+
+    def run(drop_cond_after: float | None, **source) -> GenerationResult:
+        spec = replace(sampler, drop_cond_after=drop_cond_after)
+        return generate(model, path, len(labels), data_shape, spec, labels=labels, device=device, codec=codec, **source)
+
+    kept = run(None, seed=seed)
+    dropped = run(drop_after, noise=kept.noise)
     return kept, dropped
