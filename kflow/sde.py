@@ -93,11 +93,16 @@ class SDEPerturbation:
 class SDE(GaussianPrior):
     """Base class of the forward SDEs (see the module docstring).
 
-    Attributes:
+    Args:
+        schedule: the noise schedule (:class:`~kflow.schedules.VESchedule` or ``VPSchedule``).
         t_eps: smallest time used in training and sampling.
+        prior_std: standard deviation of the prior ``N(0, prior_std^2 I)`` at ``t = 1``.
     """
 
     t_eps: float = 1e-5
+
+    def __init__(self, schedule: VESchedule | VPSchedule, t_eps: float, prior_std: float):
+        self.schedule, self.t_eps, self.prior_std = schedule, t_eps, float(prior_std)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         """``f(x, t)``, shape of ``x``; ``t`` has shape ``(B,)``."""
@@ -109,11 +114,6 @@ class SDE(GaussianPrior):
 
     def marginal(self, x0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Mean ``(B, *data_shape)`` and std ``(B,)`` of ``p_t(x | x0)``."""
-        raise NotImplementedError
-
-    @property
-    def prior_std(self) -> float:
-        """Standard deviation of the prior ``N(0, prior_std^2 I)`` at ``t = 1``."""
         raise NotImplementedError
 
     def langevin_scale(self, t: Tensor, h: float) -> Tensor:
@@ -168,12 +168,8 @@ class VESDE(SDE):
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_eps: float = 1e-5):
-        self.schedule = VESchedule(sigma_min, sigma_max)
-        self.t_eps = t_eps
-
-    @property
-    def prior_std(self) -> float:
-        return self.schedule.sigma_max
+        schedule = VESchedule(sigma_min, sigma_max)
+        super().__init__(schedule, t_eps, prior_std=schedule.sigma_max)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         return torch.zeros_like(x)
@@ -195,12 +191,7 @@ class VPSDE(SDE):
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_eps: float = 1e-3):
-        self.schedule = VPSchedule(beta_min, beta_max)
-        self.t_eps = t_eps
-
-    @property
-    def prior_std(self) -> float:
-        return 1.0
+        super().__init__(VPSchedule(beta_min, beta_max), t_eps, prior_std=1.0)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         return -0.5 * _expand(self.schedule.beta(t.to(x.dtype)), x) * x
