@@ -24,6 +24,14 @@ def pair(batch=5, dim=12, seed=1):
     )
 
 
+def in_every_band(bump, reverse):
+    """A random-basis 3-band path, its transform, one pair and ``k`` ``(5,)`` inside every band."""
+    transform = random_matrix_transform()
+    path = KAmplitudePath(transform, bump=bump, reverse=reverse)
+    x0, x1 = pair()
+    return transform, path, x0, x1, torch.tensor([0.2, 0.7, 1.5, 2.1, 2.99], dtype=DTYPE)
+
+
 @pytest.mark.parametrize("bump", sorted(BUMPS))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_endpoints(bump, reverse):
@@ -46,10 +54,7 @@ def test_velocity_is_central_difference(bump, reverse):
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_velocity_lives_on_the_current_band(reverse):
-    transform = random_matrix_transform()
-    path = KAmplitudePath(transform, bump="cosine", reverse=reverse)
-    x0, x1 = pair()
-    k = torch.tensor([0.2, 0.7, 1.5, 2.1, 2.99], dtype=DTYPE)
+    transform, path, x0, x1, k = in_every_band("cosine", reverse)
     sample = path.sample(x0, x1, k)
     coeffs = transform.forward(sample.dx_k)
     band = transform.band_index.expand_as(coeffs)
@@ -140,10 +145,7 @@ def test_project_to_band_keeps_the_moving_band_exactly(reverse):
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_project_to_band_leaves_the_path_velocity_unchanged(reverse):
-    transform = random_matrix_transform()
-    path = KAmplitudePath(transform, bump="smoothstep", reverse=reverse)
-    x0, x1 = pair()
-    k = torch.tensor([0.2, 0.7, 1.5, 2.1, 2.99], dtype=DTYPE)
+    _, path, x0, x1, k = in_every_band("smoothstep", reverse)
     dx_k = path.sample(x0, x1, k).dx_k
     torch.testing.assert_close(path.project_to_band(dx_k, k), dx_k, atol=1e-12, rtol=0)
     noise = torch.randn(dx_k.shape, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
