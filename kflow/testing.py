@@ -241,11 +241,8 @@ def assert_velocity_matches_finite_difference(
     """Assert ``dx_k`` equals the central difference of ``x_k`` in ``k`` (use float64, k away from edges).
 
     Args:
-        path: the path under test.
-        x0: source, shape ``(B, *data_shape)``.
-        x1: target, shape ``(B, *data_shape)``.
+        path, x0, x1, context: as in :func:`assert_path_endpoints`.
         k: amplitudes, shape ``(B,)``, at least ``h`` away from every integer.
-        context: transform context, for per-sample bases.
         h: finite-difference half-step.
         atol: tolerance.
     """
@@ -269,11 +266,8 @@ def assert_velocity_on_current_band(
     """Assert the path velocity has no component outside the band moving at ``k``.
 
     Args:
-        path: the path under test.
-        x0: source, shape ``(B, *data_shape)``.
-        x1: target, shape ``(B, *data_shape)``.
+        path, x0, x1, context: as in :func:`assert_path_endpoints`.
         k: amplitudes, shape ``(B,)``, in ``[0, K)``.
-        context: transform context, for per-sample bases.
         atol: largest allowed off-band coefficient.
     """
     sample = path.sample(x0, x1, k, context)
@@ -295,10 +289,7 @@ def assert_sampler_reaches_target(
     """Assert the sampler driven by the exact conditional velocity of one pair carries x0 to x1.
 
     Args:
-        path: the path under test.
-        x0: source, shape ``(B, *data_shape)``.
-        x1: target, shape ``(B, *data_shape)``.
-        context: transform context, for per-sample bases.
+        path, x0, x1, context: as in :func:`assert_path_endpoints`.
         method: sampler method.
         steps_per_band: fixed steps per band.
         atol: tolerance on the final state.
