@@ -23,21 +23,11 @@ import torch
 from kflow.training import ConfigError
 from kflow_image.config import BenchmarkConfig, ImageRunConfig, RestorationConfig, from_dict
 from kflow_image.data import stack_dataset
+from kflow_image.evaluation import QUALITY_METRICS
 from kflow_image.experiment import load_run, run_experiment
 from kflow_image.restoration import DEGRADATIONS, fm_projection_restore, kflow_restore, observe, score
 
-SUMMARY_COLUMNS = (
-    "num_bands",
-    "nfe",
-    "fd",
-    "kid",
-    "precision",
-    "recall",
-    "accuracy",
-    "cdr",
-    "train_time_s",
-    "sample_time_s",
-)
+SUMMARY_COLUMNS = ("num_bands", "nfe", *QUALITY_METRICS, "train_time_s", "sample_time_s")
 RESTORATION_COLUMNS = tuple(
     f"{kind}_{method}_{m}"
     for kind in DEGRADATIONS

@@ -26,6 +26,9 @@ from kflow_image.fid import FrechetScorer, InceptionFeatures, ReferenceStats, it
 from kflow_image.metrics import class_drop_ratio, classifier_accuracy, kernel_distance, precision_recall
 from kflow_image.train import SamplerSpec, balanced_labels, generate
 
+QUALITY_METRICS = ("fd", "kid", "precision", "recall", "accuracy", "cdr")
+"""The sample-quality scores :func:`evaluate_model` reports (``cdr`` is ``None`` for one class)."""
+
 
 def frechet_of_features(real: torch.Tensor, fake: torch.Tensor, batch_size: int = 4096) -> float:
     """Fréchet distance of two feature sets ``(N, D)`` and ``(M, D)`` through :class:`FrechetScorer`."""

@@ -1,6 +1,7 @@
 """Streamed evaluation of a model, and the feature CNN trained once per data set (cached by content)."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch.utils.data import TensorDataset
 from kflow.path import KAmplitudePath
 from kflow_image.classifier import dataset_fingerprint, train_classifier
 from kflow_image.data import ImageSplits, load_digits, stack_dataset
-from kflow_image.evaluation import draw_noise, evaluate_model, frechet_of_features, reference_floor
+from kflow_image.evaluation import QUALITY_METRICS, draw_noise, evaluate_model, frechet_of_features, reference_floor
 from kflow_image.fid import ReferenceStats, reference_stats
 from kflow_image.metrics import frechet_distance
 from kflow_image.models import DiT
@@ -67,79 +68,34 @@ def test_frechet_of_features_equals_the_in_memory_distance():
     assert frechet_of_features(a, b + 0.5, batch_size=64) == pytest.approx(frechet_distance(a, b + 0.5), abs=1e-9)
 
 
-class RandomInception(torch.nn.Module):
-    """Random stand-in with the published TorchScript file's calling convention (see test_fid.py)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv = torch.nn.Conv2d(3, 12, 3, stride=2)
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        return torch.tanh(self.conv(x / 127.5 - 1)).mean(dim=(2, 3))
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_evaluate_model_streams_samples_into_finite_metrics(small_digits, tmp_path):
+def test_evaluate_model_streams_samples_into_finite_metrics(small_digits, tmp_path, inception_file):
     transform = build_transform(TransformSpec("fourier", num_bands=2), small_digits.image_shape)
     path = KAmplitudePath(transform)
     torch.manual_seed(0)
     model = DiT(image_size=8, channels=1, patch=2, hidden=32, depth=1, heads=2, num_classes=10)
     net = train_classifier(small_digits, epochs=1, cache_dir=tmp_path)
-    weights = tmp_path / "inception.pt"
-    torch.jit.script(RandomInception()).save(str(weights))
-    sampler = SamplerSpec(total_steps=2)
-    metrics = evaluate_model(
-        model,
-        path,
-        small_digits,
-        net,
-        num_samples=30,
-        sampler=sampler,
-        batch_size=8,
-        inception_weights=str(weights),
-        pr_samples=20,
+    evaluate = partial(
+        evaluate_model, model, path, small_digits, net, num_samples=30, sampler=SamplerSpec(total_steps=2)
     )
-    for key in (
-        "fd",
-        "kid",
-        "precision",
-        "recall",
-        "accuracy",
-        "cdr",
-        "accuracy_dropped",
-        "inception_fid",
-        "inception_precision",
-        "inception_recall",
-        "sample_time_s",
-        "eval_time_s",
-    ):
+    with_inception = dict(batch_size=8, inception_weights=str(inception_file), pr_samples=20)
+    metrics = evaluate(**with_inception)
+    extra = ("accuracy_dropped", "inception_fid", "inception_precision", "inception_recall")
+    for key in (*QUALITY_METRICS, *extra, "sample_time_s", "eval_time_s"):
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert metrics["fd_net"] == "digits-cnn" and metrics["nfe"] == 2 and metrics["classifier_from_cache"] is False
     assert metrics["fd"] > 0 and metrics["inception_fid"] > 0
     # the same samples in other batches: the same noise, so the same scores up to batched round-off
-    again = evaluate_model(model, path, small_digits, net, num_samples=30, sampler=sampler, batch_size=30, cdr=False)
+    again = evaluate(batch_size=30, cdr=False)
     assert again["fd"] == pytest.approx(metrics["fd"], rel=1e-4) and again["cdr"] is None
     assert again["inception_fid"] is None and again["inception_recall"] is None
     # precomputed reference statistics (what scripts/fid_stats.py writes) give the same FID
     from kflow_image.fid import InceptionFeatures
 
-    inception = InceptionFeatures(weights)
+    inception = InceptionFeatures(inception_file)
     stats = reference_stats(small_digits.reference, inception, inception.name, batch_size=50, keep_features=20)
     stats.save(tmp_path / "ref.npz")
-    from_file = evaluate_model(
-        model,
-        path,
-        small_digits,
-        net,
-        num_samples=30,
-        sampler=sampler,
-        batch_size=8,
-        inception_weights=str(weights),
-        inception_reference_stats=str(tmp_path / "ref.npz"),
-        pr_samples=20,
-        cdr=False,
-    )
+    from_file = evaluate(**with_inception, inception_reference_stats=str(tmp_path / "ref.npz"), cdr=False)
     assert from_file["inception_fid"] == pytest.approx(metrics["inception_fid"], rel=1e-6)
     assert from_file["inception_recall"] == metrics["inception_recall"]
     assert ReferenceStats.load(tmp_path / "ref.npz").num_samples == len(small_digits.reference)

@@ -106,27 +106,6 @@ def test_reference_stats_npz_round_trip_gives_the_same_distance(tmp_path):
         FrechetScorer(5).load_reference(loaded)
 
 
-class RandomInception(torch.nn.Module):
-    """Stand-in with the published file's interface: (B, 3, H, W) 0..255 -> resized to 299 -> (B, 16) features."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 16, 7, stride=4)
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        assert x.shape[1] == 3 and bool((x == x.round()).all()) and 0 <= x.min() and x.max() <= 255
-        x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        return torch.relu(self.conv(x / 255.0)).mean(dim=(2, 3))
-
-
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("inception") / "inception-2015-12-05.pt"
-    torch.jit.script(RandomInception()).save(str(path))
-    return path
-
-
 def test_inception_input_is_quantised_three_channel():
     grey = torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4)
     x = to_inception_input(grey)
@@ -144,7 +123,7 @@ def test_inception_features_from_a_local_torchscript_file(inception_file):
     images = torch.rand(7, 1, 8, 8) * 2 - 1
     feats = inception(images)
     assert feats.shape == (7, 16) and feats.dtype == torch.float64
-    direct = RandomInception()(to_inception_input(images)).double()
+    direct = torch.jit.load(str(inception_file))(to_inception_input(images)).double()
     torch.testing.assert_close(feats, direct, rtol=1e-5, atol=1e-6)
     scorer = FrechetScorer(16)
     scorer.add_reference(inception(images))

@@ -7,7 +7,7 @@ from kflow.path import KAmplitudePath
 from kflow.training import TrainConfig, Trainer
 from kflow_image.classifier import train_classifier
 from kflow_image.data import load_digits, stack_dataset
-from kflow_image.evaluation import evaluate_model
+from kflow_image.evaluation import QUALITY_METRICS, evaluate_model
 from kflow_image.models import DiT
 from kflow_image.restoration import fm_projection_restore, kflow_restore, low_band_mask, observe, score
 from kflow_image.steering import kept_and_dropped, noise_split, split_bands
@@ -193,7 +193,7 @@ def test_evaluate_model_reports_all_metrics(digits, tmp_path):
     cached = train_classifier(digits, epochs=1, cache_dir=tmp_path)
     assert cached.test_accuracy == net.test_accuracy
     metrics = evaluate_model(tiny_dit(), path, digits, net, num_samples=40, sampler=SamplerSpec(total_steps=3))
-    for key in ("fd", "kid", "precision", "recall", "accuracy", "cdr", "nfe"):
+    for key in (*QUALITY_METRICS, "nfe"):
         assert metrics[key] is not None and torch.isfinite(torch.tensor(float(metrics[key]))), key  # NaN fails
     assert metrics["fd_net"] == "digits-cnn" and metrics["nfe"] == 3 and metrics["inception_fid"] is None
 
