@@ -1,60 +1,37 @@
 """scripts/train_image.py and scripts/sample_image.py end to end on a tiny budget."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _scripts import TINY_IMAGE_RUN, run_script
 
+from kflow_image.evaluation import QUALITY_METRICS
 from kflow_image.experiment import run_experiment
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *overrides],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.slow
 def test_train_then_sample(tmp_path):
     out = tmp_path / "run"
-    proc = run(
+    proc = run_script(
         "train_image.py",
-        "data=digits",
-        "transform=wavelet",
+        *TINY_IMAGE_RUN,
         "train.steps=3",
-        "train.batch_size=16",
-        "train.progress=false",
-        "model.hidden=32",
-        "model.depth=1",
-        "model.heads=2",
         "sample.num_samples=40",
         "sample.total_steps=6",
-        "eval.classifier_epochs=1",
         f"eval.cache_dir={tmp_path / 'cache'}",
         f"output_dir={out}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("fd", "kid", "precision", "recall", "accuracy", "cdr"):
+    for key in QUALITY_METRICS:
         assert isinstance(metrics[key], float), key
     assert metrics["fd_net"] == "digits-cnn" and metrics["nfe"] == 6 and metrics["train_steps"] == 3
     assert metrics["transform"] == "wavelet" and metrics["num_bands"] == 3
     for name in ("samples.png", "spectra.png", "band_energy.png", "loss_curve.png", "checkpoints/last.pt"):
         assert (out / name).exists(), name
 
-    proc = run(
+    proc = run_script(
         "sample_image.py",
         f"run_dir={out}",
         "mode=noise_split",
@@ -68,7 +45,7 @@ def test_train_then_sample(tmp_path):
 
 
 def test_bad_transform_is_a_clear_config_error(tmp_path):
-    proc = run(
+    proc = run_script(
         "train_image.py",
         "transform=fourier",
         "transform.name=dct",
@@ -82,7 +59,7 @@ def test_bad_transform_is_a_clear_config_error(tmp_path):
 @pytest.mark.slow
 def test_autoencoder_then_latent_run_then_edit(tmp_path):
     codec = tmp_path / "ae.pt"
-    proc = run(
+    proc = run_script(
         "train_autoencoder.py",
         "data=digits",
         "autoencoder.steps=3",
@@ -107,12 +84,14 @@ def test_autoencoder_then_latent_run_then_edit(tmp_path):
         }
     )
     assert json.loads((out / "metrics.json").read_text())["data_shape"] == [4, 4, 4]
-    proc = run("sample_image.py", f"run_dir={out}", "mode=edit", "edit.num_samples=2", "edit.amounts=[-1,0,1]")
+    proc = run_script("sample_image.py", f"run_dir={out}", "mode=edit", "edit.num_samples=2", "edit.amounts=[-1,0,1]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "samples" / "edit.png").exists()
 
 
 def test_unknown_key_is_refused_before_work(tmp_path):
-    proc = run("train_image.py", "transform.foo=1", f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    proc = run_script(
+        "train_image.py", "transform.foo=1", f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"
+    )
     assert proc.returncode != 0 and "transform.foo" in proc.stderr
     assert not (tmp_path / "run_config.json").exists()

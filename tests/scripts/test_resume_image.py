@@ -2,48 +2,36 @@
 unbroken run exactly (transform, data order, RNG streams and optimizer state all restored)."""
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _scripts import TINY_IMAGE_RUN, run_script
 
 from kflow.training import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
-    "data=digits",
-    "transform=wavelet",
-    "train.batch_size=16",
+    *TINY_IMAGE_RUN,
     "train.warmup_steps=2",
     "train.log_every=2",
     "train.ckpt_every=100",
-    "train.progress=false",
-    "model.hidden=32",
-    "model.depth=1",
-    "model.heads=2",
     "sample.num_samples=20",
     "sample.total_steps=3",
-    "eval.classifier_epochs=1",
     "eval.cdr=false",
     "figures=false",
 ]
 
 
 def train_image(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "train_image.py"),
+    done = run_script(
+        "train_image.py",
         *TINY,
         f"output_dir={out_dir}",
         f"hydra.run.dir={out_dir}/hydra",
         f"eval.cache_dir={out_dir.parent / 'feature_cache'}",
         *overrides,
-    ]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

@@ -1,14 +1,10 @@
 """The main job end to end on a tiny budget: scripts/train_assembly.py and evaluate_assembly.py."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _scripts import run_script
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "train.steps=3",
     "train.batch_size=2",
@@ -23,22 +19,10 @@ TINY = [
 ]
 
 
-def _run(script: str, *overrides: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("assembly") / "run"
-    proc = _run("train_assembly.py", *TINY, f"output_dir={out}")
+    proc = run_script("train_assembly.py", *TINY, f"output_dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -76,7 +60,7 @@ def test_predicted_cif_reads_back_with_ase(demo_run):
 
 def test_evaluate_script_scores_the_checkpoint(demo_run):
     out, _ = demo_run
-    proc = _run(
+    proc = run_script(
         "evaluate_assembly.py",
         f"checkpoint={out / 'checkpoints' / 'last.pt'}",
         "eval.rmsd=false",
@@ -115,7 +99,7 @@ def test_bad_config_is_rejected_before_work(override, message):
 
 
 def test_bad_config_exits_non_zero_with_one_line(tmp_path):
-    proc = _run("train_assembly.py", "K=0", f"output_dir={tmp_path / 'x'}", timeout=120)
+    proc = run_script("train_assembly.py", "K=0", f"output_dir={tmp_path / 'x'}", timeout=120)
     assert proc.returncode == 2
     assert "num_bands (K) must be >= 1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

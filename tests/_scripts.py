@@ -1,0 +1,35 @@
+"""Running the repository's scripts from tests: one interpreter per run, one thread each.
+
+Importable from every test folder (``tests/conftest.py`` puts ``tests/`` on ``sys.path``).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TINY_IMAGE_RUN = [
+    "data=digits",
+    "transform=wavelet",
+    "train.batch_size=16",
+    "train.progress=false",
+    "model.hidden=32",
+    "model.depth=1",
+    "model.heads=2",
+    "eval.classifier_epochs=1",
+]
+"""Overrides of a seconds-long ``train_image.py`` run (3-band wavelet DiT on digits)."""
+
+
+def run_script(script: str, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>`` with Hydra ``overrides`` from the repository root; output is captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *overrides],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
