@@ -139,25 +139,12 @@ def packing_matching(
     return pm[0] if unbatched else pm
 
 
-def pm_atom(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    *,
-    convention: PairConvention = "full",
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-) -> Tensor:
-    """PM-atom: PM over all atoms of each cluster.
+pm_atom = packing_matching
+"""PM-atom: :func:`packing_matching` over all atoms of each cluster.
 
-    Args:
-        pos_true: (N, 3) or (B, N, 3) crystal positions.
-        pos_pred: same shape, predicted positions, atoms in the same order.
-        convention: ``"full"`` (published) or ``"pairs"`` (i<j), see module docstring.
-        max_elements: memory bound for one chunk of distance matrices.
-
-    Returns:
-        () or (B,) per-cluster PM-atom.
-    """
-    return packing_matching(pos_true, pos_pred, convention=convention, max_elements=max_elements)
+``pm_atom(pos_true, pos_pred, *, convention="full", max_elements=...)``: (N, 3) or (B, N, 3)
+crystal and predicted positions, atoms in the same order; returns () or (B,) per-cluster PM-atom.
+"""
 
 
 def molecule_centroids(pos: Tensor, mol_index: Tensor) -> Tensor:
