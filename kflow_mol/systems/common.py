@@ -169,6 +169,13 @@ class GaussianAtomSystem(AssemblySystem):
         else:
             self._build_vp(beta_min, beta_max, t_eps)
 
+    def network_output(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
+        """The atom head's output ``(B, A_max, 3)`` at the padded state ``x`` (zero on padding); ``t`` is ``(B,)``.
+
+        :class:`CrystalFlow` reads it as the velocity, :class:`CrystalSDE` as the predicted noise.
+        """
+        return atom_network_output(model, batch, layout, x, mask, t, self.translation_scale)
+
     def training_draws(
         self, batch: Any, draws: StepDraws | None, generator: torch.Generator | None
     ) -> tuple[ClusterLayout, AtomState, Tensor, Tensor]:

@@ -27,7 +27,6 @@ from kflow.training import StepDraws
 from kflow_mol.flow import AssemblyFlow, AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
     GaussianAtomSystem,
-    atom_network_output,
     atom_positions,
     atom_state,
     masked_mse,
@@ -64,9 +63,8 @@ class CrystalFlow(GaussianAtomSystem):
         """Where training times and sampling stop: ``1 - t_eps``."""
         return 1.0 - self.path.t_eps
 
-    def velocity(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
-        """Network velocity ``(B, A_max, 3)`` at the padded state ``x``; ``t`` is ``(B,)``."""
-        return atom_network_output(model, batch, layout, x, mask, t, self.translation_scale)
+    velocity = GaussianAtomSystem.network_output
+    """Network velocity ``(B, A_max, 3)`` at the padded state ``x``; ``t`` is ``(B,)``."""
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None

@@ -26,7 +26,6 @@ from kflow_mol.flow import AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
     METHOD_ALIASES,
     GaussianAtomSystem,
-    atom_network_output,
     atom_positions,
     atom_state,
     normal_like,
@@ -70,9 +69,8 @@ class CrystalSDE(GaussianAtomSystem):
         _, std = self.sde.marginal(x, t)
         return -eps_hat / std.reshape(-1, 1, 1)
 
-    def predict_noise(self, model: nn.Module, batch: Any, layout, x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
-        """The network's noise prediction ``(B, A_max, 3)`` (zero on padding)."""
-        return atom_network_output(model, batch, layout, x, mask, t, self.translation_scale)
+    predict_noise = GaussianAtomSystem.network_output
+    """The network's noise prediction ``(B, A_max, 3)`` (zero on padding)."""
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
