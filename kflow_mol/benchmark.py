@@ -25,6 +25,7 @@ import json
 import math
 import re
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -194,6 +195,75 @@ def budget_steps(cfg: BenchmarkConfig, costs: dict, num_test: int, num_starts: i
     return max(10, min(cfg.train.steps, steps))
 
 
+# ----- equal CPU budget per method ---------------------------------------------------------------
+PLAN_FILE = "train_steps.json"
+PROBE_WARMUP, PROBE_STEPS = 2, 8
+
+
+def step_cpu_seconds(cfg: BenchmarkConfig, method: str, train_set: list, work_dir: Path) -> float:
+    """Process CPU seconds of one optimizer step of ``method`` (seed 0) through the full Trainer.
+
+    Two short trainings of ``PROBE_WARMUP`` and ``PROBE_WARMUP + PROBE_STEPS`` steps are timed;
+    their difference over ``PROBE_STEPS`` leaves out the set-up (model build, first-call warm-up).
+    """
+    seconds = []
+    for steps in (PROBE_WARMUP, PROBE_WARMUP + PROBE_STEPS):
+        run = with_method(cfg, method, 0)
+        run.train.steps = steps
+        run.output_dir = str(work_dir / f"{method}_{steps}")
+        tic = time.process_time()
+        train(run, train_set)
+        seconds.append(time.process_time() - tic)
+    per_step = (seconds[1] - seconds[0]) / PROBE_STEPS
+    return per_step if per_step > 0 else seconds[1] / (PROBE_WARMUP + PROBE_STEPS)
+
+
+def equal_cpu_plan(cfg: BenchmarkConfig, train_set: list, out_dir: Path) -> dict[str, dict]:
+    """``{method: {"step_cpu_s": cost, "steps": floor(cfg.train_cpu_seconds / cost)}}`` of every trained method.
+
+    Methods that train the same model (:func:`training_key`) are measured once. The plan is
+    saved in ``out_dir`` (:data:`PLAN_FILE`) and reused for the same budget, so a resumed or
+    repeated benchmark trains every method for the same number of steps.
+    """
+    path = out_dir / PLAN_FILE
+    trained = [m for m in cfg.methods if m != "identity"]
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("train_cpu_seconds") == cfg.train_cpu_seconds and set(trained) <= set(saved["methods"]):
+            return {m: saved["methods"][m] for m in trained}
+    costs: dict[str, float] = {}
+    plan = {}
+    with tempfile.TemporaryDirectory() as work:
+        for method in trained:
+            key = training_key(with_method(cfg, method, 0))
+            if key not in costs:
+                costs[key] = step_cpu_seconds(cfg, method, train_set, Path(work))
+            steps = max(1, math.floor(cfg.train_cpu_seconds / costs[key]))
+            plan[method] = {"step_cpu_s": costs[key], "steps": steps}
+    path.write_text(json.dumps({"train_cpu_seconds": cfg.train_cpu_seconds, "methods": plan}, indent=2))
+    return plan
+
+
+def with_planned_steps(cfg: BenchmarkConfig, plan: dict[str, dict] | None, method: str) -> BenchmarkConfig:
+    """``cfg`` with ``train.steps`` set to ``method``'s planned steps (unchanged without a plan)."""
+    if not plan or method not in plan:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=int(plan[method]["steps"])))
+
+
+def plan_table(plan: dict[str, dict], budget: float) -> list[str]:
+    """Markdown rows of the equal-CPU plan: each method's measured CPU-s per step and its steps."""
+    lines = [
+        f"Equal training budget: {budget:g} process CPU-s per run (steps = floor(budget / CPU-s per step), "
+        f"CPU-s per step measured over {PROBE_STEPS} steps of the full Trainer after {PROBE_WARMUP} warm-up steps).",
+        "",
+        "| method | CPU-s / step | optimizer steps |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {m} | {p['step_cpu_s']:.4f} | {p['steps']} |" for m, p in plan.items()]
+    return lines
+
+
 # ----- statistics and tables ------------------------------------------------------------------
 def per_cluster_means(records: list[dict], set_names: list[str], metric: str) -> dict[tuple[str, str], float]:
     """``{(set, cluster): mean over start states and seeds}`` of one method's records."""
@@ -290,14 +360,22 @@ def cpu_table(runs: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def write_outputs(every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, command: str, steps: int) -> str:
-    """benchmark.md / .csv / .json from every run; returns the markdown."""
+def write_outputs(
+    every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, command: str, steps: int, plan: dict | None = None
+) -> str:
+    """benchmark.md / .csv / .json from every run; returns the markdown.
+
+    Args:
+        plan: the equal-CPU plan (:func:`equal_cpu_plan`), tabled when given.
+    """
     (out_dir / "benchmark.json").write_text(json.dumps(every_run))
     starts = list(dict.fromkeys(r["start"] for r in every_run))
+    budget = f"{steps} optimizer steps" if not plan else "per-method optimizer steps (equal CPU budget, below)"
     lines = [
         f"Command: `{command}`",
         "",
-        f"Model preset {cfg.model.preset}, {steps} optimizer steps, batch {cfg.train.batch_size}, "
+        *(plan_table(plan, cfg.train_cpu_seconds) + [""] if plan else []),
+        f"Model preset {cfg.model.preset}, {budget}, batch {cfg.train.batch_size}, "
         f"lr {cfg.train.lr}, "
         f"seeds {list(cfg.seeds)}, {cfg.sample.method} with {cfg.sample.steps} steps in total, "
         f"{cfg.test_repeats} start states per test cluster. A cluster's value is its mean over start states "
@@ -379,6 +457,7 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
     starts = [None] if cfg.data.source == "prepared" else list(cfg.starts)
     every_run: list[dict] = []
     steps = cfg.train.steps
+    plan: dict[str, dict] | None = None
     for index, start in enumerate(starts):
         data: DataConfig = dataclasses.replace(cfg.data, start=start)
         train_set = load_split(data, "train", limit=data.max_train)
@@ -399,12 +478,24 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
                 file=sys.stderr,
                 flush=True,
             )
+        if index == 0 and cfg.train_cpu_seconds is not None:
+            plan = equal_cpu_plan(cfg, train_set, out_dir)
+            print(
+                f"equal CPU budget {cfg.train_cpu_seconds:g} CPU-s per run: "
+                + ", ".join(f"{m} {p['steps']} steps" for m, p in plan.items()),
+                file=sys.stderr,
+                flush=True,
+            )
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
         trained_cache: dict[str, tuple[str, TrainedRun]] = {}  # one start's models, shared by sampling variants
         for method in cfg.methods:
+            method_cfg = with_planned_steps(run_cfg, plan, method)
             for seed in [0] if method == "identity" else list(cfg.seeds):
-                row = run_method(run_cfg, method, seed, train_set, test_sets, out_dir / str(start), trained_cache)
-                every_run.append({"start": str(start), "method": method, "seed": seed, **row})
+                row = run_method(method_cfg, method, seed, train_set, test_sets, out_dir / str(start), trained_cache)
+                train_steps = 0 if method == "identity" else method_cfg.train.steps
+                every_run.append(
+                    {"start": str(start), "method": method, "seed": seed, "train_steps": train_steps, **row}
+                )
                 (out_dir / "benchmark.json").write_text(json.dumps(every_run))  # survives an interrupted run
                 means = " ".join(f"{k} {np.mean(v['pm_atom']):.3f}" for k, v in row["sets"].items())
                 print(
@@ -412,4 +503,4 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
                     file=sys.stderr,
                     flush=True,
                 )
-    return write_outputs(every_run, cfg, out_dir, command.strip(), steps)
+    return write_outputs(every_run, cfg, out_dir, command.strip(), steps, plan)

@@ -239,6 +239,12 @@ class BenchmarkConfig(AssemblyConfig):
         budget_cpu_minutes: when set, ``train.steps`` is lowered (never raised) so that the
             whole benchmark's estimated process CPU time fits this budget (training and
             sampling cost are measured on the data first).
+        train_cpu_seconds: when set, every trained method gets the same training budget in
+            process CPU seconds per run: its CPU seconds per optimizer step are measured on the
+            first start's training set and its ``train.steps`` becomes ``floor(budget / cost)``
+            (at least 1), so runs stay deterministic and resumable (the plan is kept in
+            ``<output_dir>/train_steps.json``). Replaces ``train.steps``; not combined with
+            ``budget_cpu_minutes``.
     """
 
     methods: list[str] = field(
@@ -252,6 +258,7 @@ class BenchmarkConfig(AssemblyConfig):
     baseline: str = "rigid_K1"
     bootstrap_resamples: int = 10000
     budget_cpu_minutes: float | None = None
+    train_cpu_seconds: float | None = None
     output_dir: str = "outputs/assembly_benchmark"
     train: TrainConfig = field(
         default_factory=lambda: dataclasses.replace(
@@ -272,6 +279,11 @@ class BenchmarkConfig(AssemblyConfig):
         check_range("bootstrap_resamples", self.bootstrap_resamples, minimum=100)
         if self.budget_cpu_minutes is not None and not self.budget_cpu_minutes > 0:
             raise ConfigError(f"budget_cpu_minutes must be > 0, got {self.budget_cpu_minutes}")
+        if self.train_cpu_seconds is not None:
+            if not self.train_cpu_seconds > 0:
+                raise ConfigError(f"train_cpu_seconds must be > 0, got {self.train_cpu_seconds}")
+            if self.budget_cpu_minutes is not None:
+                raise ConfigError("train_cpu_seconds and budget_cpu_minutes both set the training steps: set one")
 
 
 @dataclass
