@@ -87,3 +87,30 @@ def test_methods_of_different_cost_get_different_steps(tmp_path, monkeypatch, da
     assert "Equal training budget: 1 process CPU-s per run" in table
     saved = json.loads((Path(cfg.output_dir) / "train_steps.json").read_text())
     assert saved["methods"]["crystalflow_lerp"]["steps"] == 2
+
+
+def seed_record(method, seed, cod, mech, cod_draw_mean=None):
+    """One seed's per-cluster PM-atom on two test sets (PM-center = half), optionally a mean over draws."""
+    sets = {
+        name: {"ids": [f"{name}{i}_r0_c{i}" for i in range(len(v))], "pm_atom": v, "pm_center": [x / 2 for x in v]}
+        for name, v in (("cod", cod), ("mech", mech))
+    }
+    if cod_draw_mean is not None:
+        sets["cod"]["pm_atom_sample_mean"] = cod_draw_mean
+        sets["mech"]["pm_atom_sample_mean"] = mech
+    return {"start": "local", "method": method, "seed": seed, "train_steps": 10, "sets": sets}
+
+
+def test_seed_table_is_mean_and_std_over_seeds_per_set_and_pooled():
+    from kflow_mol.benchmark import seed_mean_std, seed_table
+
+    records = [seed_record("m", 0, [1.0, 3.0], [2.0], [2.0, 4.0]), seed_record("m", 1, [3.0, 5.0], [4.0], [4.0, 6.0])]
+    assert seed_mean_std(records, ["cod"], "pm_atom") == (3.0, pytest.approx(math.sqrt(2.0)))
+    assert seed_mean_std(records, ["cod", "mech"], "pm_atom") == (3.0, pytest.approx(math.sqrt(2.0)))  # 2 and 4
+    assert seed_mean_std(records, ["cod", "mech"], "pm_atom_sample_mean")[0] == pytest.approx(11 / 3)  # 8/3, 14/3
+    deterministic = [seed_record("d", 0, [1.0, 1.0], [4.0])]
+    assert seed_mean_std(deterministic, ["cod", "mech"], "pm_atom_sample_mean") == (2.0, 0.0)  # falls back
+    table = seed_table({"m": records, "d": deterministic}, ["cod", "mech"], "pm_atom")
+    assert table[0] == "| method | seeds | steps | cod | mech | pooled | pooled, mean over draws |"
+    assert table[2] == "| m | 2 | 10 | 3.000 ± 1.414 | 3.000 ± 1.414 | 3.000 ± 1.414 | 3.667 ± 1.414 |"
+    assert table[3] == "| d | 1 | 10 | 1.000 ± 0.000 | 4.000 ± 0.000 | 2.000 ± 0.000 | 2.000 ± 0.000 |"
