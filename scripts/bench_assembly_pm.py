@@ -2,8 +2,8 @@
 
 A speed-up of a preset must not cost accuracy. This trains the preset twice with the same
 config, seed and number of steps — once as ``kflow_mol.models.PRESETS`` defines it now, once
-with the original (pre-speed-up) definition from ``scripts/bench_assembly.py``
-(``REFERENCE_PRESETS``) — through the normal training job, and prints test PM-atom /
+with the original (pre-speed-up) definition recorded in
+``scripts/reference_presets.json`` — through the normal training job, and prints test PM-atom /
 PM-center next to the identity baseline and the process CPU time of each run.
 
     OMP_NUM_THREADS=1 python scripts/bench_assembly_pm.py --preset M --variants current reference \\
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import sys
 import time
@@ -41,11 +40,8 @@ from kflow_mol.models import assembly_gnn
 
 
 def reference_presets() -> dict[str, dict]:
-    """``REFERENCE_PRESETS`` of the sibling ``bench_assembly.py`` (scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_assembly", Path(__file__).with_name("bench_assembly.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.REFERENCE_PRESETS
+    """The original (pre-issue-15) presets, recorded in ``reference_presets.json`` beside this script."""
+    return json.loads(Path(__file__).with_name("reference_presets.json").read_text())["presets"]
 
 
 @contextlib.contextmanager
