@@ -3,6 +3,7 @@
 Importable from every test folder (``tests/conftest.py`` puts ``tests/`` on ``sys.path``).
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -33,3 +34,11 @@ def run_script(script: str, *overrides: str, timeout: float = 300) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (scripts are not a package), to call its functions in-process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -748,17 +748,7 @@ def rmsd17(
 
 
 def rmsd17_batch(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    z: Tensor,
-    mol_index: Tensor,
-    batch: Tensor,
-    *,
-    distance_tolerance: float = 0.2,
-    max_iterations: int = 10,
-    max_automorphisms: int = 4096,
-    bond_factor: float = RDKIT_BOND_FACTOR,
-    cache: SymmetryCache | None = None,
+    pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor, batch: Tensor, **options
 ) -> list[AssemblyRMSD]:
     """RMSD_17 for a PyG batch of clusters of different sizes.
 
@@ -768,33 +758,18 @@ def rmsd17_batch(
         z: (A,) atomic numbers.
         mol_index: (A,) molecule index within each cluster.
         batch: (A,) sorted cluster index.
-        distance_tolerance, max_iterations, max_automorphisms, bond_factor, cache: see rmsd17.
+        **options: keyword options of :func:`rmsd17`; one ``SymmetryCache`` serves every cluster.
 
     Returns:
         One unbatched AssemblyRMSD per cluster (fields differ in size between clusters).
     """
     pos_true, pos_pred = _check_pair(pos_true, pos_pred)
     offsets, sizes = _cluster_slices(torch.as_tensor(batch, device=pos_true.device), pos_true.shape[0])
-    topologies = _TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
+    if options.get("cache") is None:
+        options["cache"] = SymmetryCache(options.get("max_automorphisms", 4096))
     z, mol_index = torch.as_tensor(z), torch.as_tensor(mol_index)
-    results = []
-    for start, size in zip(offsets.tolist(), sizes.tolist()):
-        part = slice(start, start + size)
-        results.append(
-            _stack(
-                _evaluate(
-                    pos_true[None, part],
-                    pos_pred[None, part],
-                    z[part],
-                    mol_index[part],
-                    topologies,
-                    distance_tolerance,
-                    max_iterations,
-                ),
-                unbatched=True,
-            )
-        )
-    return results
+    parts = [slice(start, start + size) for start, size in zip(offsets.tolist(), sizes.tolist())]
+    return [rmsd17(pos_true[part], pos_pred[part], z[part], mol_index[part], **options) for part in parts]
 
 
 def _stack(results: list[dict[str, Tensor]], unbatched: bool) -> AssemblyRMSD:

@@ -94,6 +94,7 @@ def build_atom_edges(
     k_intra: int = 8,
     k_inter: int = 8,
     radius: float = 5.0,
+    dense: bool | None = None,
 ) -> Edges:
     """Intra- and inter-molecular neighbour edges.
 
@@ -105,7 +106,7 @@ def build_atom_edges(
     Intra-molecular neighbours are searched molecule by molecule (one padded
     ``(M, T_max, T_max)`` distance tensor), inter-molecular ones on each cluster's own
     ``(N_b, N_b)`` distances; on CUDA the clusters are padded into one ``(B, N_max, N_max)``
-    tensor instead (:func:`build_atom_edges_dense`, same edges) to avoid a Python loop of small
+    tensor instead (``dense``, same edges, the original search) to avoid a Python loop of small
     kernels. Edges come out grouped by kind, not in a fixed order.
 
     Args:
@@ -116,16 +117,16 @@ def build_atom_edges(
         k_intra: intra-molecular neighbours per atom.
         k_inter: inter-molecular neighbours per atom (knn mode).
         radius: cutoff in Å (radius mode).
+        dense: search on padded ``(B, N_max, N_max)`` distance matrices (cost ``B * N_max^2``
+            for both edge kinds); ``None`` chooses it on CUDA only. Tests use it as the reference.
 
     Returns:
         The :class:`Edges`.
     """
     if mode not in ("knn", "radius"):
         raise ValueError(f"edge mode must be 'knn' or 'radius', got {mode!r}")
-    if pos.device.type == "cuda":
-        return build_atom_edges_dense(
-            pos, mol_index, atom_batch, mode=mode, k_intra=k_intra, k_inter=k_inter, radius=radius
-        )
+    if pos.device.type == "cuda" if dense is None else dense:
+        return _dense_atom_edges(pos, mol_index, atom_batch, mode, k_intra, k_inter, radius)
     with torch.no_grad():
         intra = _intra_molecular_edges(pos, mol_index, mode, k_intra, radius)
         inter = _inter_molecular_edges(pos, mol_index, atom_batch, mode, k_inter, radius)
@@ -183,27 +184,10 @@ def _inter_molecular_edges(
     return (torch.cat(srcs) if srcs else empty), (torch.cat(dsts) if dsts else empty)
 
 
-def build_atom_edges_dense(
-    pos: Tensor,
-    mol_index: Tensor,
-    atom_batch: Tensor,
-    *,
-    mode: str = "knn",
-    k_intra: int = 8,
-    k_inter: int = 8,
-    radius: float = 5.0,
+def _dense_atom_edges(
+    pos: Tensor, mol_index: Tensor, atom_batch: Tensor, mode: str, k_intra: int, k_inter: int, radius: float
 ) -> Edges:
-    """The original neighbour search on padded ``(B, N_max, N_max)`` distance matrices.
-
-    Same edge set, arguments (``pos`` ``(A, 3)``, ``mol_index`` and ``atom_batch`` ``(A,)``)
-    and modes as :func:`build_atom_edges`, which calls it on CUDA and whose tests use it as the
-    reference; the padded dense search costs ``B * N_max^2`` for both edge kinds.
-
-    Returns:
-        The :class:`Edges`.
-    """
-    if mode not in ("knn", "radius"):
-        raise ValueError(f"edge mode must be 'knn' or 'radius', got {mode!r}")
+    """:func:`build_atom_edges` with ``dense=True``: the original padded search."""
     dense_pos, valid = to_dense_batch(pos, atom_batch)  # (B, N, 3), (B, N)
     dense_mol, _ = to_dense_batch(mol_index, atom_batch, fill_value=-1)
     offsets = torch.cumsum(valid.sum(1), 0) - valid.sum(1)  # first flat index of every cluster

@@ -5,13 +5,13 @@ temporary file in the published file's calling convention (uint8-range ``(B, 3, 
 ``return_features=True``): the loading, preprocessing, statistics and Fréchet maths are the real ones.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from _scripts import load_script
 from PIL import Image
 
 from kflow_image.fid import (
@@ -25,8 +25,6 @@ from kflow_image.fid import (
     to_inception_input,
 )
 from kflow_image.metrics import frechet_distance
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def features(n, d, seed, scale=1.0, shift=0.0):
@@ -145,14 +143,6 @@ def test_inception_file_errors_are_one_clear_line(tmp_path):
     except ImportError:
         with pytest.raises(ImportError, match="needs torch-fidelity installed"):
             load_inception(pth, torch.device("cpu"))
-
-
-def load_script(name: str):
-    """A script of scripts/ as a module (its main() is then called in this process)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_configured_files_are_checked_before_any_work(tmp_path, inception_file):

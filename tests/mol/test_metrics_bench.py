@@ -1,18 +1,12 @@
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_metrics.py"
+from _scripts import load_script
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_metrics", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_metrics")
 
 
 def test_bench_clusters_are_rigid_copies(monkeypatch, tmp_path):

@@ -5,7 +5,7 @@ import torch
 from e3nn import o3
 
 from kflow_mol.models import PRESETS, build_model
-from kflow_mol.models.layers import ContactConv, atom_conv_layer, build_atom_edges, build_atom_edges_dense
+from kflow_mol.models.layers import ContactConv, atom_conv_layer, build_atom_edges
 
 
 def shuffled_clusters(sizes=(3, 5, 2), atoms_per_mol=(4, 7, 3, 5, 6), seed=0):
@@ -35,7 +35,7 @@ def test_neighbour_search_matches_dense_reference(mode, k_intra, k_inter):
     kwargs = dict(mode=mode, k_intra=k_intra, k_inter=k_inter, radius=3.0)
     fast, dense = (
         build_atom_edges(pos, mol_index, atom_batch, **kwargs),
-        build_atom_edges_dense(pos, mol_index, atom_batch, **kwargs),
+        build_atom_edges(pos, mol_index, atom_batch, dense=True, **kwargs),
     )
     assert edge_set(fast) == edge_set(dense)
     assert len(fast.src) > 0 and bool(fast.intra.any()) and bool((~fast.intra).any())

@@ -1,18 +1,15 @@
 """scripts/bench_assembly_pm.py: the equal-CPU step count and the paired per-crystal comparison."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_assembly_pm", ROOT / "scripts" / "bench_assembly_pm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_assembly_pm")
 
 
 def fake_metrics(values: list[float], ids: list[str]) -> dict:

@@ -1,6 +1,5 @@
 """scripts/gpu_check.sh on a machine without CUDA: the CUDA parts are skipped with a clear message."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,15 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check")
 
 
 @pytest.mark.slow  # a subprocess importing torch: ~10 s on an idle machine
