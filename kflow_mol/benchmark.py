@@ -113,6 +113,13 @@ def training_key(run: AssemblyConfig) -> str:
     return json.dumps(values, sort_keys=True, default=str)
 
 
+def assembly_fields(run: BenchmarkConfig) -> dict:
+    """The run's :class:`AssemblyConfig` part, saved in its checkpoint so that
+    ``scripts/evaluate_assembly.py checkpoint=...`` (:func:`~kflow_mol.experiment.load_trained`) reads it."""
+    names = {f.name for f in dataclasses.fields(AssemblyConfig)}
+    return {key: value for key, value in dataclasses.asdict(run).items() if key in names}
+
+
 def run_method(
     cfg: BenchmarkConfig,
     method: str,
@@ -143,7 +150,7 @@ def run_method(
     cache = {} if trained_cache is None else trained_cache
     trained_with, trained = cache.get(key, (method, None))
     if trained is None:
-        trained = train(run, train_set)
+        trained = train(run, train_set, run_config=assembly_fields(run))
         cache[key] = (method, trained)
     else:
         flow = build_flow(run, trained.flow.translation_scale)

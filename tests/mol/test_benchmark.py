@@ -9,6 +9,7 @@ import pytest
 from kflow.training import ConfigError
 from kflow_mol.benchmark import budget_steps, cluster_key, compare, per_cluster_means, training_key, write_outputs
 from kflow_mol.config import BenchmarkConfig, method_overrides, with_method
+from kflow_mol.experiment import load_trained
 
 
 def record(method, seed, values, set_name="mech"):
@@ -71,7 +72,9 @@ def test_sampling_variants_share_one_training(tmp_path, monkeypatch, data_pyxtal
 
     calls = []
     real_train = benchmark.train
-    monkeypatch.setattr(benchmark, "train", lambda run, data: calls.append(run.output_dir) or real_train(run, data))
+    monkeypatch.setattr(
+        benchmark, "train", lambda run, data, **kw: calls.append(run.output_dir) or real_train(run, data, **kw)
+    )
     cfg = BenchmarkConfig(
         methods=["rigid_K1", "kflow_K2", "kflow_K2+noproj"],
         seeds=[0],
@@ -91,6 +94,8 @@ def test_sampling_variants_share_one_training(tmp_path, monkeypatch, data_pyxtal
     assert runs["kflow_K2+noproj"]["final_loss"] == runs["kflow_K2"]["final_loss"]
     assert runs["kflow_K2+noproj"]["sets"]["testdb"]["pm_atom"] != runs["kflow_K2"]["sets"]["testdb"]["pm_atom"]
     assert "| kflow_K2+noproj | 0 |" in table and "| kflow_K2 |" in table
+    run_cfg, trained = load_trained(tmp_path / "bench" / "None" / "kflow_K2_seed0" / "checkpoints" / "last.pt")
+    assert (run_cfg.K, run_cfg.train.steps, trained.name) == (2, 2, "kflow_K2")  # evaluate_assembly reads it
 
 
 def test_training_key_ignores_sampling_only_settings():
