@@ -72,8 +72,8 @@ def test_methods_of_different_cost_get_different_steps(tmp_path, monkeypatch, da
     trained_steps = {}
     real_train = benchmark.train
 
-    def recording_train(run, data):
-        result = real_train(run, data)
+    def recording_train(run, data, **options):
+        result = real_train(run, data, **options)
         trained_steps[Path(run.output_dir).name] = result.result.step
         return result
 
