@@ -11,6 +11,10 @@
   (checkpoint of another model/version), `NonFiniteLossError` (NaN/inf loss; the last good
   checkpoint is kept), `TrainingInterrupted` (SIGTERM/Ctrl-C: the current step finishes and a
   checkpoint is written first).
+- Validation (`Trainer(validate_fn=..., val_metric=...)`, `val_every`): val_log.csv,
+  val_curve.png, checkpoints/best.pt, early stopping (`early_stop_patience`); the best value,
+  patience counter and schedule position are checkpointed. `lr_schedule`: constant or cosine
+  (`lr_factor`).
 - `DistributedContext`: rank, world size, all-reduce, `all_gather_objects`, barrier.
 - `exit_on_training_error(prog)`: for scripts, one stderr line and an exit code instead of a
   traceback for config/checkpoint errors (2), NaN loss (3) and SIGTERM/Ctrl-C stops (143/130).
@@ -34,9 +38,11 @@ from .draws import StepDraws
 from .ema import EMA
 from .errors import CheckpointError, CheckpointMismatchError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .logs import CSVLogger, plot_loss_curve, read_csv_log
+from .schedule import LR_SCHEDULES, lr_factor, make_scheduler
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .signals import StopRequest
 from .trainer import EpochBatches, Trainer, TrainResult, training_seed
+from .validation import ValidationState, run_validation
 
 __all__ = [
     "capture_rng_state",
@@ -59,6 +65,9 @@ __all__ = [
     "launched_by_torchrun",
     "load_checkpoint",
     "load_model_state",
+    "lr_factor",
+    "LR_SCHEDULES",
+    "make_scheduler",
     "move_to_device",
     "NonFiniteLossError",
     "plot_loss_curve",
@@ -66,6 +75,7 @@ __all__ = [
     "resolve_device",
     "timed_calls",
     "restore_rng_state",
+    "run_validation",
     "save_checkpoint",
     "seed_everything",
     "StepDraws",
@@ -77,4 +87,5 @@ __all__ = [
     "TrainingInterrupted",
     "TrainResult",
     "unwrap_model",
+    "ValidationState",
 ]

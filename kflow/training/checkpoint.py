@@ -176,7 +176,7 @@ def load_model_state(
 
 
 class CheckpointManager:
-    """The checkpoints of one run: `directory/last.pt`, written atomically.
+    """The checkpoints of one run: `directory/last.pt` (and `directory/best.pt`), written atomically.
 
     Args:
         directory: Folder holding the checkpoints (created on first save).
@@ -189,11 +189,18 @@ class CheckpointManager:
     def last_path(self) -> Path:
         return self.directory / "last.pt"
 
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
     def exists(self) -> bool:
         return self.last_path.is_file()
 
     def save(self, state: Mapping[str, Any]) -> Path:
         return save_checkpoint(self.last_path, state)
+
+    def save_best(self, state: Mapping[str, Any]) -> Path:
+        return save_checkpoint(self.best_path, state)
 
     def load(
         self, map_location: str | torch.device = "cpu", expected_signature: Mapping[str, Any] | None = None

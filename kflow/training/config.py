@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .schedule import LR_SCHEDULES
 
 AMP_MODES = ("none", "bf16")
 
@@ -22,14 +23,23 @@ class TrainConfig:
         batch_size: GLOBAL batch size, split evenly over the DDP ranks.
         lr: Peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
-        warmup_steps: Linear warm-up length; the learning rate is constant afterwards.
+        warmup_steps: Linear warm-up length (step s <= warmup_steps uses s / warmup_steps of lr).
+        lr_schedule: After warm-up, "constant" (lr) or "cosine" (from lr down to
+            lr_min_ratio * lr at the last planned step; `kflow.training.schedule.lr_factor`).
+        lr_min_ratio: Final learning rate of the cosine schedule as a fraction of lr.
         grad_clip: Max global gradient norm, or None for no clipping.
         ema_decay: Decay of the parameter EMA, or None for no EMA.
         ema_warmup: Ramp the EMA decay as min(ema_decay, (1 + t) / (10 + t)) over steps t.
         seed: Seeds data order, the training RNG streams and (in scripts) model init.
         log_every: Steps between CSV log rows (the last step is always logged).
         ckpt_every: Steps between checkpoints (one is always written at the end).
-        out_dir: Run folder: train_log.csv, loss_curve.png, checkpoints/last.pt.
+        val_every: Steps between validations (and one at the last step), or None for none;
+            needs a Trainer `validate_fn`. Writes val_log.csv, val_curve.png and
+            checkpoints/best.pt (the weights with the lowest validation metric).
+        early_stop_patience: Stop after this many validations in a row without a new best
+            (None: never stop early); needs val_every.
+        out_dir: Run folder: train_log.csv, loss_curve.png, checkpoints/last.pt (and with
+            validation val_log.csv, val_curve.png, checkpoints/best.pt).
         resume: Continue from out_dir/checkpoints/last.pt when it exists.
         device: "cpu", "cuda", "cuda:1", ... ("cuda" means cuda:LOCAL_RANK under torchrun).
         amp: "none" or "bf16" (autocast of the forward pass and loss).
@@ -46,12 +56,16 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 0.0
     grad_clip: float | None = 1.0
     ema_decay: float | None = None
     ema_warmup: bool = False
     seed: int = 0
     log_every: int = 10
     ckpt_every: int = 100
+    val_every: int | None = None
+    early_stop_patience: int | None = None
     out_dir: str = "outputs/run"
     resume: bool = False
     device: str = "cpu"
@@ -74,12 +88,20 @@ class TrainConfig:
         check_range("lr", self.lr, minimum=0.0, strict=True)
         check_range("weight_decay", self.weight_decay, minimum=0.0)
         check_range("warmup_steps", self.warmup_steps, minimum=0)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_range("lr_min_ratio", self.lr_min_ratio, minimum=0.0, maximum=1.0)
         if self.grad_clip is not None:
             check_range("grad_clip", self.grad_clip, minimum=0.0, strict=True)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         check_range("log_every", self.log_every, minimum=1)
         check_range("ckpt_every", self.ckpt_every, minimum=1)
+        if self.val_every is not None:
+            check_range("val_every", self.val_every, minimum=1)
+        if self.early_stop_patience is not None:
+            check_range("early_stop_patience", self.early_stop_patience, minimum=1)
+            if self.val_every is None:
+                raise ConfigError("early_stop_patience needs val_every (validation is off)")
         check_range("num_workers", self.num_workers, minimum=0)
         check_choice("amp", self.amp, AMP_MODES)
         if not self.out_dir:

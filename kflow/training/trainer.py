@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,10 @@ from .draws import StepDraws
 from .ema import EMA
 from .errors import CheckpointMismatchError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .logs import CSVLogger, plot_loss_curve
+from .schedule import make_scheduler
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .signals import StopRequest
+from .validation import ValidateFn, ValidationState, run_validation
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, float | torch.Tensor]]
 LossFn = Callable[[nn.Module, Any], LossOutput]
@@ -46,6 +48,11 @@ class TrainResult:
         step: Optimizer steps completed.
         wall_time_s: Training wall time summed over the original run and its resumes.
         checkpoint_path: The last checkpoint written (None on ranks other than 0).
+        best_step: Step of the lowest validation metric (None without validation).
+        best_metric: That lowest value (None without validation or no finite value).
+        stopped_early: Whether training stopped before `steps` for lack of improvement.
+        best_checkpoint_path: checkpoints/best.pt (None without it, or on ranks other than 0).
+        val_history: One row per validation (step, metrics, val_s, best), resumes included.
     """
 
     model: nn.Module
@@ -54,6 +61,16 @@ class TrainResult:
     step: int
     wall_time_s: float
     checkpoint_path: str | None = None
+    best_step: int | None = None
+    best_metric: float | None = None
+    stopped_early: bool = False
+    best_checkpoint_path: str | None = None
+    val_history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def val_wall_s(self) -> float:
+        """Seconds spent in validation (included in `wall_time_s`)."""
+        return sum(row.get("val_s", 0.0) for row in self.val_history)
 
     @property
     def final_loss(self) -> float:
@@ -133,6 +150,11 @@ class Trainer:
         run_config: The full run configuration (plain data) stored in the checkpoint.
         signature: Entries a checkpoint must match on resume (e.g. model name, preset).
         dist_context: An existing DistributedContext (then the caller owns the process group).
+        validate_fn: `validate_fn(model) -> {metric: value}`, called every `cfg.val_every` steps
+            and at the last step, on rank 0 only, with the EMA model when `ema_decay` is set
+            (else the raw model) in eval mode under no_grad; the RNG streams are restored
+            afterwards. Writes val_log.csv, val_curve.png and checkpoints/best.pt.
+        val_metric: The key of `validate_fn`'s result to minimise (best.pt, early stopping).
 
     Raises:
         ConfigError: before any work, when the settings cannot work with this data/machine.
@@ -149,10 +171,18 @@ class Trainer:
         run_config: Mapping[str, Any] | None = None,
         signature: Mapping[str, Any] | None = None,
         dist_context: DistributedContext | None = None,
+        validate_fn: ValidateFn | None = None,
+        val_metric: str | None = None,
     ):
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         cfg.validate()
+        if cfg.val_every is not None and validate_fn is None:
+            raise ConfigError(f"val_every={cfg.val_every} but this trainer was given no validate_fn")
+        if validate_fn is not None and not val_metric:
+            raise ConfigError("validate_fn needs val_metric, the name of the metric to minimise")
+        self.validate_fn = validate_fn
+        self.validation = ValidationState(metric=val_metric or "")
         self.cfg = cfg
         self._loss_takes_draws = _accepts_keyword(loss_fn, "draws")
         self._owns_context = dist_context is None
@@ -177,9 +207,12 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.out_dir / "checkpoints")
         self.batches = EpochBatches(len(dataset), cfg.batch_size, self.dist.world_size, self.dist.rank, cfg.seed)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = cfg.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup > 0 else 1.0
+        self.scheduler = make_scheduler(
+            self.optimizer,
+            steps=cfg.steps,
+            warmup_steps=cfg.warmup_steps,
+            schedule=cfg.lr_schedule,
+            min_ratio=cfg.lr_min_ratio,
         )
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay is not None else None
         self.step = 0
@@ -213,6 +246,7 @@ class Trainer:
             "rng": rng_states,
             "world_size": self.dist.world_size,
             "history": list(self.history),
+            "validation": self.validation.to_dict(),
             "wall_time_s": self._elapsed(),
             "config": self.cfg.to_dict(),
             "run_config": self.run_config,
@@ -234,6 +268,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.history = [dict(row) for row in state["history"]]
+        self.validation = ValidationState.from_dict(state.get("validation"), self.validation.metric)
+        self.validation.stopped_early = self.validation.exhausted(self.cfg.early_stop_patience)
         self._elapsed_before = float(state["wall_time_s"])
         self._last_saved_step = self.step
         if len(state["rng"]) == self.dist.world_size:
@@ -267,6 +303,9 @@ class Trainer:
         self._start_time = time.perf_counter()
         self._begin()
         logger = CSVLogger(self.out_dir / "train_log.csv", self.history) if self.dist.is_main else None
+        val_logger = None
+        if self.dist.is_main and self._validation_on():
+            val_logger = CSVLogger(self.out_dir / "val_log.csv", self.validation.history)
         bar = tqdm(
             total=self.cfg.steps,
             initial=self.step,
@@ -278,11 +317,15 @@ class Trainer:
         )
         try:
             with StopRequest(announce=self.dist.is_main) as stop:
-                last_path = self._loop(logger, bar, stop)
+                last_path = self._loop(logger, val_logger, bar, stop)
         finally:
             bar.close()
             if logger is not None and logger.rows:
                 plot_loss_curve(logger.path, self.out_dir / "loss_curve.png")
+            if val_logger is not None and val_logger.rows:
+                keys = [k for k in val_logger.fieldnames if k not in ("step", "val_s", "best")]
+                plot_loss_curve(val_logger.path, self.out_dir / "val_curve.png", keys=keys)
+        best_path = self.checkpoints.best_path
         result = TrainResult(
             model=unwrap_model(self.model),
             ema_model=self.ema.module if self.ema is not None else None,
@@ -290,12 +333,19 @@ class Trainer:
             step=self.step,
             wall_time_s=self._elapsed(),
             checkpoint_path=str(last_path) if last_path else None,
+            best_step=self.validation.best_step,
+            best_metric=self.validation.best_value,
+            stopped_early=self.validation.stopped_early,
+            best_checkpoint_path=str(best_path) if self.dist.is_main and best_path.is_file() else None,
+            val_history=[dict(row) for row in self.validation.history],
         )
         self._close_context()
         return result
 
-    def _loop(self, logger: CSVLogger | None, bar: tqdm, stop: StopRequest) -> Path | None:
-        """Steps until cfg.steps; returns the last checkpoint path (rank 0)."""
+    def _loop(
+        self, logger: CSVLogger | None, val_logger: CSVLogger | None, bar: tqdm, stop: StopRequest
+    ) -> Path | None:
+        """Steps until cfg.steps (or early stopping); returns the last checkpoint path (rank 0)."""
         last_path = None
         for batch in self._batch_stream():
             row = self._train_step(batch, logger)
@@ -305,8 +355,13 @@ class Trainer:
                 if logger is not None:
                     logger.log(row)
                 bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+            if self._validation_due():
+                self._validate(val_logger)
             if self.step % self.cfg.ckpt_every == 0:
                 last_path = self.save()
+            if self.validation.stopped_early:
+                self._announce_early_stop()
+                break
             if self._any_rank(stop.requested is not None) and self.step < self.cfg.steps:
                 self._stop_interrupted(stop.requested or "SIGTERM")
         if self._last_saved_step != self.step:
@@ -329,10 +384,64 @@ class Trainer:
                 print(
                     f"resume=false: starting fresh; {self.checkpoints.last_path} will be overwritten", file=sys.stderr
                 )
+            if self.dist.is_main and self.checkpoints.best_path.is_file():
+                self.checkpoints.best_path.unlink()  # a stale best of an earlier run
             seed_everything(training_seed(self.cfg.seed, self.dist.rank))
         if self.step > self.cfg.steps:
             raise ConfigError(f"checkpoint is at step {self.step}, beyond steps={self.cfg.steps}")
         self._wrapped = self._wrap(self.model)
+
+    # ----------------------------------------------------------------- validation
+    def _validation_on(self) -> bool:
+        return self.validate_fn is not None and self.cfg.val_every is not None
+
+    def _validation_due(self) -> bool:
+        """Every val_every steps and at the last step (once per step)."""
+        if not self._validation_on() or self.validation.last_step == self.step:
+            return False
+        return self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps
+
+    def _validation_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else unwrap_model(self.model)
+
+    def _validate(self, val_logger: CSVLogger | None) -> None:
+        """Validate on rank 0, share the metrics, keep best.pt and the patience counter."""
+        payload: dict[str, Any] = {}
+        failure: BaseException | None = None
+        if self.dist.is_main:
+            try:
+                metrics, seconds = run_validation(self.validate_fn, self._validation_model())
+                payload = {"metrics": metrics, "seconds": seconds}
+            except Exception as error:  # noqa: BLE001 - shared with the other ranks, then re-raised
+                failure, payload = error, {"error": f"{type(error).__name__}: {error}"}
+        payload = self.dist.broadcast_object(payload)
+        if "error" in payload:
+            self._close_context()
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"validation failed on rank 0 at step {self.step}: {payload['error']}")
+        try:
+            improved = self.validation.record(
+                self.step, payload["metrics"], payload["seconds"], self.cfg.early_stop_patience
+            )
+        except KeyError as error:
+            self._close_context()
+            raise ConfigError(error.args[0]) from None
+        if val_logger is not None:
+            val_logger.log(self.validation.history[-1])
+        if improved:
+            state = self.state_dict()
+            if self.dist.is_main:
+                self.checkpoints.save_best(state)
+
+    def _announce_early_stop(self) -> None:
+        if self.dist.is_main:
+            v = self.validation
+            print(
+                f"early stop at step {self.step}: no lower {v.metric} in {v.bad_validations} validations "
+                f"(best {v.best_value} at step {v.best_step}, {self.checkpoints.best_path})",
+                file=sys.stderr,
+            )
 
     def _checkpoint_visible(self) -> bool:
         """Whether last.pt exists on rank 0 (the decision is shared so all ranks agree)."""
@@ -351,7 +460,7 @@ class Trainer:
     def _batch_stream(self) -> Iterator[Any]:
         """Batches for steps self.step+1 .. cfg.steps (the position follows from the step)."""
         per_epoch = self.batches.steps_per_epoch
-        while self.step < self.cfg.steps:
+        while self.step < self.cfg.steps and not self.validation.stopped_early:
             epoch, offset = divmod(self.step, per_epoch)
             remaining = self.cfg.steps - self.step
             index_batches = self.batches(epoch)[offset : offset + remaining]
