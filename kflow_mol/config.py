@@ -27,6 +27,7 @@ START_PRESETS = ("local", "scrambled")
 SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5", "pc", "ode")  # pc / ode: the score-based systems
 EDGE_MODES = ("knn", "radius")
 TEST_SETS = ("testdb", "cod", "mech")
+VAL_METRICS = ("pm_atom", "pm_center", "orientation_median_deg")  # kflow_mol.validation
 METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "aware": {"model.start_aware": True},
     "full": {"model.start_aware": True, "flow.start_motion": "full"},
@@ -158,9 +159,26 @@ class SampleConfig:
 
 @dataclass
 class EvalConfig:
-    """Scoring. Attributes: rmsd: also compute RMSD_17 (the slowest metric)."""
+    """Scoring, and the validation during training (on with ``train.val_every``).
+
+    Attributes:
+        rmsd: also compute RMSD_17 (the slowest metric).
+        val_clusters: val-split clusters sampled at each validation (a fixed subset spread
+            over the split, :func:`kflow_mol.validation.fixed_subset`).
+        val_metric: the validation metric minimised for ``checkpoints/best.pt`` and early
+            stopping: ``pm_atom``, ``pm_center`` or ``orientation_median_deg``.
+        use_best: when validation ran, score the test split with the weights of
+            ``checkpoints/best.pt`` (else the last step's).
+    """
 
     rmsd: bool = True
+    val_clusters: int = 32
+    val_metric: str = "pm_atom"
+    use_best: bool = True
+
+    def __post_init__(self):
+        check_range("eval.val_clusters", self.val_clusters, minimum=1)
+        check_choice("eval.val_metric", self.val_metric, VAL_METRICS)
 
 
 def assembly_train_defaults() -> TrainConfig:
@@ -307,7 +325,8 @@ class EvaluateConfig:
     """``scripts/evaluate_assembly.py``: score a saved model on any dataset's split.
 
     Attributes:
-        checkpoint: ``<run>/checkpoints/last.pt``.
+        checkpoint: ``<run>/checkpoints/last.pt``, or ``best.pt`` of a run that validated
+            (``train.val_every``); the default output is then ``eval_<split>_best.json``.
         use_run_data: score the data group saved in the checkpoint (else the one given here).
         split: ``train``, ``val``, ``test`` (or ``all`` for a folder built as one set).
         device: where to sample.

@@ -224,14 +224,26 @@ class TrainedRun:
         )
 
 
-def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None = None, on_start=None) -> TrainedRun:
+def train(
+    cfg: AssemblyConfig,
+    train_set: Sequence,
+    *,
+    run_config: dict | None = None,
+    on_start=None,
+    val_set: Sequence | None = None,
+) -> TrainedRun:
     """Train the flow and network that ``cfg`` names on ``train_set``.
+
+    With ``train.val_every`` set, the Trainer validates on a fixed subset of the val split
+    (:func:`validation_options`) and the returned model holds the weights of
+    ``checkpoints/best.pt`` when ``eval.use_best``.
 
     Args:
         cfg: a validated config.
         train_set: ``AssemblyData`` clusters.
         run_config: extra values saved in the checkpoint (the run's full config).
         on_start: called with the Trainer before fitting (rank 0 writes its files there).
+        val_set: the val clusters (``None``: the val split of ``cfg.data``, loaded when needed).
     """
     sigma = translation_scale_of(train_set)
     flow = build_flow(cfg, sigma)
@@ -252,11 +264,50 @@ def train(cfg: AssemblyConfig, train_set: Sequence, *, run_config: dict | None =
         collate_fn=Batch.from_data_list,
         run_config=config,
         signature=signature,
+        **validation_options(cfg, flow, val_set),
     )
     if on_start is not None:
         on_start(trainer, model, sigma)
     result = trainer.fit()
-    return TrainedRun(name=run_name(cfg), flow=flow, model=result.ema_model or result.model, result=result)
+    model = result.ema_model or result.model
+    if cfg.eval.use_best and result.best_checkpoint_path:
+        device = next(model.parameters()).device
+        model = checkpoint_network(cfg, load_checkpoint(result.best_checkpoint_path, map_location=device), device)
+    return TrainedRun(name=run_name(cfg), flow=flow, model=model, result=result)
+
+
+def validation_options(cfg: AssemblyConfig, flow: Any, val_set: Sequence | None = None) -> dict[str, Any]:
+    """The Trainer's ``validate_fn`` and ``val_metric`` ({} when ``train.val_every`` is unset).
+
+    The model samples ``eval.val_clusters`` clusters spread over the val split exactly as the
+    run is scored (:meth:`TrainedRun.predictor`, first draw), scored by
+    :func:`kflow_mol.validation.score_validation`.
+
+    Raises:
+        ConfigError: the data has no val clusters.
+    """
+    if cfg.train.val_every is None:
+        return {}
+    from kflow_mol.validation import fixed_subset, make_validate_fn
+
+    if val_set is None:
+        val_set = load_split(cfg.data, "val")
+    clusters = fixed_subset(val_set, cfg.eval.val_clusters)
+    if not clusters:
+        raise ConfigError(f"train.val_every={cfg.train.val_every} but data {cfg.data.source} has no val clusters")
+
+    def predictor_for(model: nn.Module):
+        return TrainedRun(name=run_name(cfg), flow=flow, model=model, result=None).predictor(cfg)
+
+    validate_fn = make_validate_fn(clusters, predictor_for, batch_size=cfg.sample.batch_size)
+    return {"validate_fn": validate_fn, "val_metric": cfg.eval.val_metric}
+
+
+def checkpoint_network(cfg: AssemblyConfig, state: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of ``cfg`` with a checkpoint's weights (its EMA weights when it kept them)."""
+    model = build_model(**cfg.model.build_kwargs())
+    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    return model.to(device).eval()
 
 
 def run_training(cfg: AssemblyConfig) -> dict:
@@ -308,6 +359,7 @@ def run_training(cfg: AssemblyConfig) -> dict:
             "train_steps": result.step,
             "train_wall_s": result.wall_time_s,
             "final_loss": result.final_loss,
+            **validation_summary(cfg, result),
             "eval_wall_s": time.perf_counter() - tic,
             "n_train": len(train_set),
             "n_test": len(test_set),
@@ -321,6 +373,21 @@ def run_training(cfg: AssemblyConfig) -> dict:
     print(format_table(summary))
     print(f"outputs in {out_dir}/", file=sys.stderr)
     return metrics
+
+
+def validation_summary(cfg: AssemblyConfig, result: TrainResult) -> dict[str, Any]:
+    """metrics.json entries of the validation ({} when it was off)."""
+    if not result.val_history:
+        return {}
+    return {
+        "val_metric": cfg.eval.val_metric,
+        "val_clusters": cfg.eval.val_clusters,
+        "best_step": result.best_step,
+        "best_val": result.best_metric,
+        "stopped_early": result.stopped_early,
+        "val_wall_s": result.val_wall_s,
+        "scored_weights": "best" if cfg.eval.use_best and result.best_checkpoint_path else "last",
+    }
 
 
 def write_outputs(
@@ -342,7 +409,10 @@ def _yaml(values: dict) -> str:
 
 # ----- evaluation of a checkpoint ----------------------------------------------------------
 def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyConfig, TrainedRun]:
-    """Rebuild a finished run (config, flow, network) from its checkpoint.
+    """Rebuild a finished run (config, flow, network) from its checkpoint (``last.pt`` or ``best.pt``).
+
+    The network gets the checkpoint's EMA weights when training kept them (what the run
+    itself sampled and validated), else its raw weights.
 
     Raises:
         ConfigError: when the checkpoint does not exist.
@@ -354,9 +424,7 @@ def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyC
     saved = dict(state["run_config"])
     sigma = float(saved.pop("translation_scale"))
     cfg = to_config(saved, AssemblyConfig)
-    model = build_model(**cfg.model.build_kwargs())
-    model.load_state_dict(state["model"])
-    model.to(device)
+    model = checkpoint_network(cfg, state, device)
     flow = build_flow(cfg, sigma)
     return cfg, TrainedRun(name=run_name(cfg), flow=flow, model=model, result=None)
 
@@ -379,7 +447,9 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         trained.name: evaluate_method(trained.name, predict, clusters, progress=True, **common),
     }
     summary = {key: value.summary() for key, value in scores.items()}
-    output = Path(cfg.output) if cfg.output else Path(cfg.checkpoint).parent.parent / f"eval_{cfg.split}.json"
+    name = Path(cfg.checkpoint).stem
+    suffix = "" if name == "last" else f"_{name}"
+    output = Path(cfg.output) if cfg.output else Path(cfg.checkpoint).parent.parent / f"eval_{cfg.split}{suffix}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     metrics = {
         **summary,

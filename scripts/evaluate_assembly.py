@@ -1,6 +1,7 @@
 """Score a saved assembly model on the test split of any dataset.
 
     python scripts/evaluate_assembly.py checkpoint=outputs/assembly_demo/checkpoints/last.pt
+    python scripts/evaluate_assembly.py checkpoint=outputs/run/checkpoints/best.pt   # best validation
     python scripts/evaluate_assembly.py checkpoint=... use_run_data=false data=prepared data.folder=PATH
     python scripts/evaluate_assembly.py checkpoint=... use_run_data=false data=pyxtal data.start=scrambled
 

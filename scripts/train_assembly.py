@@ -7,7 +7,10 @@
 
 Writes into ``output_dir``: config.yaml, train_log.csv, loss_curve.png, checkpoints/last.pt,
 metrics.json, eval_per_cluster.csv, pm_bars.png, XYZ trajectories along k and CIFs
-(:func:`kflow_mol.experiment.run_training`). Every option and its default:
+(:func:`kflow_mol.experiment.run_training`). With ``train.val_every=N`` it also validates on
+``eval.val_clusters`` val clusters every N steps: val_log.csv, val_curve.png,
+checkpoints/best.pt (scored on the test split when ``eval.use_best``), and stops early after
+``train.early_stop_patience`` validations without a new best. Every option and its default:
 :class:`kflow_mol.config.AssemblyConfig` (or ``--help``).
 """
 
