@@ -22,7 +22,7 @@ from typing import Any
 from kflow.training import ConfigError, TrainConfig
 from kflow.training.config import check_choice, check_range
 
-DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "pyxtal_mech")
+DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "pyxtal_mech", "real", "ase")
 START_PRESETS = ("local", "scrambled")
 SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5", "pc", "ode")  # pc / ode: the score-based systems
 EDGE_MODES = ("knn", "radius")
@@ -45,7 +45,9 @@ class DataConfig:
 
     Attributes:
         source: one of ``DATA_SOURCES`` (``pyxtal``: the embedded test.db crystals).
-        input: raw input folder (``cif`` and ``cod_cluster17`` sources).
+        input: raw input folder (``cif`` and ``cod_cluster17`` sources), file or folder (``ase``).
+        root: data root of ``real`` (every real crystal, :mod:`kflow_mol.data.real`); ``None``:
+            ``<repo>/../shared/data``. Used as ``input`` when that is unset.
         folder: processed folder (``prepared``), or where to build (``None``: the cache).
         start: start-state preset when building (``None``: fixed by a prepared dataset).
         repeats: start states per cluster centre when building.
@@ -58,6 +60,7 @@ class DataConfig:
 
     source: str = "pyxtal"
     input: str | None = None
+    root: str | None = None
     folder: str | None = None
     start: str | None = "local"
     repeats: int | None = 1
@@ -67,6 +70,12 @@ class DataConfig:
 
     def __post_init__(self):
         check_choice("data.source", self.source, DATA_SOURCES)
+        if self.root is not None:
+            if self.input not in (None, self.root):
+                raise ConfigError(f"data.root={self.root!r} and data.input={self.input!r}: set only one")
+            self.input = self.root
+        if self.source == "ase" and not self.input:
+            raise ConfigError("data.source=ase needs data.input=<structure file or folder>")
         if self.start is not None:
             check_choice("data.start", self.start, START_PRESETS)
         for name in ("repeats", "max_train", "max_test"):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kflow_mol.data import cod_cluster17 as csv_layout
+from kflow_mol.data.ase_source import ase_entries
 from kflow_mol.data.clusters import cut_clusters
 from kflow_mol.data.crystals import (
     REJECTION_REASONS,
@@ -37,7 +38,15 @@ from kflow_mol.data.dataset import (
     save_clusters,
     write_csv_layout,
 )
+from kflow_mol.data.dedup import CrystalRecord, find_duplicates, reduced_cell
 from kflow_mol.data.isolation import run_guarded
+from kflow_mol.data.real import (
+    COLLECTIONS,
+    pinned_testdb_parts,
+    real_entries,
+    real_fingerprint,
+    source_split_counts,
+)
 from kflow_mol.data.sources import (
     EVALUATION_ONLY,
     SOURCE_TAGS,
@@ -55,6 +64,7 @@ from kflow_mol.data.splits import (
     ALL_TEST,
     BUILD_SPLIT_MODES,
     all_in,
+    make_pinned_splits,
     make_splits,
     read_splits,
     write_splits_once,
@@ -153,16 +163,25 @@ def settings_hash(settings: dict, fingerprint: dict) -> str:
 # ------------------------------------------------------------------------- per entry
 
 
-def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> list[AssemblyData]:
+@dataclass
+class _EntryOutput:
+    """The clusters of one entry and its Niggli-reduced cell (None for CSV input)."""
+
+    clusters: list[AssemblyData]
+    cell: tuple[float, ...] | None = None
+
+
+def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> _EntryOutput:
     molecular = perceive_molecules(entry.load(), settings["max_atoms"], use_rdkit=settings["rdkit_check"])
     clusters = cut_clusters(molecular, settings["num_mols"], settings["criterion"], settings["min_distance"])
-    tag = SOURCE_TAGS[settings["source"]]
+    tag = entry.meta.get("source_tag") or SOURCE_TAGS[settings["source"]]
     meta = {"formula": molecular.formula, "source": tag, "synthetic": settings["source"] in SYNTHETIC}
-    return [
+    data = [
         crystal_cluster_data(cluster, scheme, settings["seed"], repeat, meta)
         for repeat in range(settings["repeats"])
         for cluster in clusters
     ]
+    return _EntryOutput(data, reduced_cell(molecular.crystal.cell) if settings["source"] == "real" else None)
 
 
 def _entries(name: str, input: Path | None, settings: dict) -> tuple[list[SourceEntry], list[Skipped]]:
@@ -181,10 +200,16 @@ def _entries(name: str, input: Path | None, settings: dict) -> tuple[list[Source
         if input is None:
             raise ValueError("source=cif needs input=<folder of CIF files>")
         return cif_entries(Path(input)), cif_files(Path(input))[1]
+    if name == "ase":
+        if input is None:
+            raise ValueError("source=ase needs input=<structure file or folder>")
+        return ase_entries(Path(input), SOURCE_TAGS["ase"], "", settings["time_limit"], settings["max_file_mb"])
+    if name == "real":
+        return real_entries(input, settings["time_limit"], settings["max_file_mb"])
     return crystal_entries(name, input), []
 
 
-def _entry_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> list[AssemblyData]:
+def _entry_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> _EntryOutput:
     """The clusters of one entry (size limit first), or CrystalRejected."""
     path = entry.meta.get("path")
     limit_mb = settings.get("max_file_mb")
@@ -193,9 +218,9 @@ def _entry_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> 
         if size > limit_mb * 1e6:
             raise CrystalRejected("too_large", f"{entry.meta.get('file', path)}: {size / 1e6:.1f} MB > {limit_mb} MB")
     if settings["source"] == "cod_cluster17":
-        return [csv_cluster_data(entry.load())]
+        return _EntryOutput([csv_cluster_data(entry.load())])
     data = _crystal_clusters(entry, settings, scheme)
-    if not data:
+    if not data.clusters:
         raise CrystalRejected("unparsable", f"{entry.entry_id}: no cluster could be cut")
     return data
 
@@ -205,6 +230,7 @@ class _BatchResult:
     """Per-entry results of one batch, in entry order once finished."""
 
     clusters: dict[int, list[AssemblyData]] = field(default_factory=dict)
+    cells: dict[int, tuple[float, ...] | None] = field(default_factory=dict)
     rejected: dict[int, Rejection] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
     complete: bool = False
@@ -235,7 +261,7 @@ def _run(
     """
     from tqdm.auto import tqdm
 
-    def task(index: int) -> list[AssemblyData]:
+    def task(index: int) -> _EntryOutput:
         return _entry_clusters(entries[index], settings, scheme)
 
     outcomes = run_guarded(task, len(entries), limits["time_limit"], limits["workers"], (CrystalRejected,))
@@ -246,7 +272,8 @@ def _run(
             entry = entries[outcome.index]
             result.seconds[outcome.index] = outcome.seconds
             if outcome.reason is None:
-                result.clusters[outcome.index] = outcome.value
+                result.clusters[outcome.index] = outcome.value.clusters
+                result.cells[outcome.index] = outcome.value.cell
                 continue
             rejection = Rejection(entry.entry_id, outcome.reason, _one_line(outcome.detail))
             result.rejected[outcome.index] = rejection
@@ -267,6 +294,10 @@ def _splits_for(name: str, input_is_default: bool, formulas: dict[str, str], set
         return all_in("test", list(formulas), evaluation_only=True)
     if name in SYNTHETIC:
         return all_in("train", list(formulas), synthetic=True)
+    if name == "real":  # one formula-disjoint split; test.db crystals keep their committed part
+        pinned = pinned_testdb_parts(read_splits(COMMITTED_SPLITS["pyxtal"]))
+        splits = make_pinned_splits(formulas, pinned, tuple(settings["fractions"]), settings["split_seed"])
+        return {**splits, "note": "test.db crystals (and their formulas) keep data/splits/pyxtal_testdb.json"}
     committed = COMMITTED_SPLITS.get(name)
     if input_is_default and committed is not None and committed.exists():
         return read_splits(committed)
@@ -302,7 +333,13 @@ def _write_rejections(output: Path, report: BuildReport) -> None:
 
 
 def _write_manifest(
-    output: Path, report: BuildReport, settings: dict, input, formulas: dict[str, str], limits: dict
+    output: Path,
+    report: BuildReport,
+    settings: dict,
+    input,
+    formulas: dict[str, str],
+    limits: dict,
+    per_source: dict | None = None,
 ) -> None:
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -325,6 +362,7 @@ def _write_manifest(
         "seconds": report.seconds,
         "crystals": formulas,
         "unsplit": report.unsplit,
+        "per_source": per_source or {},
     }
     (output / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
@@ -445,7 +483,8 @@ def build_assembly_dataset(
         "ids": sorted(ids) if ids is not None else None,
         "synthetic_per_molecule": synthetic_per_molecule if name == "pyxtal_random" else None,
     }
-    digest = settings_hash(settings, input_fingerprint(name, input))
+    fingerprint = real_fingerprint(input) if name == "real" else input_fingerprint(name, input)
+    digest = settings_hash(settings, fingerprint)
     output = Path(output) if output is not None else default_cache_root() / f"{name}_{digest}"
     cached = None if force else _cached_report(output, digest)
     if cached is not None:
@@ -454,14 +493,14 @@ def build_assembly_dataset(
         return cached
 
     started = time.perf_counter()
-    entries, skipped = _entries(name, input, settings)
+    entries, skipped = _entries(name, input, {**settings, "time_limit": time_limit, "max_file_mb": max_file_mb})
     if ids is not None:
         wanted = set(ids)
         entries, skipped = [e for e in entries if e.entry_id in wanted], []
     if not entries:
         raise NoInputError(_no_input_message(name, input, ids, skipped))
     limits = {"time_limit": time_limit, "max_file_mb": max_file_mb, "workers": workers}
-    entry_settings = {**settings, "max_file_mb": max_file_mb}
+    entry_settings = {**settings, "max_file_mb": max_file_mb, "time_limit": time_limit}
     output.mkdir(parents=True, exist_ok=True)
     result = _BatchResult()
     try:
@@ -495,6 +534,8 @@ def _finish(
     write_csv: bool,
 ) -> BuildReport:
     """Write every output of a (possibly interrupted) batch and return its report."""
+    if name == "real":
+        _drop_duplicates(entries, result)
     clusters, formulas, rejected = result.ordered(entries)
     save_clusters(output / "clusters.pt", clusters)
     input_is_default = input is None or Path(input) == default_input(name)
@@ -520,11 +561,33 @@ def _finish(
         result.slowest(entries),
     )
     _write_rejections(output, report)
-    _write_manifest(output, report, settings, input, formulas, limits)
+    _write_manifest(output, report, settings, input, formulas, limits, source_split_counts(clusters, splits))
     if write_csv:
         shutil.rmtree(output / "raw", ignore_errors=True)
         write_csv_layout(output, clusters)
     return report
+
+
+def _drop_duplicates(entries: list[SourceEntry], result: _BatchResult) -> None:
+    """Turn kept crystals that repeat one of an earlier collection into ``duplicate`` rejections."""
+    order = {c.tag: rank for rank, c in enumerate(COLLECTIONS)}
+    indices = sorted(result.clusters, key=lambda i: (order.get(entries[i].meta.get("source_tag"), len(order)), i))
+    records = [
+        CrystalRecord(
+            result.clusters[i][0].crystal_id,
+            str(entries[i].meta.get("source_tag")),
+            result.clusters[i][0].formula,
+            result.cells.get(i),
+            entries[i].meta.get("refcode"),
+        )
+        for i in indices
+    ]
+    duplicates = find_duplicates(records)
+    for index in indices:
+        detail = duplicates.get(result.clusters[index][0].crystal_id)
+        if detail is not None:
+            del result.clusters[index]
+            result.rejected[index] = Rejection(entries[index].entry_id, "duplicate", detail)
 
 
 def load_embedded_dataset(

@@ -43,6 +43,9 @@ REJECTION_REASONS: dict[str, str] = {
     "site_count_mismatch": "the atom_site rows expand by symmetry to a different number of sites than were parsed",
     "bad_cell": "a non-finite or implausibly thin unit cell, or non-finite coordinates",
     "too_large": "the input file is larger than the configured size limit",
+    "not_periodic": "an ASE frame or database row without a unit cell or without periodic boundaries",
+    "bad_name": "an ASE frame without a name in a multi-frame file, or with a name used before",
+    "duplicate": "the same crystal as one kept from another collection (same refcode, or formula and cell)",
     "timeout": "reading and processing the entry took longer than the configured time limit",
     "error": "an unexpected exception while processing the entry (type and first line; traceback in errors.log)",
 }

@@ -40,6 +40,8 @@ def validate_prepare_config(cfg: Mapping) -> None:
         raise ValueError(f"source must be one of {sorted(SOURCE_TAGS)}, got {cfg['source']!r}")
     if cfg["source"] in ("cif", "cod_cluster17") and (not cfg.get("input") or not Path(cfg["input"]).is_dir()):
         raise ValueError(f"source={cfg['source']} needs input=<existing folder>, got {cfg.get('input')!r}")
+    if cfg["source"] == "ase" and (not cfg.get("input") or not Path(cfg["input"]).exists()):
+        raise ValueError(f"source=ase needs input=<existing structure file or folder>, got {cfg.get('input')!r}")
     if cfg["start"] not in START_PRESETS:
         raise ValueError(f"start must be one of {sorted(START_PRESETS)}, got {cfg['start']!r}")
     if cfg["criterion"] not in CRITERIA:

@@ -21,6 +21,8 @@ SOURCE_TAGS: dict[str, str] = {
     "pyxtal_mech": "pyxtal_mech",
     "pyxtal_random": "pyxtal_random",
     "cod_cluster17": "cod_cluster17",
+    "ase": "ase",
+    "real": "real",  # the dataset; its clusters carry their collection's tag (kflow_mol.data.real)
 }
 # Sources reserved for independent evaluation: only their "test" split can be loaded.
 EVALUATION_ONLY = frozenset({"pyxtal_mech"})

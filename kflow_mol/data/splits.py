@@ -99,3 +99,46 @@ def split_ids(splits: dict, split: str, mode: str | None = None) -> set[str]:
     if source is None:
         raise ValueError(f"splits have no {mode!r} mode (available: {[m for m in SPLIT_MODES if m in splits]})")
     return set(source[split])
+
+
+def make_pinned_splits(
+    formulas: dict[str, str],
+    pinned: dict[str, str],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict:
+    """One formula-disjoint split in which some crystals keep a given part.
+
+    A formula group holding a pinned crystal goes to that crystal's part (``test`` wins over
+    ``val`` over ``train`` when its pinned crystals disagree); the other groups, shuffled by
+    ``seed``, each go to the part furthest below its target share.
+
+    Args:
+        formulas: crystal id → molecular formula.
+        pinned: crystal id → ``train``/``val``/``test`` (ids not in ``formulas`` are ignored).
+        fractions: train/val/test shares of all crystals (pinned ones included).
+        seed: shuffling seed of the free groups.
+
+    Returns:
+        A JSON-ready dict with ``train``, ``val``, ``test``, ``mode`` (``formula``) and the
+        same lists under ``formula``.
+    """
+    by_formula: dict[str, list[str]] = {}
+    for crystal_id in sorted(formulas):
+        by_formula.setdefault(formulas[crystal_id], []).append(crystal_id)
+    parts: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
+    free = []
+    for formula in sorted(by_formula):
+        group = by_formula[formula]
+        wanted = {pinned[c] for c in group if c in pinned}
+        part = next((name for name in reversed(SPLIT_NAMES) if name in wanted), None)
+        if part is None:
+            free.append(group)
+        else:
+            parts[part].extend(group)
+    targets = np.asarray(fractions, dtype=float) / sum(fractions) * len(formulas)
+    for index in np.random.default_rng(seed).permutation(len(free)):
+        deficits = targets - np.array([len(parts[name]) for name in SPLIT_NAMES])
+        parts[SPLIT_NAMES[int(np.argmax(deficits))]].extend(free[index])
+    lists = {name: sorted(ids) for name, ids in parts.items()}
+    return {**lists, "mode": "formula", "seed": seed, "fractions": list(fractions), "formula": lists}

@@ -32,3 +32,19 @@ def test_splits_are_written_once(tmp_path):
     (tmp_path / "bad.json").write_text('{"train": []}')
     with pytest.raises(ValueError, match="bad.json"):
         read_splits(tmp_path / "bad.json")
+
+
+def test_pinned_splits_keep_pinned_parts_stay_formula_disjoint_and_hit_the_shares():
+    from kflow_mol.data.splits import make_pinned_splits
+
+    formulas = {f"c{i:03d}": f"F{i // 2}" for i in range(200)}  # 100 formulas, two crystals each
+    pinned = {"c000": "test", "c001": "train", "c002": "val", "c010": "train"}
+    splits = make_pinned_splits(formulas, pinned, (0.8, 0.1, 0.1), seed=3)
+    part_of = {cid: part for part in ("train", "val", "test") for cid in splits[part]}
+    assert sorted(part_of) == sorted(formulas)
+    assert part_of["c000"] == part_of["c001"] == "test"  # test wins; c001 follows its formula
+    assert part_of["c002"] == part_of["c003"] == "val" and part_of["c010"] == part_of["c011"] == "train"
+    for cid, part in part_of.items():
+        assert part_of[f"c{int(cid[1:]) ^ 1:03d}"] == part  # formula-disjoint
+    assert [len(splits[p]) for p in ("train", "val", "test")] == [160, 20, 20]
+    assert splits == make_pinned_splits(formulas, pinned, (0.8, 0.1, 0.1), seed=3)
