@@ -272,6 +272,8 @@ class BenchmarkConfig(AssemblyConfig):
             (at least 1), so runs stay deterministic and resumable (the plan is kept in
             ``<output_dir>/train_steps.json``). Replaces ``train.steps``; not combined with
             ``budget_cpu_minutes``.
+        oracles: also score the oracle reference rows of :mod:`kflow_mol.oracles` on every
+            start (not models: "predictions" put together from the target).
     """
 
     methods: list[str] = field(
@@ -286,6 +288,7 @@ class BenchmarkConfig(AssemblyConfig):
     bootstrap_resamples: int = 10000
     budget_cpu_minutes: float | None = None
     train_cpu_seconds: float | None = None
+    oracles: bool = True
     output_dir: str = "outputs/assembly_benchmark"
     train: TrainConfig = field(
         default_factory=lambda: dataclasses.replace(
@@ -340,13 +343,17 @@ class EvaluateConfig:
         split: ``train``, ``val``, ``test`` (or ``all`` for a folder built as one set).
         device: where to sample.
         output: metrics JSON path (``None``: ``<checkpoint dir>/../eval_<split>.json``).
+        oracles: also score the oracle reference rows (:mod:`kflow_mol.oracles`).
+
+    ``checkpoint=null`` scores only the identity and the oracle rows on ``data`` (no model).
     """
 
-    checkpoint: str = "???"
+    checkpoint: str | None = "???"
     use_run_data: bool = True
     split: str = "test"
     device: str = "cpu"
     output: str | None = None
+    oracles: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     sample: EvaluateSampleConfig = field(default_factory=EvaluateSampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -7,10 +7,16 @@ state unchanged, a trained flow integrates its ODE. Scores per cluster (see
 - ``pm_atom``, ``pm_center``: Packing Matching (Å, full N×N convention);
 - ``rmsd_17``: permutation-invariant COMPACK-like RMSD (Å) and ``n_matched`` molecules;
 - ``collision``: % of atom pairs of different molecules closer than the sum of covalent radii;
-- ``separation``: % of molecule pairs whose closest atoms are > 0.5 Å apart.
+- ``separation``: % of molecule pairs whose closest atoms are > 0.5 Å apart;
+- ``orientation_deg``, ``orientation_median_deg``: mean and median over the cluster's molecules
+  of the symmetry-minimised orientation error (degrees), ``centroid_error``: mean centroid
+  error (Å), both in the data frame (:mod:`kflow_mol.metrics.orientation`): they say whether
+  PM is lost on where the molecules sit or on how they are turned.
 
-The summary gives the mean and std over clusters and, for PM, the mean after dropping
-non-finite values and values above 100 Å (with the number dropped).
+The summary gives the mean and std over clusters (so ``orientation_median_deg`` is the mean over
+clusters of each cluster's median) and, for PM, the mean after dropping non-finite values and
+values above 100 Å (with the number dropped). Methods named ``oracle_*`` are reference rows
+built from the target (:mod:`kflow_mol.oracles`), not models.
 """
 
 from __future__ import annotations
@@ -28,14 +34,17 @@ from torch_geometric.data import Batch
 
 from kflow_mol.metrics import (
     aggregate_pm,
+    cluster_pose_errors,
     collision_rate,
+    molecule_errors,
     pm_atom_batch,
     pm_center_batch,
     rmsd17_batch,
     separation_rate,
 )
 
-METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation")
+POSE_METRICS = ("orientation_deg", "orientation_median_deg", "centroid_error")
+METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation", *POSE_METRICS)
 
 
 @dataclass
@@ -106,13 +115,37 @@ def local_mol_index(batch: Batch) -> Tensor:
     return batch.mol_index - first[atom_batch]
 
 
-def score_batch(batch: Batch, pos_pred: Tensor, *, with_rmsd: bool = True) -> dict[str, list[float]]:
+def pose_scores(batch: Batch, pos_pred: Tensor) -> dict[str, list[float]]:
+    """Per-cluster orientation (mean, median; degrees) and centroid (mean; Å) errors of ``batch``.
+
+    Args:
+        batch: a batch of clusters with ``pos_target``, ``z``, ``mol_index`` (global), ``batch``.
+        pos_pred: predicted positions, shape ``(A, 3)``.
+
+    Returns:
+        ``{metric: [value per cluster]}`` for :data:`POSE_METRICS`.
+    """
+    mol_index = batch.mol_index.cpu()
+    errors = molecule_errors(pos_pred.detach().cpu(), batch.pos_target.cpu(), batch.z.cpu(), mol_index)
+    mol_cluster = torch.zeros(errors.centroid.shape[0], dtype=torch.long).scatter_(0, mol_index, batch.batch.cpu())
+    per_cluster = cluster_pose_errors(errors, mol_cluster)
+    return {
+        "orientation_deg": per_cluster.orientation_deg.tolist(),
+        "orientation_median_deg": per_cluster.orientation_median_deg.tolist(),
+        "centroid_error": per_cluster.centroid.tolist(),
+    }
+
+
+def score_batch(
+    batch: Batch, pos_pred: Tensor, *, with_rmsd: bool = True, with_pose: bool = True
+) -> dict[str, list[float]]:
     """Scores of every cluster in ``batch``: ``{metric: [value per cluster]}``.
 
     Args:
         batch: a batch of clusters with ``pos_target``, ``z``, ``mol_index``, ``batch``.
         pos_pred: predicted positions, shape ``(A, 3)``.
         with_rmsd: compute RMSD_17 (the slowest metric); NaN otherwise.
+        with_pose: compute the orientation and centroid errors (:func:`pose_scores`); NaN otherwise.
     """
     pos_true, pos_pred = batch.pos_target.detach().cpu().double(), pos_pred.detach().cpu().double()
     atom_batch, z = batch.batch.cpu(), batch.z.cpu()
@@ -136,6 +169,8 @@ def score_batch(batch: Batch, pos_pred: Tensor, *, with_rmsd: bool = True) -> di
             scores["n_matched"].append(math.nan)
         scores["collision"].append(100 * float(collision_rate(pos_pred[atoms], z[atoms], mol_local[atoms]).rate))
         scores["separation"].append(100 * float(separation_rate(pos_pred[atoms], mol_local[atoms]).rate))
+    num_clusters = int(atom_batch.max()) + 1
+    scores.update(pose_scores(batch, pos_pred) if with_pose else {m: [math.nan] * num_clusters for m in POSE_METRICS})
     return scores
 
 
@@ -152,6 +187,7 @@ def evaluate_method(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     with_rmsd: bool = True,
+    with_pose: bool = True,
     keep_predictions: bool = False,
     progress: bool = False,
 ) -> MethodScores:
@@ -164,6 +200,7 @@ def evaluate_method(
         batch_size: clusters per prediction call.
         device: where to predict.
         with_rmsd: compute RMSD_17.
+        with_pose: compute the orientation and centroid errors.
         keep_predictions: keep every cluster's :class:`Prediction` (on CPU) for export.
         progress: show a progress bar over batches.
 
@@ -185,7 +222,7 @@ def evaluate_method(
         result.wall_s += time.perf_counter() - tic
         result.nfe = prediction.nfe
         result.cluster_ids += [c.cluster_id for c in chunk]
-        for metric, values in score_batch(batch, prediction.pos, with_rmsd=with_rmsd).items():
+        for metric, values in score_batch(batch, prediction.pos, with_rmsd=with_rmsd, with_pose=with_pose).items():
             result.per_cluster[metric] += values
         if keep_predictions:
             result.predictions += _split_prediction(batch, prediction)
@@ -252,13 +289,22 @@ def _split_prediction(batch: Batch, prediction: Prediction) -> list[Prediction]:
 
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
-    """A fixed-width text table of method summaries (PM-atom, PM-center, RMSD_17, collision, separation, NFE)."""
+    """A fixed-width text table of method summaries.
+
+    Columns: PM-atom, PM-center, RMSD_17, collision, separation, orientation error mean and
+    median (degrees), centroid error (Å), NFE; a footnote marks the ``oracle_*`` reference rows.
+    """
     lines = [
-        f"{'method':<18}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}{'NFE':>5}"
+        f"{'method':<20}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}"
+        f"{'orient°':>9}{'med°':>7}{'centroid Å':>11}{'NFE':>5}"
     ]
-    for method, s in summary.items():
+    for method, values in summary.items():
+        s = {key: math.nan for key in METRICS} | values  # summaries written before a metric existed
         lines.append(
-            f"{method:<18}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
-            f"{s['collision']:>11.2f}{s['separation']:>12.1f}{int(s['nfe']):>5}"
+            f"{method:<20}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
+            f"{s['collision']:>11.2f}{s['separation']:>12.1f}{s['orientation_deg']:>9.1f}"
+            f"{s['orientation_median_deg']:>7.1f}{s['centroid_error']:>11.3f}{int(s['nfe']):>5}"
         )
+    if any(method.startswith("oracle_") for method in summary):
+        lines.append("oracle_*: reference rows put together from the target (kflow_mol.oracles), not models")
     return "\n".join(lines)

@@ -40,6 +40,7 @@ from kflow_mol.evaluate import (
 from kflow_mol.export import export_clusters
 from kflow_mol.flow import AssemblyFlow, translation_scale_of
 from kflow_mol.models import build_model
+from kflow_mol.oracles import evaluate_oracles, run_reference_evaluation
 from kflow_mol.plots import pm_bar_chart
 
 
@@ -430,7 +431,12 @@ def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyC
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:
-    """Score a saved model (and the identity) on one split of its own or another dataset."""
+    """Score a saved model (and the identity, and the oracle rows) on one split of its own or another dataset.
+
+    Without a checkpoint (``checkpoint=null``) only the identity and the oracle rows of ``cfg.data``.
+    """
+    if cfg.checkpoint is None:
+        return run_reference_evaluation(cfg)
     run_cfg, trained = load_trained(cfg.checkpoint, cfg.device)
     method = cfg.sample.method or run_cfg.sample.method
     steps = cfg.sample.steps or run_cfg.sample.steps
@@ -444,6 +450,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     )
     scores = {
         "identity": evaluate_method("identity", identity_method, clusters, **common),
+        **(evaluate_oracles(clusters, **common) if cfg.oracles else {}),
         trained.name: evaluate_method(trained.name, predict, clusters, progress=True, **common),
     }
     summary = {key: value.summary() for key, value in scores.items()}

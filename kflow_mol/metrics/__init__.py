@@ -3,7 +3,8 @@
 Each module's docstring states its definitions exactly:
 ``packing`` (PM-atom, PM-center), ``aggregate`` (min over samples, raw and filtered means),
 ``rmsd`` (Kabsch, aligned RMSD), ``assembly_rmsd`` (COMPACK-like RMSD_17), ``contacts`` (collision,
-separation), ``symmetry`` (bond perception, graph automorphisms), ``elements`` (radii).
+separation), ``symmetry`` (bond perception, graph automorphisms), ``elements`` (radii),
+``orientation`` (per-molecule symmetry-aware orientation error and centroid error).
 """
 
 from kflow_mol.metrics.aggregate import PMAggregate, aggregate_pm
@@ -17,6 +18,14 @@ from kflow_mol.metrics.contacts import (
     separation_rate_batch,
 )
 from kflow_mol.metrics.elements import COVALENT_RADII, covalent_radii
+from kflow_mol.metrics.orientation import (
+    ClusterPoseErrors,
+    MoleculeErrors,
+    centroid_errors,
+    cluster_pose_errors,
+    molecule_errors,
+    orientation_errors,
+)
 from kflow_mol.metrics.packing import (
     batch_molecule_centroids,
     distance_matrix,
@@ -41,7 +50,9 @@ __all__ = [
     "COVALENT_RADII",
     "AlignedRMSD",
     "AssemblyRMSD",
+    "ClusterPoseErrors",
     "ContactRate",
+    "MoleculeErrors",
     "PMAggregate",
     "RigidAlignment",
     "SymmetryCache",
@@ -49,13 +60,17 @@ __all__ = [
     "aligned_rmsd",
     "aligned_rmsd_center",
     "batch_molecule_centroids",
+    "centroid_errors",
+    "cluster_pose_errors",
     "collision_rate",
     "collision_rate_batch",
     "covalent_radii",
     "distance_matrix",
     "kabsch",
     "molecule_centroids",
+    "molecule_errors",
     "molecule_min_distances",
+    "orientation_errors",
     "packing_matching",
     "perceive_bonds",
     "pm_atom",
