@@ -130,6 +130,11 @@ def parse_args(argv=None):
         "OUT/rng_split stop at this step and resume with a new Trainer",
     )
     parser.add_argument("--compile-backend", default=None)
+    parser.add_argument("--val-every", type=int, default=None, help="validate (eval loss of 8 items) every N steps")
+    parser.add_argument("--early-stop-patience", type=int, default=None)
+    parser.add_argument(
+        "--val-metric", default="val_loss", help="val_loss, or rising (val_loss + step: never improves)"
+    )
     parser.add_argument(
         "--nan-check-at",
         type=int,
@@ -156,7 +161,16 @@ def train_run(
         progress=False,
         compile=args.compile_backend is not None,
         compile_backend=args.compile_backend or "inductor",
+        val_every=getattr(args, "val_every", None),
+        early_stop_patience=getattr(args, "early_stop_patience", None),
     )
+    holder = {}
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        VAL_CALLS.append(holder["trainer"].step)
+        loss = sum(value for _, value in eval_losses(model, make_path(), list(range(8)))) / 8
+        return {"val_loss": loss, "rising": loss + holder["trainer"].step}
+
     trainer = Trainer(
         VelocityMLP(),
         loss_fn or KFlowLoss(make_path(), args.step_delay_s),
@@ -165,8 +179,15 @@ def train_run(
         dist_context=context,
         signature={"problem": "smooth-signals-16"},
         run_config=vars(args),
+        validate_fn=validate if cfg.val_every is not None else None,
+        val_metric=getattr(args, "val_metric", "val_loss") if cfg.val_every is not None else None,
     )
+    holder["trainer"] = trainer
     return trainer.fit()
+
+
+VAL_CALLS: list[int] = []
+"""Steps at which this process ran the validate_fn (rank 0 only under DDP)."""
 
 
 def resume_check(args, context: DistributedContext) -> dict:
@@ -215,7 +236,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     args = parse_args(argv)
     context = DistributedContext.from_env("cpu")
+    VAL_CALLS.clear()
     result = train_run(args, context, args.out, args.steps, args.resume, args.paired_noise)
+    val_calls = context.all_gather_objects([list(VAL_CALLS)])
     shard = list(range(32))[context.rank :: context.world_size]
     gathered = sorted(context.all_gather_objects(eval_losses(result.model, make_path(), shard)))
     check = resume_check(args, context) if args.resume_check_at is not None else None
@@ -231,6 +254,10 @@ def main(argv=None) -> None:
                     "world_size": context.world_size,
                     "resume_check": check,
                     "nan_check": nan,
+                    "val_calls_per_rank": val_calls,
+                    "val_history": result.val_history,
+                    "best_step": result.best_step,
+                    "stopped_early": result.stopped_early,
                 }
             )
         )

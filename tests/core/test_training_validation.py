@@ -197,3 +197,22 @@ def test_resume_keeps_best_patience_and_schedule_position(tmp_path):
     best = [load_checkpoint(tmp_path / run / "checkpoints" / "best.pt") for run in ("whole", "split")]
     assert best[0]["step"] == best[1]["step"] == 12
     assert torch.equal(flat(best[0]["ema"].values()), flat(best[1]["ema"].values()))
+
+
+# ---------------------------------------------------------------- DDP
+@pytest.mark.slow
+def test_two_ranks_validate_on_rank_zero_and_stop_together(tmp_path):
+    from _subprocess import run_worker
+
+    args = ("--steps", 12, "--batch-size", 8, "--paired-noise", "--val-every", 2, "--early-stop-patience", 2)
+    args += ("--val-metric", "rising")  # val_loss + step: the first validation stays the best
+    single = run_worker(tmp_path / "single", *args, in_process=True)
+    ddp = run_worker(tmp_path / "ddp", *args, nproc=2)
+    assert ddp["val_calls_per_rank"] == [[2, 4, 6], []]  # rank 0 validates, rank 1 gets the decision
+    assert ddp["step"] == single["step"] == 6 and ddp["stopped_early"] and single["stopped_early"]
+    assert [r["val_loss"] for r in ddp["val_history"]] == pytest.approx(
+        [r["val_loss"] for r in single["val_history"]], rel=1e-4
+    )
+    assert ddp["best_step"] == 2 and load_checkpoint(tmp_path / "ddp" / "checkpoints" / "best.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["step"] == 6
+    assert [r["step"] for r in read_csv_log(tmp_path / "ddp" / "val_log.csv")] == [2, 4, 6]
