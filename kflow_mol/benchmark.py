@@ -13,7 +13,14 @@ the paired per-cluster difference of PM-atom and PM-center and the ratio of mean
 a 95% bootstrap CI (:mod:`kflow.stats`); a cluster's value is its mean over its start states
 and over seeds.
 
-Outputs in ``output_dir``: ``benchmark.md`` (both tables), ``benchmark.csv`` (one row per
+Beside PM, every method gets the pose diagnostics of :mod:`kflow_mol.metrics.orientation`
+(mean and median orientation error in degrees, mean centroid error in Å; a cluster's median is
+over its molecules, then averaged like every per-cluster value). With ``cfg.oracles`` the oracle
+reference rows of :mod:`kflow_mol.oracles` (``oracle_centroids``, ``oracle_orientations``,
+``oracle_rot30``, ``oracle_rot15``: "predictions" put together from the target, not models) are
+scored on every start like the identity.
+
+Outputs in ``output_dir``: ``benchmark.md`` (the tables), ``benchmark.csv`` (one row per
 method, start and test set), ``benchmark.json`` (per-cluster values of every run).
 """
 
@@ -36,10 +43,17 @@ from torch_geometric.data import Batch
 
 from kflow.stats import BootstrapCI, paired_difference_ci, paired_ratio_ci
 from kflow_mol.config import AssemblyConfig, BenchmarkConfig, DataConfig, method_overrides, run_name, with_method
-from kflow_mol.evaluate import evaluate_method, identity_method
+from kflow_mol.evaluate import POSE_METRICS, evaluate_method, identity_method
 from kflow_mol.experiment import TrainedRun, build_flow, load_split, set_cpu_threads, train, validate
+from kflow_mol.oracles import ORACLES, oracle_method
 
 METRICS = ("pm_atom", "pm_center")
+POSE_LABELS = {
+    "orientation_deg": "orientation mean (°)",
+    "orientation_median_deg": "orientation median (°)",
+    "centroid_error": "centroid error (Å)",
+}
+POSE_FORMATS = {"orientation_deg": ".1f", "orientation_median_deg": ".1f", "centroid_error": ".3f"}
 REPEAT_PATTERN = re.compile(r"_r\d+_c")
 
 
@@ -88,6 +102,7 @@ def score_sets(name: str, predict, test_sets: dict[str, list], cfg: BenchmarkCon
             "ids": scores.cluster_ids,
             **{m: scores.per_cluster[m] for m in METRICS},
             "rmsd_17": scores.per_cluster["rmsd_17"],
+            **{m: scores.per_cluster[m] for m in POSE_METRICS},
             "nfe": scores.nfe,
             "wall_s": scores.wall_s,
         }
@@ -129,7 +144,7 @@ def run_method(
     out_dir: Path,
     trained_cache: dict[str, tuple[str, TrainedRun]] | None = None,
 ) -> dict:
-    """Train (unless identity) and score one method with one seed on every test set.
+    """Train (unless identity or an oracle) and score one method with one seed on every test set.
 
     Args:
         trained_cache: ``{training_key: (method, TrainedRun)}`` of the models trained so far on
@@ -138,9 +153,10 @@ def run_method(
             rebuild (≈ 0) and ``trained_with`` names the method whose training it shares.
     """
     tic = time.process_time()
-    if method == "identity":
+    if is_reference(method):
+        predict = identity_method if method == "identity" else oracle_method(method)
         return {
-            "sets": score_sets(method, identity_method, test_sets, cfg),
+            "sets": score_sets(method, predict, test_sets, cfg),
             "train_cpu_s": 0.0,
             "cpu_s": time.process_time() - tic,
         }
@@ -164,6 +180,11 @@ def run_method(
         "final_loss": trained.result.final_loss,
         "trained_with": trained_with,
     }
+
+
+def is_reference(method: str) -> bool:
+    """Whether ``method`` is scored without training: the identity or an oracle row."""
+    return method == "identity" or method.startswith("oracle_")
 
 
 # ----- budget ----------------------------------------------------------------------------------
@@ -284,7 +305,7 @@ def per_cluster_means(records: list[dict], set_names: list[str], metric: str) ->
     for record in records:
         for set_name in set_names:
             scores = record["sets"].get(set_name)
-            if scores is None:
+            if scores is None or metric not in scores:  # records written before the metric existed
                 continue
             for cluster_id, value in zip(scores["ids"], scores[metric]):
                 values[(set_name, cluster_key(cluster_id))].append(value)
@@ -325,6 +346,10 @@ def compare(
             b = np.array([base[metric][k] for k in keys])
             difference[metric] = paired_difference_ci(a, b, num_resamples=resamples)
             ratio[metric] = paired_ratio_ci(a, b, num_resamples=resamples)
+        for metric in POSE_METRICS:
+            values = per_cluster_means(records, set_names, metric)
+            keys = sorted(set(values) & set(base["pm_atom"])) if method != baseline else sorted(values)
+            mean[metric] = float(np.mean([values[k] for k in keys])) if keys else math.nan
         n_instances = sum(len(r["sets"][s]["ids"]) for r in records for s in set_names if s in r["sets"])
         out.append(Comparison(method, label, n_clusters, n_instances // max(len(records), 1), mean, difference, ratio))
     return out
@@ -351,6 +376,23 @@ def comparison_table(comparisons: list[Comparison], baseline: str, seeds: dict[s
             f"{c.mean['pm_atom']:.3f} | {c.mean['pm_center']:.3f} | "
             f"{_ci_cell(c.difference['pm_atom'], 0.0, True)} | {_ci_cell(c.ratio['pm_atom'], 1.0, False)} | "
             f"{_ci_cell(c.difference['pm_center'], 0.0, True)} | {_ci_cell(c.ratio['pm_center'], 1.0, False)} |"
+        )
+    return lines
+
+
+def pose_table(comparisons: list[Comparison]) -> list[str]:
+    """Markdown rows of the pose diagnostics beside PM (means over clusters, as in the comparison table)."""
+    lines = [
+        "| method | test set | PM-atom (Å) | PM-center (Å) | " + " | ".join(POSE_LABELS.values()) + " |",
+        "|" + "---|" * (4 + len(POSE_LABELS)),
+    ]
+    for c in comparisons:
+        name = f"{c.method} (oracle)" if c.method.startswith("oracle_") else c.method
+        cells = [f"{c.mean.get(m, math.nan):{POSE_FORMATS[m]}}" for m in POSE_METRICS]
+        lines.append(
+            f"| {name} | {c.test_set} | {c.mean['pm_atom']:.3f} | {c.mean['pm_center']:.3f} | "
+            + " | ".join(cells)
+            + " |"
         )
     return lines
 
@@ -403,7 +445,7 @@ def cpu_table(runs: dict[str, list[dict]]) -> list[str]:
     for method, records in runs.items():
         train_s = [r.get("train_cpu_s", math.nan) for r in records]
         score_s = [r.get("cpu_s", math.nan) - r.get("train_cpu_s", math.nan) for r in records]
-        owner = records[0].get("trained_with", method) if method != "identity" else "—"
+        owner = records[0].get("trained_with", method) if not is_reference(method) else "—"
         lines.append(
             f"| {method} | {np.mean(train_s):.0f} | {np.mean(score_s):.0f} | {'itself' if owner == method else owner} |"
         )
@@ -453,6 +495,15 @@ def write_outputs(
         order = list(runs)
         comparisons.sort(key=lambda c: (order.index(c.method), c.test_set != "pooled"))
         lines += [f"### start = {start}", ""] + comparison_table(comparisons, cfg.baseline, seeds) + [""]
+        lines += [
+            f"Pose diagnostics (start = {start}): per molecule, the symmetry-aware orientation error and the "
+            "centroid error in the data frame (kflow_mol.metrics.orientation); a cluster's median is over its "
+            "molecules; means over clusters as above. Rows `(oracle)` are reference predictions put together "
+            "from the target (kflow_mol.oracles), not models.",
+            "",
+            *pose_table(comparisons),
+            "",
+        ]
         for metric, label in (("pm_atom", "PM-atom"), ("pm_center", "PM-center")):
             lines += [f"{label} (Å), mean ± std over seeds of the test-set means (start = {start}):", ""]
             lines += seed_table(runs, list(cfg.test_sets), metric) + [""]
@@ -474,6 +525,7 @@ def write_outputs(
                     for kind in ("diff", "ratio")
                     for part in ("est", "low", "high")
                 ],
+                *POSE_METRICS,
             ]
         )
         for start, c in rows:
@@ -490,6 +542,7 @@ def write_outputs(
                     f"{c.mean['pm_atom']:.6g}",
                     f"{c.mean['pm_center']:.6g}",
                     *cells,
+                    *(f"{c.mean.get(m, math.nan):.6g}" for m in POSE_METRICS),
                 ]
             )
     table = "\n".join(lines) + "\n"
@@ -546,11 +599,11 @@ def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark
             )
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
         trained_cache: dict[str, tuple[str, TrainedRun]] = {}  # one start's models, shared by sampling variants
-        for method in cfg.methods:
+        for method in [*cfg.methods, *(ORACLES if cfg.oracles else ())]:
             method_cfg = with_planned_steps(run_cfg, plan, method)
-            for seed in [0] if method == "identity" else list(cfg.seeds):
+            for seed in [0] if is_reference(method) else list(cfg.seeds):
                 row = run_method(method_cfg, method, seed, train_set, test_sets, out_dir / str(start), trained_cache)
-                train_steps = 0 if method == "identity" else method_cfg.train.steps
+                train_steps = 0 if is_reference(method) else method_cfg.train.steps
                 every_run.append(
                     {"start": str(start), "method": method, "seed": seed, "train_steps": train_steps, **row}
                 )

@@ -52,6 +52,27 @@ def test_tables_mark_significant_rows(tmp_path):
     assert (tmp_path / "benchmark.csv").read_text().count("\n") == 3
 
 
+def test_pose_table_beside_pm(tmp_path):
+    """Pose diagnostics are averaged like PM; records written before they existed leave them NaN."""
+    cfg = BenchmarkConfig(methods=["rigid_K1", "kflow_K2"], test_sets=["mech"], bootstrap_resamples=200)
+    old = record("rigid_K1", 0, [4.0, 4.0, 6.0, 6.0])
+    new = record("kflow_K2", 0, [3.0, 3.0, 5.0, 5.0])
+    new["sets"]["mech"].update(
+        orientation_deg=[10.0, 20.0, 30.0, 40.0], orientation_median_deg=[1.0, 1.0, 2.0, 2.0], centroid_error=[0.5] * 4
+    )
+    oracle = record("oracle_rot30", 0, [1.0, 1.0, 1.0, 1.0])
+    oracle["sets"]["mech"].update(
+        orientation_deg=[30.0] * 4, orientation_median_deg=[30.0] * 4, centroid_error=[0.0] * 4
+    )
+    table = write_outputs([old, new, oracle], cfg, tmp_path, "python scripts/benchmark_assembly.py", 100)
+    assert "| kflow_K2 | mech | 4.000 | 2.000 | 25.0 | 1.5 | 0.500 |" in table
+    assert "| rigid_K1 | mech | 5.000 | 2.500 | nan | nan | nan |" in table
+    assert "| oracle_rot30 (oracle) | mech | 1.000 | 0.500 | 30.0 | 30.0 | 0.000 |" in table
+    header, *rows = (tmp_path / "benchmark.csv").read_text().splitlines()
+    assert header.endswith("orientation_deg,orientation_median_deg,centroid_error")
+    assert rows[1].endswith(",25,1.5,0.5")
+
+
 def test_method_variants_and_budget():
     assert method_overrides("kflow_K3+aware+fresh") == {"K": 3, "model.start_aware": True, "data.fresh_starts": True}
     run = with_method(BenchmarkConfig(), "kflow_K2+noproj+full", seed=2)
@@ -94,6 +115,12 @@ def test_sampling_variants_share_one_training(tmp_path, monkeypatch, data_pyxtal
     assert runs["kflow_K2+noproj"]["final_loss"] == runs["kflow_K2"]["final_loss"]
     assert runs["kflow_K2+noproj"]["sets"]["testdb"]["pm_atom"] != runs["kflow_K2"]["sets"]["testdb"]["pm_atom"]
     assert "| kflow_K2+noproj | 0 |" in table and "| kflow_K2 |" in table
+    oracle = runs["oracle_rot30"]  # reference rows, scored on every start without training
+    assert oracle["train_steps"] == 0 and oracle["sets"]["testdb"]["orientation_deg"] == pytest.approx(
+        [30, 30], abs=1e-3
+    )
+    assert runs["oracle_centroids"]["sets"]["testdb"]["centroid_error"] == pytest.approx([0, 0], abs=1e-5)
+    assert "| oracle_rot30 (oracle) | testdb |" in table and "orientation median (°)" in table
     run_cfg, trained = load_trained(tmp_path / "bench" / "None" / "kflow_K2_seed0" / "checkpoints" / "last.pt")
     assert (run_cfg.K, run_cfg.train.steps, trained.name) == (2, 2, "kflow_K2")  # evaluate_assembly reads it
 

@@ -9,6 +9,7 @@ import pytest
 
 from kflow.training import ConfigError
 from kflow_mol.config import BenchmarkConfig
+from kflow_mol.oracles import ORACLES
 
 
 def tiny_config(tmp_path, build, methods, budget):
@@ -82,7 +83,12 @@ def test_methods_of_different_cost_get_different_steps(tmp_path, monkeypatch, da
     table = benchmark.run_benchmark(cfg)
     assert trained_steps == {"rigid_K1_seed0": 4, "crystalflow_lerp_seed0": 2}
     runs = {r["method"]: r for r in json.loads((Path(cfg.output_dir) / "benchmark.json").read_text())}
-    assert {m: r["train_steps"] for m, r in runs.items()} == {"identity": 0, "rigid_K1": 4, "crystalflow_lerp": 2}
+    oracles = dict.fromkeys(ORACLES, 0)  # reference rows (cfg.oracles), never trained
+    assert {m: r["train_steps"] for m, r in runs.items()} == {
+        "identity": 0,
+        "rigid_K1": 4,
+        "crystalflow_lerp": 2,
+    } | oracles
     assert "| rigid_K1 | 0.2500 | 4 |" in table and "| crystalflow_lerp | 0.5000 | 2 |" in table
     assert "Equal training budget: 1 process CPU-s per run" in table
     saved = json.loads((Path(cfg.output_dir) / "train_steps.json").read_text())
