@@ -17,7 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,15 +257,19 @@ def train(
         from kflow_mol.data.fresh_starts import FreshStarts
 
         loss = FreshStarts().wrap_loss(flow.loss)
+    validation = validation_options(cfg, flow, val_set)
+    train_cfg = cfg.train_config()
+    if not validation:  # off, or no val clusters
+        train_cfg = replace(train_cfg, val_every=None, early_stop_patience=None)
     trainer = Trainer(
         model,
         loss,
         train_set,
-        cfg.train_config(),
+        train_cfg,
         collate_fn=Batch.from_data_list,
         run_config=config,
         signature=signature,
-        **validation_options(cfg, flow, val_set),
+        **validation,
     )
     if on_start is not None:
         on_start(trainer, model, sigma)
@@ -282,10 +286,8 @@ def validation_options(cfg: AssemblyConfig, flow: Any, val_set: Sequence | None 
 
     The model samples ``eval.val_clusters`` clusters spread over the val split exactly as the
     run is scored (:meth:`TrainedRun.predictor`, first draw), scored by
-    :func:`kflow_mol.validation.score_validation`.
-
-    Raises:
-        ConfigError: the data has no val clusters.
+    :func:`kflow_mol.validation.score_validation`. Data without val clusters gives {} and a
+    warning on stderr (training then runs without validation).
     """
     if cfg.train.val_every is None:
         return {}
@@ -295,7 +297,8 @@ def validation_options(cfg: AssemblyConfig, flow: Any, val_set: Sequence | None 
         val_set = load_split(cfg.data, "val")
     clusters = fixed_subset(val_set, cfg.eval.val_clusters)
     if not clusters:
-        raise ConfigError(f"train.val_every={cfg.train.val_every} but data {cfg.data.source} has no val clusters")
+        print(f"data {cfg.data.source} has no val clusters: training without validation", file=sys.stderr)
+        return {}
 
     def predictor_for(model: nn.Module):
         return TrainedRun(name=run_name(cfg), flow=flow, model=model, result=None).predictor(cfg)

@@ -87,3 +87,18 @@ def test_early_stopping_in_an_assembly_run(tmp_path, data_pyxtal_build):
     assert run["stopped_early"] == bool(worse) and run["train_steps"] == (worse[0] if worse else 5)
     assert len(values) == run["train_steps"] and run["best_step"] == 1 + values.index(min(values))
     assert run["scored_weights"] == "last"
+
+
+def test_data_without_val_clusters_trains_without_validation(tmp_path, capsys):
+    cfg = AssemblyConfig(output_dir=str(tmp_path))
+    cfg.train.val_every = 10
+    assert validation_options(cfg, flow=None, val_set=[]) == {}
+    assert "no val clusters: training without validation" in capsys.readouterr().err
+
+
+def test_demo_config_validates_every_100_steps_and_the_library_default_does_not():
+    from kflow_mol.cli import compose
+
+    assert compose("train_assembly", [], AssemblyConfig).train.val_every == 100
+    assert compose("train_assembly", ["train.val_every=null"], AssemblyConfig).train.val_every is None
+    assert AssemblyConfig().train.val_every is None
