@@ -35,6 +35,10 @@ METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "noproj": {"flow.project": False},
     "cb": {"flow.loss_current_band": True},
     "fresh": {"data.fresh_starts": True},
+    "sym": {"flow.symmetric_targets": True},
+    "sc": {"model.self_condition": True},
+    "l4": {"model.sh_lmax": 4},
+    "deep": {"model.mol_layers": 4},
 }
 """Suffixes of a method name (``kflow_K3+aware+fresh``) and the config changes they make."""
 
@@ -96,6 +100,10 @@ class ModelConfig:
         radius: cutoff (Å) in radius mode.
         start_aware: give the network each molecule's band weights and its motion from the
             start (``AssemblyGNN(start_aware=True)``); ``False`` is the blind network.
+        irreps_hidden: hidden irreps (``None``: the preset's).
+        mol_layers: molecule-level layers over the whole cluster (``None``: the preset's).
+        sh_lmax: degree of the spherical harmonics encoding orientations (``None``: 2).
+        self_condition: feed the network its own previous velocity (``AssemblyGNN(self_condition=True)``).
     """
 
     preset: str = "S"
@@ -105,6 +113,10 @@ class ModelConfig:
     k_inter: int | None = None
     radius: float = 5.0
     start_aware: bool = False
+    irreps_hidden: str | None = None
+    mol_layers: int | None = None
+    sh_lmax: int | None = None
+    self_condition: bool = False
 
     def __post_init__(self):
         check_choice("model.edge_mode", self.edge_mode, EDGE_MODES)
@@ -129,6 +141,8 @@ class FlowConfig:
         loss_current_band: regress only the moving band's velocity coefficients.
         start_motion: what a start-aware network sees of each molecule's motion from the
             start: ``settled`` (finished bands only) or ``full``.
+        symmetric_targets: train on the minimal-angle symmetry-equivalent rotation of every
+            molecule (:mod:`kflow_mol.body_symmetry`), not the file atom order's.
     """
 
     mode: str = "rigid"
@@ -138,6 +152,7 @@ class FlowConfig:
     project: bool | None = None
     loss_current_band: bool = False
     start_motion: str = "settled"
+    symmetric_targets: bool = False
 
 
 @dataclass

@@ -68,6 +68,7 @@ def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
         project=cfg.flow.project,
         loss_current_band=cfg.flow.loss_current_band,
         start_motion=cfg.flow.start_motion,
+        symmetric_targets=cfg.flow.symmetric_targets,
     )
 
 

@@ -44,6 +44,7 @@ from kflow.sampling import KFlowSampler
 from kflow.training import StepDraws, unwrap_model
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
+from kflow_mol.body_symmetry import SymmetricTargets
 from kflow_mol.models.assembly_gnn import StartFeatures
 from kflow_mol.rigid import apply_rigid_motion, centroids, rigid_motion
 
@@ -187,6 +188,9 @@ class AssemblyFlow(AssemblySystem):
         loss_current_band: regress only the moving band's coefficients of the velocity.
         start_motion: what a start-aware network is told of each molecule's motion from its
             start: ``"settled"`` (finished bands only) or ``"full"``.
+        symmetric_targets: train on each molecule's symmetry-equivalent start -> crystal
+            rotation of smallest angle (:mod:`kflow_mol.body_symmetry`) instead of the one the
+            file's atom order picks, which a network that sees atoms as a set cannot infer.
     """
 
     default_steps_per_band = 10
@@ -204,6 +208,7 @@ class AssemblyFlow(AssemblySystem):
         project: bool | None = None,
         loss_current_band: bool = False,
         start_motion: str = "settled",
+        symmetric_targets: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
@@ -224,6 +229,7 @@ class AssemblyFlow(AssemblySystem):
         self.project = (num_bands > 1) if project is None else bool(project)
         self.loss_current_band = bool(loss_current_band)
         self.start_motion = start_motion
+        self.symmetric_targets = SymmetricTargets() if symmetric_targets and mode == "rigid" else None
 
     # ----- states --------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout | None = None):
@@ -241,9 +247,12 @@ class AssemblyFlow(AssemblySystem):
             disp, _ = to_dense_batch(batch.pos_target - batch.pos_start, layout.atom_batch)
             return disp / self.translation_scale
         # float64 rotations: the log stays exact near pi
+        rotation = batch.rot_start_to_target.double()
+        if self.symmetric_targets is not None:
+            rotation = self.symmetric_targets(batch)
         motion = rigid_motion(
             batch.pos_start,
-            batch.rot_start_to_target.double(),
+            rotation,
             batch.pos_target,
             batch.mol_index,
             layout.mol_batch.shape[0],
@@ -301,11 +310,14 @@ class AssemblyFlow(AssemblySystem):
         layout: ClusterLayout | None = None,
         context=None,
         k: Tensor | None = None,
+        previous: Tensor | None = None,
     ) -> Tensor:
         """Network velocity ``dx/dk`` at state ``x``, same shape as ``x``; ``s`` is ``(B,)``.
 
         ``context`` (the start basis) and ``k`` (default ``s K``) are needed only by a
-        start-aware network; the context is built when missing.
+        start-aware network; the context is built when missing. ``previous`` (shape of ``x``,
+        rigid mode) is the network's own previous velocity, for a self-conditioned network
+        (``None``: zeros).
         """
         layout = layout or cluster_layout(batch)
         pos = self.positions(batch, x, layout)
@@ -314,6 +326,8 @@ class AssemblyFlow(AssemblySystem):
             context = context if context is not None else self.context(batch, layout)
             k = k if k is not None else s.double() * self.num_bands + BAND_EDGE_TOLERANCE
             extra["start"] = self.start_features(x, k, context)
+        if getattr(unwrap_model(model), "self_condition", False):
+            extra["self_condition"] = None if previous is None else previous.reshape(-1, 6)
         out = model(
             z=batch.z,
             pos=pos,
@@ -347,7 +361,10 @@ class AssemblyFlow(AssemblySystem):
         else:
             k = sample_k(layout.num_clusters, self.num_bands, generator=generator, device=x1.device, dtype=x1.dtype)
         sample = self.path.sample(torch.zeros_like(x1), x1, k, context)
-        pred = self.velocity(model, batch, sample.x_k, k / self.num_bands, layout, context=context, k=k)
+        previous = self._self_condition_draw(model, batch, sample.x_k, k, layout, context, draws, generator)
+        pred = self.velocity(
+            model, batch, sample.x_k, k / self.num_bands, layout, context=context, k=k, previous=previous
+        )
         if self.loss_current_band and self.mode == "rigid":
             loss = flow_matching_loss(pred, sample, self.path, context, current_band_only=True)
         else:
@@ -356,6 +373,20 @@ class AssemblyFlow(AssemblySystem):
             return loss, {}
         error = (pred - sample.dx_k).detach().pow(2)
         return loss, {"loss_trans": float(error[..., :3].mean()), "loss_rot": float(error[..., 3:].mean())}
+
+    def _self_condition_draw(self, model, batch, x, k, layout, context, draws, generator) -> Tensor | None:
+        """Self-conditioning input of a training step: for half of the clusters (drawn) the
+        network's own velocity at ``x`` (no gradient), zeros for the others; ``None`` when the
+        network is not self-conditioned."""
+        if not getattr(unwrap_model(model), "self_condition", False):
+            return None
+        if draws is not None:
+            keep = draws.rand(layout.num_clusters, device=x.device, dtype=x.dtype) < 0.5
+        else:
+            keep = torch.rand(layout.num_clusters, generator=generator, dtype=x.dtype).to(x.device) < 0.5
+        with torch.no_grad():
+            first = self.velocity(model, batch, x, k / self.num_bands, layout, context=context, k=k)
+        return first * keep.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
     # ----- sampling --------------------------------------------------------------------------
     def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator) -> AssemblySample:
@@ -377,9 +408,12 @@ class AssemblyFlow(AssemblySystem):
         layout = layout or cluster_layout(batch)
         context = context if context is not None else self.context(batch, layout)
 
+        previous: list[Tensor | None] = [None]  # a self-conditioned network sees its last velocity
+
         def velocity_fn(x: Tensor, s: Tensor, cond: Any) -> Tensor:
             k = s.double() * self.num_bands + BAND_EDGE_TOLERANCE
-            v = self.velocity(model, batch, x, s, layout, context=context, k=k)
+            v = self.velocity(model, batch, x, s, layout, context=context, k=k, previous=previous[0])
+            previous[0] = v
             if self.project and self.mode == "rigid":
                 v = self.path.project_to_band(v, k, context)
             return v

@@ -91,6 +91,9 @@ side-by-side timings; ``docs/performance.md`` has the numbers and the trade-offs
 START_SCALARS = 3
 """Invariant start features per molecule: its weight in the moving, the settled and the pending bands."""
 START_IRREPS = o3.Irreps(f"{START_SCALARS + 2}x0e+1x1o+1x1e")
+SELF_CONDITION_IRREPS = o3.Irreps("2x0e+1x1o+1x1e")
+"""What a self-conditioned network adds to every molecule: its own previous velocity
+(translation ``1o``, rotation ``1e``) and their two norms."""
 """What a start-aware network adds to every molecule: the band weights, the two vector norms
 and the displacement (``1o``) and rotation vector (``1e``) from the start."""
 
@@ -156,6 +159,12 @@ class AssemblyGNN(nn.Module):
         atom_conv: atom-level block, ``"contact"`` (:class:`~kflow_mol.models.layers.ContactConv`,
             ``l <= 1`` messages, fast) or ``"e3nn"`` (full ``l <= 2`` tensor product, the original).
         atom_channels: message channels of the ``"contact"`` block.
+        sh_lmax: highest degree of the spherical harmonics that encode each molecule's
+            orientation (atom offsets from the centroid) and the molecule-level edges. Degree 2
+            cannot tell a benzene ring's in-plane turn; higher degrees can.
+        self_condition: also take the network's own previous velocity per molecule
+            (``self_condition=`` of :meth:`forward`; zeros on the first call), so it can refine
+            its estimate of each molecule's turn from one evaluation to the next.
 
     The blind network sees the current positions and ``s`` only, never the start state or the flow
     state ``x``: with the start known, ``x_k / k`` would reveal the target (the conditional
@@ -184,15 +193,20 @@ class AssemblyGNN(nn.Module):
         start_aware: bool = False,
         atom_conv: str = "e3nn",
         atom_channels: int = 16,
+        sh_lmax: int = 2,
+        self_condition: bool = False,
     ):
         super().__init__()
+        if sh_lmax < 1:
+            raise ValueError(f"sh_lmax must be >= 1, got {sh_lmax}")
         if head not in ("rigid", "atom"):
             raise ValueError(f"head must be 'rigid' or 'atom', got {head!r}")
         self.head = head
         self.start_aware = bool(start_aware)
+        self.self_condition = bool(self_condition)
         self.edge_kwargs = dict(mode=edge_mode, k_intra=k_intra, k_inter=k_inter, radius=radius)
         hidden = o3.Irreps(irreps_hidden)
-        self.irreps_sh = o3.Irreps.spherical_harmonics(2)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(sh_lmax)
         self.z_embed = nn.Embedding(max_z + 1, z_dim)
         self.time_embed = TimeEmbedding(time_dim)
         self.atom_rbf = GaussianRBF(num_radial, max_atom_radius)
@@ -204,6 +218,7 @@ class AssemblyGNN(nn.Module):
             for _ in range(atom_layers)
         )
         mol_in = hidden + o3.Irreps(f"{time_dim}x0e") + (START_IRREPS if self.start_aware else o3.Irreps(""))
+        mol_in = mol_in + (SELF_CONDITION_IRREPS if self.self_condition else o3.Irreps(""))
         self.mol_init = o3.Linear(mol_in, hidden)
         self.mol_convs = nn.ModuleList(
             EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers)
@@ -224,6 +239,7 @@ class AssemblyGNN(nn.Module):
         mol_batch: Tensor,
         s: Tensor,
         start: StartFeatures | None = None,
+        self_condition: Tensor | None = None,
     ) -> AssemblyVelocity:
         """Velocities of a batch of clusters.
 
@@ -235,6 +251,8 @@ class AssemblyGNN(nn.Module):
             mol_batch: cluster of every molecule, shape ``(M,)``.
             s: flow position ``k / K`` per cluster, shape ``(B,)``.
             start: per-molecule :class:`StartFeatures`; required iff the network is start-aware.
+            self_condition: the previous velocity per molecule, translation and rotation,
+                shape ``(M, 6)``; ``None`` means zeros (only for a self-conditioned network).
 
         Returns:
             :class:`AssemblyVelocity`.
@@ -254,6 +272,10 @@ class AssemblyGNN(nn.Module):
             mol_parts.append(self._start_inputs(start, num_mols, pos.dtype))
         elif start is not None:
             raise ValueError("AssemblyGNN: start features given to a blind network (build it with start_aware=True)")
+        if self.self_condition:
+            mol_parts.append(self._self_condition_inputs(self_condition, num_mols, pos))
+        elif self_condition is not None:
+            raise ValueError("AssemblyGNN: self_condition given to a network built with self_condition=False")
         g = self.mol_init(torch.cat(mol_parts, dim=-1))
         src, dst = full_molecule_edges(mol_batch)
         mol_vec = centroid[dst] - centroid[src]
@@ -293,6 +315,17 @@ class AssemblyGNN(nn.Module):
         vectors = start.vectors.to(dtype)
         norms = torch.stack([vectors[:, :3].norm(dim=-1), vectors[:, 3:].norm(dim=-1)], dim=-1)
         return torch.cat([start.scalars.to(dtype), norms, vectors], dim=-1)
+
+    @staticmethod
+    def _self_condition_inputs(previous: Tensor | None, num_mols: int, pos: Tensor) -> Tensor:
+        """``(M, SELF_CONDITION_IRREPS.dim)``: the two norms, then translation (1o) and rotation (1e)."""
+        if previous is None:
+            previous = pos.new_zeros(num_mols, 6)
+        if previous.shape != (num_mols, 6):
+            raise ValueError(f"AssemblyGNN: self_condition must be ({num_mols}, 6), got {tuple(previous.shape)}")
+        previous = previous.to(pos.dtype)
+        norms = torch.stack([previous[:, :3].norm(dim=-1), previous[:, 3:].norm(dim=-1)], dim=-1)
+        return torch.cat([norms, previous], dim=-1)
 
     def _atom_messages(self, h: Tensor, pos: Tensor, mol_index: Tensor, atom_batch: Tensor) -> Tensor:
         edges = build_atom_edges(pos, mol_index, atom_batch, **self.edge_kwargs)

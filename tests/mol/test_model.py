@@ -103,3 +103,43 @@ def test_forward_and_backward_under_bf16_autocast(preset):
     assert out.translation.dtype == torch.float32 and torch.isfinite(out.rotation).all()
     (out.translation.sum() + out.rotation.sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("options", [dict(sh_lmax=4), dict(mol_layers=4), dict(self_condition=True)])
+def test_orientation_options_are_equivariant(options):
+    """Higher-degree orientation features, more cluster-wide layers and self-conditioning
+    (the previous velocity rotates with the inputs) keep the network SE(3)-equivariant."""
+    torch.manual_seed(0)
+    model = build_model("S", atom_layers=1, **options).double().eval()
+    inputs = random_clusters()
+    rot = random_rotation(generator=torch.Generator().manual_seed(2))
+    shift = torch.tensor([-2.0, 0.5, 4.0], dtype=torch.float64)
+    previous = torch.randn(10, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    extra = (lambda prev: {"self_condition": prev}) if options.get("self_condition") else (lambda prev: {})
+
+    def velocities(pos, prev):
+        out = model(**dict(inputs, pos=pos), **extra(prev))
+        return out.translation, out.rotation
+
+    assert all(v.abs().max() > 1e-6 for v in velocities(inputs["pos"], previous))
+    assert_equivariant(
+        velocities,
+        (inputs["pos"], previous),
+        rotate_in=lambda args: (
+            args[0] @ rot.T + shift,
+            torch.cat([args[1][:, :3] @ rot.T, args[1][:, 3:] @ rot.T], -1),
+        ),
+        rotate_out=lambda vs: tuple(v @ rot.T for v in vs),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
+def test_self_conditioning_changes_the_velocity():
+    model = build_model("S", self_condition=True).double().eval()
+    inputs = random_clusters()
+    previous = torch.randn(10, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    plain, conditioned = model(**inputs), model(**inputs, self_condition=previous)
+    assert not torch.allclose(plain.rotation, conditioned.rotation)
+    with pytest.raises(ValueError, match="self_condition"):
+        build_model("S")(**dict(inputs, pos=inputs["pos"].float(), s=inputs["s"].float()), self_condition=previous)
