@@ -42,6 +42,7 @@ from kflow_mol.data.dedup import CrystalRecord, find_duplicates, reduced_cell
 from kflow_mol.data.isolation import run_guarded
 from kflow_mol.data.real import (
     COLLECTIONS,
+    evaluation_formulas,
     pinned_testdb_parts,
     real_entries,
     real_fingerprint,
@@ -289,15 +290,20 @@ def _run(
 # ---------------------------------------------------------------------------- outputs
 
 
-def _splits_for(name: str, input_is_default: bool, formulas: dict[str, str], settings: dict) -> dict:
+def _splits_for(
+    name: str, input_is_default: bool, formulas: dict[str, str], settings: dict, sources: dict[str, str]
+) -> dict:
     if settings["split_mode"] == ALL_TEST or name in EVALUATION_ONLY:
         return all_in("test", list(formulas), evaluation_only=True)
     if name in SYNTHETIC:
         return all_in("train", list(formulas), synthetic=True)
     if name == "real":  # one formula-disjoint split; test.db crystals keep their committed part
         pinned = pinned_testdb_parts(read_splits(COMMITTED_SPLITS["pyxtal"]))
-        splits = make_pinned_splits(formulas, pinned, tuple(settings["fractions"]), settings["split_seed"])
-        return {**splits, "note": "test.db crystals (and their formulas) keep data/splits/pyxtal_testdb.json"}
+        held_out = {formula: "test" for formula in evaluation_formulas()}  # never train on a mech.db compound
+        fractions, seed = tuple(settings["fractions"]), settings["split_seed"]
+        splits = make_pinned_splits(formulas, pinned, fractions, seed, held_out, strata=sources)
+        note = "test.db crystals (and their formulas) keep data/splits/pyxtal_testdb.json; mech.db formulas in test"
+        return {**splits, "note": note}
     committed = COMMITTED_SPLITS.get(name)
     if input_is_default and committed is not None and committed.exists():
         return read_splits(committed)
@@ -539,7 +545,8 @@ def _finish(
     clusters, formulas, rejected = result.ordered(entries)
     save_clusters(output / "clusters.pt", clusters)
     input_is_default = input is None or Path(input) == default_input(name)
-    splits = _write_splits(output, name, _splits_for(name, input_is_default, formulas, settings))
+    sources = {c.crystal_id: c.source for c in clusters}
+    splits = _write_splits(output, name, _splits_for(name, input_is_default, formulas, settings, sources))
     in_splits = set(splits["train"]) | set(splits["val"]) | set(splits["test"])
     counts: dict[str, int] = {}
     for r in rejected:

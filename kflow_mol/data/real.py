@@ -15,7 +15,8 @@ source tag          where (under the data root)                  read by
 Crystal ids are ``<source tag>.<id in the collection>``; every cluster carries its
 collection's tag as ``source``. The split is one formula-disjoint split over all kept
 crystals in which test.db crystals keep their committed part (``data/splits/pyxtal_testdb.json``)
-and every crystal sharing a formula with one follows it.
+and every crystal sharing a formula with one follows it; crystals sharing a formula with one of
+pyxtal's evaluation-only ``mech.db`` go to ``test``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from kflow_mol.data.sources import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO_ROOT.parent / "shared" / "data"
 TESTDB_TAG = "pyxtal_testdb"
+COMMITTED_SPLIT = REPO_ROOT / "data" / "splits" / "pyxtal_testdb.json"
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,23 @@ def collection_files(root: Path, collection: Collection) -> list[Path]:
 
 
 def real_fingerprint(root: str | Path | None) -> dict[str, str]:
-    """SHA-256 of every file of every collection, keyed ``<tag>/<file name>``."""
+    """SHA-256 of every file of every collection (keyed ``<tag>/<file name>``) and of the split's inputs."""
     root = data_root(root)
-    return {f"{c.tag}/{p.name}": file_sha256(p) for c in COLLECTIONS for p in collection_files(root, c)}
+    hashes = {f"{c.tag}/{p.name}": file_sha256(p) for c in COLLECTIONS for p in collection_files(root, c)}
+    split_inputs = {"split/pyxtal_testdb.json": COMMITTED_SPLIT, "split/mech.db": pyxtal_database("mech.db")}
+    return {**hashes, **{key: file_sha256(path) for key, path in split_inputs.items()}}
+
+
+def evaluation_formulas() -> set[str]:
+    """Molecular formulas of pyxtal's evaluation-only ``mech.db`` (its rows' ``mol_formula``).
+
+    ``source=real`` puts every crystal of these formulas in ``test`` (unless a test.db crystal
+    pins the group elsewhere), so no model trained on it has seen a mech.db compound.
+    """
+    from ase.db import connect
+
+    rows = connect(str(pyxtal_database("mech.db"))).select()
+    return {str(r.key_value_pairs["mol_formula"]) for r in rows if r.key_value_pairs.get("mol_formula")}
 
 
 _CSD_CODE = re.compile(r"(?m)^\s*_database_code_CSD\s+'?([A-Za-z0-9]+)'?")

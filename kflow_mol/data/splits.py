@@ -9,6 +9,7 @@ one molecular formula, e.g. polymorphs, land in the same part). The top-level
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -106,23 +107,30 @@ def make_pinned_splits(
     pinned: dict[str, str],
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
+    pinned_formulas: dict[str, str] | None = None,
+    strata: dict[str, str] | None = None,
 ) -> dict:
     """One formula-disjoint split in which some crystals keep a given part.
 
     A formula group holding a pinned crystal goes to that crystal's part (``test`` wins over
-    ``val`` over ``train`` when its pinned crystals disagree); the other groups, shuffled by
-    ``seed``, each go to the part furthest below its target share.
+    ``val`` over ``train`` when its pinned crystals disagree); else a group whose formula is
+    in ``pinned_formulas`` goes to that part. The other groups, shuffled by ``seed``, each go
+    to the part furthest below its target share within the stratum (e.g. the source) of most
+    of its crystals, so every stratum is split close to ``fractions``.
 
     Args:
         formulas: crystal id → molecular formula.
         pinned: crystal id → ``train``/``val``/``test`` (ids not in ``formulas`` are ignored).
-        fractions: train/val/test shares of all crystals (pinned ones included).
+        fractions: train/val/test shares (pinned crystals included).
         seed: shuffling seed of the free groups.
+        pinned_formulas: formula → part, for groups without a pinned crystal.
+        strata: crystal id → stratum (None: one stratum).
 
     Returns:
         A JSON-ready dict with ``train``, ``val``, ``test``, ``mode`` (``formula``) and the
         same lists under ``formula``.
     """
+    strata = strata or {}
     by_formula: dict[str, list[str]] = {}
     for crystal_id in sorted(formulas):
         by_formula.setdefault(formulas[crystal_id], []).append(crystal_id)
@@ -132,13 +140,23 @@ def make_pinned_splits(
         group = by_formula[formula]
         wanted = {pinned[c] for c in group if c in pinned}
         part = next((name for name in reversed(SPLIT_NAMES) if name in wanted), None)
+        part = part or (pinned_formulas or {}).get(formula)
         if part is None:
             free.append(group)
         else:
             parts[part].extend(group)
-    targets = np.asarray(fractions, dtype=float) / sum(fractions) * len(formulas)
+    shares = np.asarray(fractions, dtype=float) / sum(fractions)
+    sizes = Counter(strata.get(c) for c in formulas)
+    counts = {stratum: np.zeros(len(SPLIT_NAMES)) for stratum in sizes}
+    for index, name in enumerate(SPLIT_NAMES):
+        for crystal_id in parts[name]:
+            counts[strata.get(crystal_id)][index] += 1
     for index in np.random.default_rng(seed).permutation(len(free)):
-        deficits = targets - np.array([len(parts[name]) for name in SPLIT_NAMES])
-        parts[SPLIT_NAMES[int(np.argmax(deficits))]].extend(free[index])
+        group = free[index]
+        stratum = Counter(strata.get(c) for c in group).most_common(1)[0][0]
+        part = int(np.argmax(shares * sizes[stratum] - counts[stratum]))
+        parts[SPLIT_NAMES[part]].extend(group)
+        for crystal_id in group:
+            counts[strata.get(crystal_id)][part] += 1
     lists = {name: sorted(ids) for name, ids in parts.items()}
     return {**lists, "mode": "formula", "seed": seed, "fractions": list(fractions), "formula": lists}

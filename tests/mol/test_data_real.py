@@ -13,7 +13,7 @@ from kflow_mol.config import DataConfig
 from kflow_mol.data import build_assembly_dataset
 from kflow_mol.data.crystals import read_cif
 from kflow_mol.data.dataset import load_assembly_dataset
-from kflow_mol.data.real import COLLECTIONS, data_root, pinned_testdb_parts
+from kflow_mol.data.real import COLLECTIONS, data_root, evaluation_formulas, pinned_testdb_parts
 from kflow_mol.data.splits import read_splits
 
 GOOD = Path(__file__).resolve().parent / "fixtures" / "good"
@@ -70,6 +70,7 @@ def test_pinned_testdb_parts_cover_the_committed_split():
     pinned = pinned_testdb_parts(committed)
     assert len(pinned) == 90 and {pinned[f"pyxtal_testdb.{cid}"] for cid in committed["test"]} == {"test"}
     assert [c.tag for c in COLLECTIONS][0] == "pyxtal_testdb"  # test.db wins every duplicate
+    assert "C18H14N2O4" in evaluation_formulas()  # mech.db BIYRIM01, also in small/ (pyocse_BIYRIM01)
 
 
 def test_data_config_root_is_the_input_of_real():

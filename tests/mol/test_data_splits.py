@@ -48,3 +48,22 @@ def test_pinned_splits_keep_pinned_parts_stay_formula_disjoint_and_hit_the_share
         assert part_of[f"c{int(cid[1:]) ^ 1:03d}"] == part  # formula-disjoint
     assert [len(splits[p]) for p in ("train", "val", "test")] == [160, 20, 20]
     assert splits == make_pinned_splits(formulas, pinned, (0.8, 0.1, 0.1), seed=3)
+
+
+def test_pinned_formulas_fill_only_groups_without_a_pinned_crystal():
+    from kflow_mol.data.splits import make_pinned_splits
+
+    formulas = {"a1": "A", "a2": "A", "b1": "B", **{f"x{i}": f"X{i}" for i in range(20)}}
+    splits = make_pinned_splits(formulas, {"a1": "val"}, seed=0, pinned_formulas={"A": "test", "B": "test"})
+    assert {"a1", "a2"} <= set(splits["val"]) and "b1" in splits["test"]
+
+
+def test_pinned_splits_split_every_stratum_close_to_the_shares():
+    from kflow_mol.data.splits import make_pinned_splits
+
+    formulas = {f"{source}{i}": f"{source}F{i}" for source, n in (("big", 400), ("tiny", 40)) for i in range(n)}
+    strata = {cid: cid.rstrip("0123456789") for cid in formulas}
+    splits = make_pinned_splits(formulas, {}, (0.8, 0.1, 0.1), seed=1, strata=strata)
+    for source, n in (("big", 400), ("tiny", 40)):
+        sizes = [sum(strata[c] == source for c in splits[p]) for p in ("train", "val", "test")]
+        assert sizes == [0.8 * n, 0.1 * n, 0.1 * n]
