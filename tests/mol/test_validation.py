@@ -99,6 +99,7 @@ def test_data_without_val_clusters_trains_without_validation(tmp_path, capsys):
 def test_demo_config_validates_every_100_steps_and_the_library_default_does_not():
     from kflow_mol.cli import compose
 
-    assert compose("train_assembly", [], AssemblyConfig).train.val_every == 100
+    demo = compose("train_assembly", [], AssemblyConfig)
+    assert demo.train.val_every == 100 and not demo.eval.use_best
     assert compose("train_assembly", ["train.val_every=null"], AssemblyConfig).train.val_every is None
     assert AssemblyConfig().train.val_every is None

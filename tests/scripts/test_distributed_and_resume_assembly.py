@@ -115,8 +115,13 @@ def test_two_rank_torchrun_run_trains_like_one_process(reference, tmp_path):
         "metrics.json",
         "pm_bars.png",
         "train_log.csv",
+        "val_curve.png",  # the demo config validates (here only at the last step), on rank 0
+        "val_log.csv",
     ]
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    val_single, val_ddp = (list(csv.DictReader(open(run / "val_log.csv"))) for run in (reference, tmp_path))
+    assert [row["step"] for row in val_ddp] == [row["step"] for row in val_single] == [str(STEPS)]
+    assert float(val_ddp[0]["pm_atom"]) == pytest.approx(float(val_single[0]["pm_atom"]), rel=1e-3)
     single, ddp = log_losses(reference), log_losses(tmp_path)
     assert len(ddp) == len(single) == STEPS // 2
     assert ddp == pytest.approx(single, rel=1e-4, abs=1e-5), (ddp, single)
