@@ -268,6 +268,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.history = [dict(row) for row in state["history"]]
+        self._warn_on_changed_plan(state, path)
         self.validation = ValidationState.from_dict(state.get("validation"), self.validation.metric)
         self.validation.stopped_early = self.validation.exhausted(self.cfg.early_stop_patience)
         self._elapsed_before = float(state["wall_time_s"])
@@ -282,6 +283,23 @@ class Trainer:
                 stacklevel=2,
             )
             seed_everything(training_seed(self.cfg.seed + self.step, self.dist.rank))
+
+    def _warn_on_changed_plan(self, state: Mapping[str, Any], path: str) -> None:
+        """Warn when a resume changes the cosine plan or the validation metric (not an exact resume)."""
+        saved_steps = state.get("config", {}).get("steps")
+        if self.cfg.lr_schedule == "cosine" and saved_steps is not None and saved_steps != self.cfg.steps:
+            warnings.warn(
+                f"checkpoint {path} planned steps={saved_steps}, this run plans {self.cfg.steps}: "
+                "the cosine learning rate follows the new plan from here",
+                stacklevel=3,
+            )
+        saved = state.get("validation") or {}
+        if self._validation_on() and saved.get("history") and saved.get("metric") != self.validation.metric:
+            warnings.warn(
+                f"checkpoint {path} kept the best {saved.get('metric')!r}, this run minimises "
+                f"{self.validation.metric!r}: best value and patience start afresh",
+                stacklevel=3,
+            )
 
     def save(self) -> Path | None:
         """Write checkpoints/last.pt (rank 0 writes; every rank must call)."""

@@ -216,3 +216,15 @@ def test_two_ranks_validate_on_rank_zero_and_stop_together(tmp_path):
     assert ddp["best_step"] == 2 and load_checkpoint(tmp_path / "ddp" / "checkpoints" / "best.pt")["step"] == 2
     assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["step"] == 6
     assert [r["step"] for r in read_csv_log(tmp_path / "ddp" / "val_log.csv")] == [2, 4, 6]
+
+
+def test_resume_warns_when_the_cosine_plan_or_the_metric_changes(tmp_path):
+    make_trainer(tmp_path, TableMetric({2: 1.0, 4: 1.0}), steps=4, val_every=2, lr_schedule="cosine").fit()
+    with pytest.warns(UserWarning, match="planned steps=4, this run plans 6"):
+        make_trainer(tmp_path, TableMetric({6: 1.0}), steps=6, val_every=2, lr_schedule="cosine", resume=True).fit()
+    metric = TableMetric({8: 1.0})
+    trainer = make_trainer(tmp_path, metric, steps=8, val_every=2, resume=True)
+    trainer.validation.metric = "other"
+    with pytest.warns(UserWarning, match="kept the best 'v', this run minimises 'other'"):
+        result = trainer.fit()
+    assert result.val_history[0]["step"] == 8 and result.best_step == 8
