@@ -118,3 +118,27 @@ def test_a_single_structure_file_without_a_name_is_named_by_its_file(tmp_path):
     crystal = entries[0].load()
     assert crystal.numbers.shape == (132,) and crystal.source == "ase"
     assert np.allclose(crystal.cell, _ibuprofen().cell[:], atol=1e-5)
+
+
+def test_a_file_whose_reading_hangs_is_one_timeout_and_the_other_files_are_read(tmp_path, monkeypatch):
+    import time
+
+    import kflow_mol.data.ase_source as ase_source
+
+    original = ase_source.read_frames
+
+    def slow_for_one(path):
+        if Path(path).name == "slow.xyz":
+            time.sleep(60)
+        return original(path)
+
+    monkeypatch.setattr(ase_source, "read_frames", slow_for_one)  # forked workers inherit it
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ase.io.write(folder / "slow.xyz", [_no_cell("A")], format="extxyz")
+    ase.io.write(folder / "fast.xyz", [_no_cell("B")], format="extxyz")
+    started = time.perf_counter()
+    report = build_assembly_dataset("ase", input=folder, output=tmp_path / "out", progress=False, time_limit=2)
+    assert time.perf_counter() - started < 30
+    assert report.accounting() == "0 kept + 2 rejected + 0 skipped = 2 inputs"
+    assert _reasons(report) == {"B": "not_periodic", "slow.xyz": "timeout"}

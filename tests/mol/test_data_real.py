@@ -80,3 +80,22 @@ def test_data_config_root_is_the_input_of_real():
         DataConfig(source="real", root="/a", input="/b")
     with pytest.raises(ConfigError, match="source=ase needs"):
         DataConfig(source="ase")
+
+
+def test_prepare_refuses_a_missing_root_or_ase_input_in_one_line_and_writes_nothing(tmp_path):
+    import io
+
+    from omegaconf import OmegaConf
+
+    from kflow_mol.data.prepare import run_prepare
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "prepare" / "prepare_assembly_data.yaml")
+    cfg.pop("hydra")
+    cfg.pop("defaults")
+    defaults = {**OmegaConf.to_container(cfg), "output": str(tmp_path / "out"), "progress": False}
+    cases = {"data root not found": ("real", str(tmp_path / "nowhere")), "source=ase needs input": ("ase", None)}
+    for message, (source, input) in cases.items():
+        err = io.StringIO()
+        assert run_prepare({**defaults, "source": source, "input": input}, err=err) == 2
+        assert message in err.getvalue() and err.getvalue().count("\n") == 1
+        assert not (tmp_path / "out").exists()
