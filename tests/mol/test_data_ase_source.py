@@ -113,8 +113,10 @@ def test_unreadable_and_empty_structure_files_are_unparsable(tmp_path):
 def test_a_single_structure_file_without_a_name_is_named_by_its_file(tmp_path):
     ase.io.write(tmp_path / "POSCAR_ibu", _ibuprofen(), format="vasp")
     ase.io.write(tmp_path / "ibu.cif", _ibuprofen(), format="cif")
+    ase.io.write(tmp_path / "shelx.res", _ibuprofen(), format="res")
     entries, skipped = ase_entries(tmp_path, "ase")
-    assert [e.entry_id for e in entries] == ["POSCAR_ibu", "ibu"] and skipped == []
+    assert [e.entry_id for e in entries] == ["POSCAR_ibu", "ibu", "shelx"] and skipped == []
+    assert [e.load().numbers.shape for e in entries[1:]] == [(132,), (132,)]
     crystal = entries[0].load()
     assert crystal.numbers.shape == (132,) and crystal.source == "ase"
     assert np.allclose(crystal.cell, _ibuprofen().cell[:], atol=1e-5)
