@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
-from kflow_mol.config import VAL_METRICS  # noqa: F401 - the keys a validation returns
 from kflow_mol.evaluate import Prediction, local_mol_index
 from kflow_mol.metrics import pm_atom_batch, pm_center_batch
 
