@@ -37,6 +37,7 @@ METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "fresh": {"data.fresh_starts": True},
     "sym": {"flow.symmetric_targets": True},
     "sc": {"model.self_condition": True},
+    "lab": {"flow.rotation_frame": "lab"},
     "l4": {"model.sh_lmax": 4},
     "deep": {"model.mol_layers": 4},
 }
@@ -143,6 +144,9 @@ class FlowConfig:
             start: ``settled`` (finished bands only) or ``full``.
         symmetric_targets: train on the minimal-angle symmetry-equivalent rotation of every
             molecule (:mod:`kflow_mol.body_symmetry`), not the file atom order's.
+        rotation_frame: ``log`` (the network predicts the rate of the accumulated rotation
+            vector) or ``lab`` (it predicts each molecule's angular velocity now; see
+            :class:`~kflow_mol.flow.AssemblyFlow`).
     """
 
     mode: str = "rigid"
@@ -153,6 +157,7 @@ class FlowConfig:
     loss_current_band: bool = False
     start_motion: str = "settled"
     symmetric_targets: bool = False
+    rotation_frame: str = "log"
 
 
 @dataclass

@@ -69,6 +69,7 @@ def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
         loss_current_band=cfg.flow.loss_current_band,
         start_motion=cfg.flow.start_motion,
         symmetric_targets=cfg.flow.symmetric_targets,
+        rotation_frame=cfg.flow.rotation_frame,
     )
 
 

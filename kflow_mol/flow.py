@@ -46,9 +46,10 @@ from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.body_symmetry import SymmetricTargets
 from kflow_mol.models.assembly_gnn import StartFeatures
-from kflow_mol.rigid import apply_rigid_motion, centroids, rigid_motion
+from kflow_mol.rigid import apply_rigid_motion, centroids, rigid_motion, so3_left_jacobian_inverse
 
 MODES = ("rigid", "cartesian")
+ROTATION_FRAMES = ("log", "lab")
 START_MOTIONS = ("settled", "full")
 BAND_EDGE_TOLERANCE = 1e-6
 """Added to ``k = s K`` before taking its band at sampling: ``s`` is rounded to the state's dtype,
@@ -191,6 +192,12 @@ class AssemblyFlow(AssemblySystem):
         symmetric_targets: train on each molecule's symmetry-equivalent start -> crystal
             rotation of smallest angle (:mod:`kflow_mol.body_symmetry`) instead of the one the
             file's atom order picks, which a network that sees atoms as a set cannot infer.
+        rotation_frame: what the network's rotation output means. ``"log"``: the rate of the
+            state's rotation vector (accumulated from the start, which the network never sees);
+            ``"lab"``: the lab-frame angular velocity of the molecule now, turned into that
+            rate by the inverse left Jacobian (:func:`kflow_mol.rigid.so3_left_jacobian_inverse`),
+            so that the sampler turns each molecule about the axis the network sees. The two
+            agree along one geodesic (K = 1 on the training path) and differ off it.
     """
 
     default_steps_per_band = 10
@@ -209,6 +216,7 @@ class AssemblyFlow(AssemblySystem):
         loss_current_band: bool = False,
         start_motion: str = "settled",
         symmetric_targets: bool = False,
+        rotation_frame: str = "log",
     ):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
@@ -216,6 +224,8 @@ class AssemblyFlow(AssemblySystem):
             raise ValueError(f"num_bands (K) must be >= 1, got {num_bands}")
         if mode == "cartesian" and num_bands != 1:
             raise ValueError("the cartesian (all-atom) baseline is plain flow matching: num_bands must be 1")
+        if rotation_frame not in ROTATION_FRAMES:
+            raise ValueError(f"rotation_frame must be one of {ROTATION_FRAMES}, got {rotation_frame!r}")
         if start_motion not in START_MOTIONS:
             raise ValueError(f"start_motion must be one of {START_MOTIONS}, got {start_motion!r}")
         self.mode, self.num_bands, self.translation_scale = mode, num_bands, positive_scale(translation_scale)
@@ -230,6 +240,7 @@ class AssemblyFlow(AssemblySystem):
         self.loss_current_band = bool(loss_current_band)
         self.start_motion = start_motion
         self.symmetric_targets = SymmetricTargets() if symmetric_targets and mode == "rigid" else None
+        self.rotation_frame = rotation_frame
 
     # ----- states --------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout | None = None):
@@ -339,7 +350,11 @@ class AssemblyFlow(AssemblySystem):
         )
         if self.mode == "cartesian":
             return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=x.shape[1])[0]
-        return torch.cat([out.translation, out.rotation], -1).reshape(x.shape)
+        rotation = out.rotation
+        if self.rotation_frame == "lab":
+            log_state = x.reshape(-1, 6)[:, 3:]
+            rotation = (so3_left_jacobian_inverse(log_state.double()) @ rotation.double().unsqueeze(-1)).squeeze(-1)
+        return torch.cat([out.translation, rotation.to(out.translation.dtype)], -1).reshape(x.shape)
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None

@@ -95,6 +95,31 @@ def so3_log(rot: Tensor) -> Tensor:
     return omega
 
 
+def so3_left_jacobian_inverse(omega: Tensor) -> Tensor:
+    """Inverse left Jacobian of SO(3): maps a lab-frame angular velocity to a log-coordinate rate.
+
+    With ``R(k) = exp(omega(k)) R_0`` the lab-frame (spatial) angular velocity is
+    ``Omega = J_l(omega) d omega/dk``, so ``d omega/dk = J_l(omega)^{-1} Omega``, where
+    ``J_l^{-1}(w) = I - hat(w)/2 + (1/theta^2 - (1 + cos theta) / (2 theta sin theta)) hat(w)^2``.
+    Along one geodesic (``Omega`` parallel to ``omega``) it is the identity.
+
+    Args:
+        omega: rotation vectors with angle below ``2 pi``, shape ``(..., 3)``.
+
+    Returns:
+        Matrices, shape ``(..., 3, 3)``.
+    """
+    theta2 = (omega * omega).sum(-1, keepdim=True).unsqueeze(-1)
+    theta = theta2.clamp_min(0).sqrt()
+    small = theta < 1e-2
+    safe = torch.where(small, torch.ones_like(theta), theta)
+    exact = 1 / safe**2 - (1 + torch.cos(safe)) / (2 * safe * torch.sin(safe))
+    c2 = torch.where(small, 1 / 12 + theta2 / 720, exact)
+    K = hat(omega)
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device).expand_as(K)
+    return eye - K / 2 + c2 * (K @ K)
+
+
 def centroids(pos: Tensor, mol_index: Tensor, num_mols: int | None = None) -> Tensor:
     """Unweighted centroid of every molecule.
 

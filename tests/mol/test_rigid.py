@@ -79,3 +79,18 @@ def test_exp_and_log_agree_with_e3nn_away_from_pi():
     torch.testing.assert_close(so3_exp(omega), o3.axis_angle_to_matrix(axis, angle), atol=1e-12, rtol=0)
     e3nn_axis, e3nn_angle = o3.matrix_to_axis_angle(so3_exp(omega))
     torch.testing.assert_close(so3_log(so3_exp(omega)), e3nn_axis * e3nn_angle.unsqueeze(-1), atol=1e-9, rtol=0)
+
+
+def test_left_jacobian_inverse_turns_an_angular_velocity_into_a_log_rate():
+    """exp(w + h J^-1(w) Omega) == exp(h Omega) exp(w) to second order, and J^-1(w) w == w."""
+    from kflow_mol.rigid import so3_left_jacobian_inverse
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 3, generator=g, dtype=torch.float64) * 1.2
+    w[0] = torch.tensor([1e-5, 0.0, 0.0], dtype=torch.float64)  # the small-angle series
+    omega = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    h = 1e-6
+    rate = (so3_left_jacobian_inverse(w) @ omega.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(so3_exp(w + h * rate), so3_exp(h * omega) @ so3_exp(w), atol=1e-11, rtol=0)
+    along = (so3_left_jacobian_inverse(w) @ w.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(along, w, atol=1e-12, rtol=0)
