@@ -38,6 +38,7 @@ METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "sym": {"flow.symmetric_targets": True},
     "sc": {"model.self_condition": True},
     "lab": {"flow.rotation_frame": "lab"},
+    "pose": {"flow.parametrization": "endpose", "model.head": "pose"},
     "l4": {"model.sh_lmax": 4},
     "deep": {"model.mol_layers": 4},
 }
@@ -94,7 +95,8 @@ class ModelConfig:
 
     Attributes:
         preset: ``S``, ``M`` or ``L`` (``kflow_mol.models.PRESETS``).
-        head: ``rigid`` (per-molecule translation + rotation) or ``atom`` (per-atom velocity).
+        head: ``rigid`` (per-molecule translation + rotation), ``atom`` (per-atom velocity) or
+            ``pose`` (the crystal pose, for ``flow.parametrization=endpose``).
         edge_mode: ``knn`` or ``radius`` atom-level edges.
         k_intra: intra-molecular neighbours per atom.
         k_inter: inter-molecular neighbours per atom.
@@ -147,6 +149,8 @@ class FlowConfig:
         rotation_frame: ``log`` (the network predicts the rate of the accumulated rotation
             vector) or ``lab`` (it predicts each molecule's angular velocity now; see
             :class:`~kflow_mol.flow.AssemblyFlow`).
+        parametrization: ``velocity`` (the network predicts the velocity) or ``endpose`` (it
+            predicts the crystal pose; needs ``model.head=pose``).
     """
 
     mode: str = "rigid"
@@ -158,6 +162,7 @@ class FlowConfig:
     start_motion: str = "settled"
     symmetric_targets: bool = False
     rotation_frame: str = "log"
+    parametrization: str = "velocity"
 
 
 @dataclass

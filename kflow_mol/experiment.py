@@ -70,6 +70,7 @@ def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
         start_motion=cfg.flow.start_motion,
         symmetric_targets=cfg.flow.symmetric_targets,
         rotation_frame=cfg.flow.rotation_frame,
+        parametrization=cfg.flow.parametrization,
     )
 
 

@@ -46,10 +46,21 @@ from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.body_symmetry import SymmetricTargets
 from kflow_mol.models.assembly_gnn import StartFeatures
-from kflow_mol.rigid import apply_rigid_motion, centroids, rigid_motion, so3_left_jacobian_inverse
+from kflow_mol.rigid import (
+    apply_rigid_motion,
+    best_rotations,
+    centroids,
+    rigid_motion,
+    so3_exp,
+    so3_left_jacobian_inverse,
+    so3_log,
+)
 
 MODES = ("rigid", "cartesian")
 ROTATION_FRAMES = ("log", "lab")
+PARAMETRIZATIONS = ("velocity", "endpose")
+REMAINING_FLOOR = 1e-3
+"""Smallest ``1 - mu`` an end-pose velocity divides by (the sampler never evaluates at a band's end)."""
 START_MOTIONS = ("settled", "full")
 BAND_EDGE_TOLERANCE = 1e-6
 """Added to ``k = s K`` before taking its band at sampling: ``s`` is rounded to the state's dtype,
@@ -198,6 +209,12 @@ class AssemblyFlow(AssemblySystem):
             rate by the inverse left Jacobian (:func:`kflow_mol.rigid.so3_left_jacobian_inverse`),
             so that the sampler turns each molecule about the axis the network sees. The two
             agree along one geodesic (K = 1 on the training path) and differ off it.
+        parametrization: ``"velocity"`` (the network predicts the velocity) or ``"endpose"``
+            (a ``pose``-head network predicts the crystal pose: each centroid's displacement
+            and each atom's crystal offset from its centroid; the rotation is their Kabsch fit,
+            and the velocity moves the current band the rest of the way,
+            ``v = F^-1(mu' / (1 - mu) * mask * F(x1_hat - x))``). End-pose targets are bounded
+            (atom offsets, not rotation vectors with a jump at pi).
     """
 
     default_steps_per_band = 10
@@ -217,6 +234,7 @@ class AssemblyFlow(AssemblySystem):
         start_motion: str = "settled",
         symmetric_targets: bool = False,
         rotation_frame: str = "log",
+        parametrization: str = "velocity",
     ):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
@@ -224,6 +242,10 @@ class AssemblyFlow(AssemblySystem):
             raise ValueError(f"num_bands (K) must be >= 1, got {num_bands}")
         if mode == "cartesian" and num_bands != 1:
             raise ValueError("the cartesian (all-atom) baseline is plain flow matching: num_bands must be 1")
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+        if parametrization == "endpose" and mode != "rigid":
+            raise ValueError("parametrization=endpose needs flow.mode=rigid")
         if rotation_frame not in ROTATION_FRAMES:
             raise ValueError(f"rotation_frame must be one of {ROTATION_FRAMES}, got {rotation_frame!r}")
         if start_motion not in START_MOTIONS:
@@ -241,6 +263,9 @@ class AssemblyFlow(AssemblySystem):
         self.start_motion = start_motion
         self.symmetric_targets = SymmetricTargets() if symmetric_targets and mode == "rigid" else None
         self.rotation_frame = rotation_frame
+        self.parametrization = parametrization
+        if parametrization == "endpose":
+            self.head = "pose"
 
     # ----- states --------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout | None = None):
@@ -331,6 +356,22 @@ class AssemblyFlow(AssemblySystem):
         (``None``: zeros).
         """
         layout = layout or cluster_layout(batch)
+        if k is None:
+            k = s.double() * self.num_bands + BAND_EDGE_TOLERANCE
+        out = self.network_output(model, batch, x, s, layout, context, k, previous)
+        if self.mode == "cartesian":
+            return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=x.shape[1])[0]
+        if self.parametrization == "endpose":
+            context = context if context is not None else self.context(batch, layout)
+            return self.endpose_velocity(batch, x, k, out, layout, context)
+        rotation = out.rotation
+        if self.rotation_frame == "lab":
+            log_state = x.reshape(-1, 6)[:, 3:]
+            rotation = (so3_left_jacobian_inverse(log_state.double()) @ rotation.double().unsqueeze(-1)).squeeze(-1)
+        return torch.cat([out.translation, rotation.to(out.translation.dtype)], -1).reshape(x.shape)
+
+    def network_output(self, model, batch, x, s, layout, context=None, k=None, previous=None):
+        """The network's raw :class:`~kflow_mol.models.AssemblyVelocity` at state ``x`` (``s`` is ``(B,)``)."""
         pos = self.positions(batch, x, layout)
         extra = {}
         if getattr(unwrap_model(model), "start_aware", False):
@@ -339,7 +380,7 @@ class AssemblyFlow(AssemblySystem):
             extra["start"] = self.start_features(x, k, context)
         if getattr(unwrap_model(model), "self_condition", False):
             extra["self_condition"] = None if previous is None else previous.reshape(-1, 6)
-        out = model(
+        return model(
             z=batch.z,
             pos=pos,
             mol_index=batch.mol_index,
@@ -348,13 +389,29 @@ class AssemblyFlow(AssemblySystem):
             s=s,
             **extra,
         )
-        if self.mode == "cartesian":
-            return to_dense_batch(out.atom, layout.atom_batch, max_num_nodes=x.shape[1])[0]
-        rotation = out.rotation
-        if self.rotation_frame == "lab":
-            log_state = x.reshape(-1, 6)[:, 3:]
-            rotation = (so3_left_jacobian_inverse(log_state.double()) @ rotation.double().unsqueeze(-1)).squeeze(-1)
-        return torch.cat([out.translation, rotation.to(out.translation.dtype)], -1).reshape(x.shape)
+
+    def remaining_motion(self, batch, x: Tensor, out, layout: ClusterLayout) -> Tensor:
+        """``x1_hat - x`` in state coordinates from a pose-head output, shape of ``x``.
+
+        Translation: the predicted centroid displacement. Rotation: the Kabsch rotation
+        ``R_hat`` from each molecule's current atom offsets to the predicted crystal offsets
+        gives the predicted end state ``log(R_hat exp(x_rot))``, of which the remainder is taken
+        in the state's own (log) coordinates, where the path is linear.
+        """
+        pos = self.positions(batch, x, layout)
+        num_mols = layout.mol_batch.shape[0]
+        rel = pos - centroids(pos, batch.mol_index, num_mols)[batch.mol_index]
+        turn = best_rotations(rel, out.atom_offset, batch.mol_index, num_mols).double()
+        state = x.reshape(-1, 6).double()
+        remaining = so3_log(turn @ so3_exp(state[:, 3:])) - state[:, 3:]
+        return torch.cat([out.translation.double(), remaining], -1).to(x.dtype).reshape(x.shape)
+
+    def endpose_velocity(self, batch, x: Tensor, k: Tensor, out, layout: ClusterLayout, context) -> Tensor:
+        """The velocity that moves the band of ``k`` the rest of the way to the predicted pose."""
+        coeffs = self.path.transform.forward(self.remaining_motion(batch, x, out, layout), context)
+        w, dw = self.path.band_weights(torch.as_tensor(k, device=x.device).to(x.dtype), context, like=coeffs)
+        factor = dw / (1 - w).clamp_min(REMAINING_FLOOR)
+        return self.path.transform.inverse(factor * coeffs, context)
 
     def loss(
         self, model: nn.Module, batch: Any, generator: torch.Generator | None = None, draws: StepDraws | None = None
@@ -376,6 +433,8 @@ class AssemblyFlow(AssemblySystem):
         else:
             k = sample_k(layout.num_clusters, self.num_bands, generator=generator, device=x1.device, dtype=x1.dtype)
         sample = self.path.sample(torch.zeros_like(x1), x1, k, context)
+        if self.parametrization == "endpose":
+            return self._endpose_loss(model, batch, sample, layout, context)
         previous = self._self_condition_draw(model, batch, sample.x_k, k, layout, context, draws, generator)
         pred = self.velocity(
             model, batch, sample.x_k, k / self.num_bands, layout, context=context, k=k, previous=previous
@@ -388,6 +447,24 @@ class AssemblyFlow(AssemblySystem):
             return loss, {}
         error = (pred - sample.dx_k).detach().pow(2)
         return loss, {"loss_trans": float(error[..., :3].mean()), "loss_rot": float(error[..., 3:].mean())}
+
+    def _endpose_loss(self, model, batch, sample, layout: ClusterLayout, context) -> tuple[Tensor, dict[str, float]]:
+        """Mean squared error of the predicted crystal pose: centroid displacements (state
+        units) plus atom offsets (divided by their mean square, so both terms are O(1))."""
+        x1, x_k = sample.x1, sample.x_k
+        out = self.network_output(model, batch, x_k, sample.k / self.num_bands, layout, context, sample.k)
+        trans_error = (out.translation.reshape(x1.shape[0], -1, 3) - (x1[..., :3] - x_k[..., :3])).pow(2).mean()
+        state = x1.reshape(-1, 6)
+        offsets = (
+            apply_rigid_motion(
+                batch.pos_start, batch.mol_index, torch.zeros_like(state[:, :3]), state[:, 3:], layout.centroid_start
+            )
+            - layout.centroid_start[batch.mol_index]
+        )
+        scale = offsets.detach().pow(2).mean().clamp_min(1e-6)
+        rot_error = (out.atom_offset - offsets).pow(2).mean() / scale
+        loss = trans_error + rot_error
+        return loss, {"loss_trans": float(trans_error.detach()), "loss_rot": float(rot_error.detach())}
 
     def _self_condition_draw(self, model, batch, x, k, layout, context, draws, generator) -> Tensor | None:
         """Self-conditioning input of a training step: for half of the clusters (drawn) the

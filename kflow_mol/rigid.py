@@ -120,6 +120,27 @@ def so3_left_jacobian_inverse(omega: Tensor) -> Tensor:
     return eye - K / 2 + c2 * (K @ K)
 
 
+def best_rotations(source: Tensor, target: Tensor, mol_index: Tensor, num_mols: int) -> Tensor:
+    """Per molecule, the proper rotation ``R`` minimising ``sum |R source_a - target_a|^2`` (Kabsch).
+
+    Args:
+        source: centred atom offsets, shape ``(A, 3)``.
+        target: centred atom offsets, shape ``(A, 3)``.
+        mol_index: molecule of every atom, shape ``(A,)``, values ``0 .. M-1``.
+        num_mols: ``M``.
+
+    Returns:
+        Rotations, shape ``(M, 3, 3)``, in ``source``'s dtype (computed in float64).
+    """
+    outer = source.double().unsqueeze(-1) * target.double().unsqueeze(-2)  # (A, 3, 3)
+    cov = scatter(outer.reshape(-1, 9), mol_index, dim=0, dim_size=num_mols, reduce="sum").reshape(-1, 3, 3)
+    u, _, vt = torch.linalg.svd(cov)
+    det = torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2))
+    diag = torch.ones(num_mols, 3, dtype=cov.dtype, device=cov.device)
+    diag[:, 2] = torch.where(det < 0, -torch.ones_like(det), torch.ones_like(det))
+    return (vt.transpose(-1, -2) @ torch.diag_embed(diag) @ u.transpose(-1, -2)).to(source.dtype)
+
+
 def centroids(pos: Tensor, mol_index: Tensor, num_mols: int | None = None) -> Tensor:
     """Unweighted centroid of every molecule.
 

@@ -88,6 +88,11 @@ side-by-side timings; ``docs/performance.md`` has the numbers and the trade-offs
 """
 
 
+HEADS = ("rigid", "atom", "pose")
+"""``rigid``: per-molecule translation and angular velocity; ``atom``: a free velocity per atom;
+``pose``: the crystal pose itself (end-pose prediction), as a centroid displacement per
+molecule and each atom's offset from its molecule's centroid in the crystal."""
+
 START_SCALARS = 3
 """Invariant start features per molecule: its weight in the moving, the settled and the pending bands."""
 START_IRREPS = o3.Irreps(f"{START_SCALARS + 2}x0e+1x1o+1x1e")
@@ -121,15 +126,19 @@ class AssemblyVelocity:
     """Network output.
 
     Attributes:
-        translation: centroid velocity per molecule, shape ``(M, 3)`` (``None`` for the atom head).
+        translation: centroid velocity per molecule, shape ``(M, 3)`` (``None`` for the atom head);
+            for the pose head, the displacement of each centroid to its crystal position.
         rotation: angular velocity (rotation-vector rate) per molecule, shape ``(M, 3)``
-            (``None`` for the atom head).
-        atom: free per-atom velocity, shape ``(A, 3)`` (``None`` for the rigid head).
+            (rigid head only).
+        atom: free per-atom velocity, shape ``(A, 3)`` (atom head only).
+        atom_offset: each atom's offset from its molecule's centroid in the predicted crystal,
+            shape ``(A, 3)`` (pose head only).
     """
 
     translation: Tensor | None
     rotation: Tensor | None
     atom: Tensor | None
+    atom_offset: Tensor | None = None
 
 
 class AssemblyGNN(nn.Module):
@@ -199,8 +208,8 @@ class AssemblyGNN(nn.Module):
         super().__init__()
         if sh_lmax < 1:
             raise ValueError(f"sh_lmax must be >= 1, got {sh_lmax}")
-        if head not in ("rigid", "atom"):
-            raise ValueError(f"head must be 'rigid' or 'atom', got {head!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         self.head = head
         self.start_aware = bool(start_aware)
         self.self_condition = bool(self_condition)
@@ -225,9 +234,13 @@ class AssemblyGNN(nn.Module):
         )
         # Products of a molecule's own features (e.g. cross products of its 1o vectors give 1e):
         # message passing alone pairs features only with edge directions.
-        if head == "rigid":
+        if head in ("rigid", "pose"):
             self.mol_self = o3.FullyConnectedTensorProduct(hidden, hidden, readout_irreps)
             self.mol_head = o3.Linear(hidden + self.mol_self.irreps_out, "1x1o+1x1e")
+        if head == "pose":
+            # bilinear in the molecule's features and the atom's offset r: c r + s n x r + (n.r) n
+            # (0e, 1e and 2e features times 1o) spans every rotation applied to r
+            self.pose_head = o3.FullyConnectedTensorProduct(hidden + self.mol_self.irreps_out, "1x1o", "1x1o")
         self.atom_head = o3.Linear(hidden + hidden, "1x1o")
 
     def forward(
@@ -295,7 +308,12 @@ class AssemblyGNN(nn.Module):
         force = self.atom_head(torch.cat([h, g[mol_index]], dim=-1))  # (A, 3), 1o
         if self.head == "atom":
             return AssemblyVelocity(translation=None, rotation=None, atom=force)
-        direct = self.mol_head(torch.cat([g, self.mol_self(g, g)], dim=-1))
+        features = torch.cat([g, self.mol_self(g, g)], dim=-1)
+        direct = self.mol_head(features)
+        if self.head == "pose":
+            translation = direct[:, :3] + scatter(force, mol_index, dim=0, dim_size=num_mols, reduce="mean")
+            offset = self.pose_head(features[mol_index], rel)
+            return AssemblyVelocity(translation=translation, rotation=None, atom=None, atom_offset=offset)
         torque = scatter(torch.linalg.cross(rel, force), mol_index, dim=0, dim_size=num_mols, reduce="mean")
         inertia = scatter((rel * rel).sum(-1), mol_index, dim=0, dim_size=num_mols, reduce="mean")
         translation = direct[:, :3] + scatter(force, mol_index, dim=0, dim_size=num_mols, reduce="mean")

@@ -256,3 +256,66 @@ def test_settled_motion_hides_the_moving_band():
     low = (context.band_index == 0).to(x1.dtype)
     expected = context.eigvecs @ (low * (context.eigvecs.transpose(1, 2) @ x1))  # band 0 of the target
     torch.testing.assert_close(settled, torch.cat([2.0 * expected[..., :3], expected[..., 3:]], -1).reshape(-1, 6))
+
+
+class _TruePose(torch.nn.Module):
+    """A pose-head stand-in that always predicts the crystal: the end-pose sampler must reach it."""
+
+    head = "pose"
+
+    def __init__(self, batch, flow):
+        super().__init__()
+        self.crystal = flow.positions(batch, flow.target(batch))
+        self.scale = flow.translation_scale
+
+    def forward(self, z, pos, mol_index, atom_batch, mol_batch, s, **_):
+        from kflow_mol.models.assembly_gnn import AssemblyVelocity
+        from kflow_mol.rigid import centroids
+
+        now, crystal = centroids(pos, mol_index), centroids(self.crystal, mol_index)
+        offset = self.crystal - crystal[mol_index]
+        return AssemblyVelocity(translation=(crystal - now) / self.scale, rotation=None, atom=None, atom_offset=offset)
+
+
+@pytest.mark.parametrize("num_bands", [1, 2, 3])
+def test_endpose_sampler_reaches_a_perfectly_predicted_pose(num_bands):
+    batch = Batch.from_data_list([synthetic_cluster(i) for i in range(2)])
+    flow = AssemblyFlow(num_bands=num_bands, translation_scale=2.0, parametrization="endpose")
+    assert flow.head == "pose"
+    result = flow.sample(_TruePose(batch, flow), batch, steps_per_band=3)
+    torch.testing.assert_close(result.pos, batch.pos_target, atol=1e-4, rtol=0)
+
+
+def test_endpose_loss_is_zero_for_the_true_pose_and_trains_a_pose_network():
+    batch = Batch.from_data_list([synthetic_cluster(i) for i in range(2)])
+    flow = AssemblyFlow(num_bands=2, translation_scale=2.0, parametrization="endpose")
+    loss, parts = flow.loss(_TruePose(batch, flow), batch, generator=torch.Generator().manual_seed(0))
+    assert float(loss) < 1e-8 and set(parts) == {"loss_trans", "loss_rot"}
+    model = build_model("S", head="pose")
+    loss, _ = flow.loss(model, batch, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0
+    with pytest.raises(ValueError, match="parametrization"):
+        AssemblyFlow(parametrization="x0")
+
+
+def test_pose_head_is_equivariant():
+    from kflow.testing import random_rotation
+
+    torch.manual_seed(0)
+    batch = _double(Batch.from_data_list([synthetic_cluster(i) for i in range(2)]))
+    model = build_model("S", head="pose", atom_layers=1).double().eval()
+    layout = cluster_layout(batch)
+    q = random_rotation(generator=torch.Generator().manual_seed(5))
+    shift = torch.tensor([1.0, -3.0, 2.0], dtype=torch.float64)
+    s = torch.tensor([0.2, 0.7], dtype=torch.float64)
+
+    def pose(pos):
+        out = model(batch.z, pos, batch.mol_index, layout.atom_batch, layout.mol_batch, s)
+        return out.translation, out.atom_offset
+
+    translation, offset = pose(batch.pos_start)
+    moved_translation, moved_offset = pose(batch.pos_start @ q.T + shift)
+    torch.testing.assert_close(moved_translation, translation @ q.T, atol=1e-8, rtol=0)
+    torch.testing.assert_close(moved_offset, offset @ q.T, atol=1e-8, rtol=0)
+    assert offset.abs().max() > 1e-4
