@@ -39,6 +39,7 @@ METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "sc": {"model.self_condition": True},
     "lab": {"flow.rotation_frame": "lab"},
     "pose": {"flow.parametrization": "endpose", "model.head": "pose"},
+    "tfirst": {"flow.pose_order": "translation_first"},
     "l4": {"model.sh_lmax": 4},
     "deep": {"model.mol_layers": 4},
 }
@@ -151,6 +152,8 @@ class FlowConfig:
             :class:`~kflow_mol.flow.AssemblyFlow`).
         parametrization: ``velocity`` (the network predicts the velocity) or ``endpose`` (it
             predicts the crystal pose; needs ``model.head=pose``).
+        pose_order: ``joint`` or ``translation_first`` (all translation bands, then all
+            rotation bands: ``2K`` bands).
     """
 
     mode: str = "rigid"
@@ -163,6 +166,7 @@ class FlowConfig:
     symmetric_targets: bool = False
     rotation_frame: str = "log"
     parametrization: str = "velocity"
+    pose_order: str = "joint"
 
 
 @dataclass

@@ -71,6 +71,7 @@ def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
         symmetric_targets=cfg.flow.symmetric_targets,
         rotation_frame=cfg.flow.rotation_frame,
         parametrization=cfg.flow.parametrization,
+        pose_order=cfg.flow.pose_order,
     )
 
 

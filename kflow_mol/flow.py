@@ -43,6 +43,7 @@ from kflow.path import KAmplitudePath
 from kflow.sampling import KFlowSampler
 from kflow.training import StepDraws, unwrap_model
 from kflow.transforms import GraphSpectralTransform
+from kflow.transforms.channel_groups import ChannelGroupTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.body_symmetry import SymmetricTargets
 from kflow_mol.models.assembly_gnn import StartFeatures
@@ -59,6 +60,7 @@ from kflow_mol.rigid import (
 MODES = ("rigid", "cartesian")
 ROTATION_FRAMES = ("log", "lab")
 PARAMETRIZATIONS = ("velocity", "endpose")
+POSE_ORDERS = ("joint", "translation_first")
 REMAINING_FLOOR = 1e-3
 """Smallest ``1 - mu`` an end-pose velocity divides by (the sampler never evaluates at a band's end)."""
 START_MOTIONS = ("settled", "full")
@@ -215,6 +217,11 @@ class AssemblyFlow(AssemblySystem):
             and the velocity moves the current band the rest of the way,
             ``v = F^-1(mu' / (1 - mu) * mask * F(x1_hat - x))``). End-pose targets are bounded
             (atom offsets, not rotation vectors with a jump at pi).
+        pose_order: ``"joint"`` (each band moves translation and rotation together) or
+            ``"translation_first"``: the ``K`` graph bands of the translations move first,
+            then those of the rotations (``2K`` bands in all, a
+            :class:`~kflow.transforms.channel_groups.ChannelGroupTransform`), so molecules turn
+            once their neighbours are in place.
     """
 
     default_steps_per_band = 10
@@ -235,6 +242,7 @@ class AssemblyFlow(AssemblySystem):
         symmetric_targets: bool = False,
         rotation_frame: str = "log",
         parametrization: str = "velocity",
+        pose_order: str = "joint",
     ):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
@@ -246,19 +254,24 @@ class AssemblyFlow(AssemblySystem):
             raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
         if parametrization == "endpose" and mode != "rigid":
             raise ValueError("parametrization=endpose needs flow.mode=rigid")
+        if pose_order not in POSE_ORDERS:
+            raise ValueError(f"pose_order must be one of {POSE_ORDERS}, got {pose_order!r}")
+        if pose_order != "joint" and mode != "rigid":
+            raise ValueError("pose_order=translation_first needs flow.mode=rigid")
         if rotation_frame not in ROTATION_FRAMES:
             raise ValueError(f"rotation_frame must be one of {ROTATION_FRAMES}, got {rotation_frame!r}")
         if start_motion not in START_MOTIONS:
             raise ValueError(f"start_motion must be one of {START_MOTIONS}, got {start_motion!r}")
-        self.mode, self.num_bands, self.translation_scale = mode, num_bands, positive_scale(translation_scale)
-        transform = (
-            GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
-            if mode == "rigid"
-            else IdentityTransform()
-        )
+        self.mode, self.translation_scale = mode, positive_scale(translation_scale)
+        self.graph = GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
+        transform = self.graph if mode == "rigid" else IdentityTransform()
+        if pose_order == "translation_first":
+            transform = ChannelGroupTransform(self.graph, (3, 3))
+        self.pose_order = pose_order
         self.path = KAmplitudePath(transform, bump=bump, reverse=reverse)
+        self.num_bands = self.path.num_bands
         self.sampler = KFlowSampler(self.path)
-        self.project = (num_bands > 1) if project is None else bool(project)
+        self.project = (self.num_bands > 1) if project is None else bool(project)
         self.loss_current_band = bool(loss_current_band)
         self.start_motion = start_motion
         self.symmetric_targets = SymmetricTargets() if symmetric_targets and mode == "rigid" else None
@@ -274,7 +287,7 @@ class AssemblyFlow(AssemblySystem):
             return None
         layout = layout or cluster_layout(batch)
         points = layout.centroid_start.reshape(layout.num_clusters, layout.mols_per_cluster, 3)
-        return self.path.transform.basis(points)
+        return self.graph.basis(points)
 
     def target(self, batch: Any, layout: ClusterLayout | None = None) -> Tensor:
         """The crystal as a flow state ``x1``: ``(B, M, 6)`` rigid or ``(B, A_max, 3)`` cartesian."""
@@ -325,6 +338,8 @@ class AssemblyFlow(AssemblySystem):
         """
         if self.mode != "rigid":
             raise ValueError("start-aware networks need flow.mode=rigid (the bands are per molecule)")
+        if self.pose_order != "joint":
+            raise ValueError("start-aware networks need flow.pose_order=joint (one band per molecule at a time)")
         eigvecs = context.eigvecs.to(x)  # (B, M, M), column j = eigenvector j
         position = self.path.schedule_position(context).to(x.device).squeeze(-1)  # (B, M) per column
         moving = self.path.moving_position(k.to(x.device)).unsqueeze(-1)  # (B, 1)

@@ -319,3 +319,23 @@ def test_pose_head_is_equivariant():
     torch.testing.assert_close(moved_translation, translation @ q.T, atol=1e-8, rtol=0)
     torch.testing.assert_close(moved_offset, offset @ q.T, atol=1e-8, rtol=0)
     assert offset.abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("parametrization", ["velocity", "endpose"])
+def test_translation_first_moves_every_translation_before_any_rotation(parametrization):
+    batch = Batch.from_data_list([synthetic_cluster(i) for i in range(2)])
+    flow = AssemblyFlow(num_bands=2, translation_scale=2.0, pose_order="translation_first")
+    assert flow.num_bands == 4
+    context = flow.context(batch)
+    x1 = flow.target(batch)
+    halfway = flow.path.sample(torch.zeros_like(x1), x1, torch.full((2,), 2.0), context).x_k
+    torch.testing.assert_close(halfway[..., :3], x1[..., :3], atol=1e-5, rtol=0)
+    assert halfway[..., 3:].abs().max() < 1e-6
+    result = flow.sample_exact(batch, steps_per_band=3)
+    torch.testing.assert_close(result.pos, batch.pos_target, atol=1e-4, rtol=0)
+    if parametrization == "endpose":
+        pose = AssemblyFlow(
+            num_bands=2, translation_scale=2.0, pose_order="translation_first", parametrization="endpose"
+        )
+        result = pose.sample(_TruePose(batch, pose), batch, steps_per_band=3)
+        torch.testing.assert_close(result.pos, batch.pos_target, atol=1e-4, rtol=0)
