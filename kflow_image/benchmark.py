@@ -92,11 +92,11 @@ def run_benchmark(cfg: dict[str, Any] | BenchmarkConfig) -> list[dict[str, Any]]
     """
     cfg = cfg if isinstance(cfg, BenchmarkConfig) else from_dict(BenchmarkConfig, cfg)
     root = Path(cfg.benchmark_dir)
-    root.mkdir(parents=True, exist_ok=True)
     rows = []
     variants = cfg.variants
     order = ["fm"] + [v for v in variants if v != "fm"] if "fm" in variants else list(variants)
     runs = {(v, s): variant_config(cfg, v, s) for s in cfg.seeds for v in order}  # every variant checked first
+    root.mkdir(parents=True, exist_ok=True)
     for seed in cfg.seeds:
         for variant in order:
             run_cfg = runs[(variant, seed)]

@@ -25,6 +25,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from kflow.training import CheckpointError, safe_load
+
 AUTOENCODER_FORMAT = "kflow_image.ConvAutoencoder"
 CODECS = ("pixel", "autoencoder", "diffusers")
 
@@ -193,9 +195,9 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Au
             f"codec.path={path}: no autoencoder checkpoint there (train one with scripts/train_autoencoder.py)"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt / foreign pickles
-        raise ValueError(f"codec.path={path}: cannot read ({err})") from err
+        state = safe_load(path, "cpu", what="codec.path")
+    except CheckpointError as err:  # corrupt / foreign file: one line, without torch's weights_only advice
+        raise ValueError(str(err)) from None
     if not isinstance(state, dict) or state.get("format") != AUTOENCODER_FORMAT:
         raise ValueError(f"codec.path={path}: not a checkpoint of scripts/train_autoencoder.py")
     autoencoder = ConvAutoencoder(**state["config"])

@@ -68,9 +68,19 @@ def as_config(cfg: dict[str, Any] | ImageRunConfig) -> ImageRunConfig:
 
 
 def load_splits(data: DataConfig | dict) -> ImageSplits:
-    """Load the data set named in ``data`` (see :class:`~kflow_image.config.DataConfig`)."""
+    """Load the data set named in ``data`` (see :class:`~kflow_image.config.DataConfig`).
+
+    Raises:
+        FileNotFoundError: the data folder does not exist (one line naming it).
+        ConfigError: the data cannot be used (a folder without images, a bad setting).
+    """
     data = data if isinstance(data, DataConfig) else DataConfig(**data)
-    return load_dataset(data.name, **data.loader_kwargs())
+    try:
+        return load_dataset(data.name, **data.loader_kwargs())
+    except FileNotFoundError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def prepare_data(cfg: ImageRunConfig, device: torch.device, log=print) -> RunData:
@@ -279,13 +289,12 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     dist = DistributedContext.from_env(cfg.device)
     device, is_main = dist.device, dist.is_main
+    if not is_main:  # rank 0 writes the latent store first; the other ranks then reuse it
+        dist.barrier()
+    data = prepare_data(cfg, device, log=print if is_main else (lambda _: None))  # bad data / codec: no folder yet
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-    if not is_main:  # rank 0 writes the latent store first; the other ranks then reuse it
-        dist.barrier()
-    data = prepare_data(cfg, device, log=print if is_main else (lambda _: None))
-    if is_main:
         dist.barrier()
     path = build_path(cfg.transform, data.data_shape, data.train, out_dir if is_main else None, device)
     torch.manual_seed(cfg.seed)

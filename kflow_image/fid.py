@@ -227,11 +227,15 @@ class InceptionFeatures:
 
 
 def check_fid_files(inception_weights: str | Path | None, inception_reference: str | Path | None = None) -> None:
-    """Fail fast, before any training, when a configured Inception or statistics file is missing.
+    """Fail fast, before any training, when a configured Inception or statistics file is unusable.
+
+    The Inception file is loaded and run on one small image, and the statistics file is read,
+    so a missing, truncated or foreign file is refused here and not after training.
 
     Raises:
         FileNotFoundError: one line naming the file (``eval.inception_weights`` / ``eval.inception_reference``).
-        ValueError: a reference file without Inception weights to score samples with.
+        ValueError: a reference file without Inception weights to score samples with, or a file
+            that is not an Inception network / statistics file (one line naming it).
     """
     if inception_reference and not inception_weights:
         raise ValueError(
@@ -247,6 +251,32 @@ def check_fid_files(inception_weights: str | Path | None, inception_reference: s
             f"{inception_reference}: reference statistics file not found "
             "(eval.inception_reference; make one with scripts/fid_stats.py)"
         )
+    if not inception_weights:
+        return
+    inception = InceptionFeatures(inception_weights, batch_size=1)  # a file torch cannot load: one ValueError line
+    try:
+        features = inception(torch.zeros(1, 3, 16, 16))
+    except Exception as err:  # a TorchScript file of another network: any error of its forward
+        raise ValueError(f"{inception_weights}: not an Inception network ({_first_line(err)})") from None
+    if features.ndim != 2 or len(features) != 1:
+        raise ValueError(f"{inception_weights}: not an Inception network (features of shape {tuple(features.shape)})")
+    if inception_reference:
+        try:
+            stats = ReferenceStats.load(inception_reference)
+        except ValueError:
+            raise
+        except Exception as err:  # numpy's zip / pickle / OS errors of a corrupt .npz
+            raise ValueError(f"{inception_reference}: not a reference statistics file ({_first_line(err)})") from None
+        if stats.mu.shape[0] != features.shape[1]:
+            raise ValueError(
+                f"{inception_reference}: statistics of {stats.mu.shape[0]}-d features, but "
+                f"{inception_weights} gives {features.shape[1]}-d features"
+            )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_inception(weights_path: str | Path, device: torch.device) -> tuple[nn.Module, FeatureFn]:
@@ -282,8 +312,8 @@ def load_inception(weights_path: str | Path, device: torch.device) -> tuple[nn.M
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             net = torch.jit.load(str(path), map_location=device).eval()
-        except RuntimeError as err:
-            raise ValueError(f"{path}: not a TorchScript Inception file ({str(err).splitlines()[0]})") from None
+        except Exception as err:  # torch raises RuntimeError, ValueError or pickle errors for foreign files
+            raise ValueError(f"{path}: not a TorchScript Inception file ({_first_line(err)})") from None
     return net, lambda x: net(x, return_features=True)
 
 

@@ -1,31 +1,34 @@
-"""The command-line edge of the molecular branch: Hydra composition for the scripts.
+"""The command-line edge of the molecular branch: its configs and schemas on :mod:`kflow.cli`.
 
-Hydra is imported here only, lazily, so the rest of ``kflow_mol`` takes plain dataclasses.
 The scripts call :func:`main` with their config name, schema and run function; a bad
 override, an unknown key or a bad value ends the process with one line on stderr and exit
-code 2, before any work.
+code 2, before any work. ``--help`` prints every key with its default as composed from
+``configs/assembly/<name>.yaml``. Hydra is imported lazily (by :mod:`kflow.cli`), so the rest
+of ``kflow_mol`` takes plain dataclasses.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from kflow.training import CheckpointError, ConfigError
-from kflow_mol.config import SCHEMAS, to_config
+from kflow import cli
+from kflow.training import ConfigError
+from kflow_mol.config import RUN_LEVEL_TRAIN_KEYS, SCHEMAS, to_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "assembly"
+HIDDEN_KEYS = tuple(f"train.{key}" for key in RUN_LEVEL_TRAIN_KEYS)
+"""Keys of the train group that the config refuses (set from the top level): left out of ``--help``."""
 
 
-def register_configs() -> None:
+def register_configs(store: Any = None) -> None:
     """Register the schemas of :mod:`kflow_mol.config` with Hydra's ConfigStore."""
-    from hydra.core.config_store import ConfigStore
+    if store is None:
+        from hydra.core.config_store import ConfigStore
 
-    store = ConfigStore.instance()
+        store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)
 
@@ -36,19 +39,7 @@ def compose(config_name: str, overrides: Sequence[str], schema: type, config_dir
     Raises:
         ConfigError: one line naming the bad override, key or value.
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
-    except Exception as error:  # hydra's override, missing-group and schema errors
-        cause = f": {_first_line(error.__cause__)}" if error.__cause__ is not None else ""
-        raise ConfigError(_first_line(error).rstrip(".") + cause) from None
-    return to_config(cfg, schema)
+    return to_config(cli.compose(config_dir, config_name, overrides, register_configs), schema)
 
 
 def main(
@@ -58,6 +49,7 @@ def main(
     run: Callable[[Any], Any],
     guard: Callable[[str], AbstractContextManager] | None = None,
     argv: Sequence[str] | None = None,
+    edit_overrides: Callable[[list[str]], list[str]] | None = None,
 ) -> None:
     """Compose the config from ``argv`` (default ``sys.argv[1:]``) and call ``run`` on it.
 
@@ -68,43 +60,51 @@ def main(
         run: the one library call, ``run(config)``.
         guard: a context manager factory around ``run`` (e.g. ``exit_on_training_error``);
             without it, configuration and file errors exit 2 with one line.
+        edit_overrides: checks or completes the overrides before composition
+            (:func:`evaluate_overrides`).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if {"-h", "--help"} & set(argv):
-        print(f"usage: python scripts/{prog}.py [key=value ...]   (groups: data=..., model=S|M|L)\n")
-        print(_help(schema))
-        return
-    try:
-        cfg = compose(config_name, argv, schema)
-    except ConfigError as error:
-        _exit(prog, error)
-    context = guard(prog) if guard is not None else nullcontext()
-    with context:
-        try:
-            run(cfg)
-        except (ConfigError, CheckpointError, FileNotFoundError) as error:
-            if guard is not None:
-                raise ConfigError(_first_line(error)) from None
-            _exit(prog, error)
+    cli.main(
+        prog,
+        CONFIG_DIR,
+        config_name,
+        lambda cfg: to_config(cfg, schema),
+        run,
+        register=register_configs,
+        guard=guard,
+        argv=argv,
+        usage=f"usage: python scripts/{prog}.py [key=value ...]   (groups: data=..., model=S|M|L)",
+        hidden=HIDDEN_KEYS,
+        edit_overrides=edit_overrides,
+    )
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def evaluate_overrides(overrides: list[str]) -> list[str]:
+    """``evaluate_assembly.py``: a ``data=<group>`` on the command line is the data scored.
 
+    ``data=...`` turns ``use_run_data`` off (refused together with ``use_run_data=true``);
+    ``data.<key>=...`` alone, with the run's own data scored, would change nothing and is
+    refused (unless ``use_run_data=false`` or ``checkpoint=null``, which score ``data``).
 
-def _exit(prog: str, error: BaseException) -> None:
-    print(f"{prog}: error: {_first_line(error)}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _help(schema: type, prefix: str = "") -> str:
-    """Every option of ``schema`` with its default, one per line."""
-    lines = []
-    for field in dataclasses.fields(schema):
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        if dataclasses.is_dataclass(default):
-            lines.append(_help(type(default), f"{prefix}{field.name}."))
-        else:
-            lines.append(f"  {prefix}{field.name}={default!r}")
-    return "\n".join(lines)
+    Raises:
+        ConfigError: one line naming the contradiction.
+    """
+    values = {}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        values.setdefault(key, value.strip().lower())
+    run_data = values.get("use_run_data")
+    no_model = values.get("checkpoint") in ("null", "none", "~")
+    data_keys = sorted(key for key in values if key.startswith("data."))
+    if "data" in values:
+        if run_data == "true":
+            raise ConfigError(
+                f"data={values['data']} and use_run_data=true: the run's own data would be scored; drop one"
+            )
+        if run_data is None:
+            return [*overrides, "use_run_data=false"]
+    elif data_keys and run_data != "false" and not no_model:
+        raise ConfigError(
+            f"{data_keys[0]} changes data that is not scored (the run's own data is, use_run_data=true): "
+            "name the data with data=<group> (or give use_run_data=false)"
+        )
+    return overrides

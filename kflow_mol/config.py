@@ -368,7 +368,8 @@ class EvaluateConfig:
     Attributes:
         checkpoint: ``<run>/checkpoints/last.pt``, or ``best.pt`` of a run that validated
             (``train.val_every``); the default output is then ``eval_<split>_best.json``.
-        use_run_data: score the data group saved in the checkpoint (else the one given here).
+        use_run_data: score the data group saved in the checkpoint (else the one given here);
+            ``data=<group>`` on the command line turns it off (:func:`kflow_mol.cli.evaluate_overrides`).
         split: ``train``, ``val``, ``test`` (or ``all`` for a folder built as one set).
         device: where to sample.
         output: metrics JSON path (``None``: ``<checkpoint dir>/../eval_<split>.json``).

@@ -14,18 +14,15 @@ defaults: kflow_image/config.py (SampleRunConfig); ``sample.*`` left null keep t
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import hydra
 import torch
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 from kflow.training import ConfigError
+from kflow_image.cli import main
 from kflow_image.codecs import decode_batches
-from kflow_image.config import SampleRunConfig, register_hydra_schemas
+from kflow_image.config import SampleRunConfig
 from kflow_image.data import stack_dataset
 from kflow_image.editing import edit_sweep
 from kflow_image.experiment import load_run, sampler_spec
@@ -33,8 +30,6 @@ from kflow_image.plots import save_grid
 from kflow_image.restoration import fm_projection_restore, kflow_restore, observe, score
 from kflow_image.steering import kept_and_dropped, noise_split
 from kflow_image.train import generate
-
-register_hydra_schemas(ConfigStore.instance())
 
 
 def class_rows(num_classes: int, per_class: int) -> torch.Tensor | None:
@@ -92,7 +87,7 @@ def run_mode(cfg: SampleRunConfig) -> dict:
         info.update(nfe=result.nfe, direction=ns.direction)
     elif cfg.mode == "drop_cond":
         if classes < 2:
-            raise ValueError("mode=drop_cond needs a class-conditional run")
+            raise ConfigError("mode=drop_cond needs a class-conditional run")
         per = cfg.drop_cond.per_class
         labels = class_rows(classes, per)
         kept, dropped = kept_and_dropped(
@@ -209,14 +204,13 @@ def run_mode(cfg: SampleRunConfig) -> dict:
     return info
 
 
-@hydra.main(config_path="../configs/image", config_name="sample_image", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def sample(cfg: SampleRunConfig) -> None:
     try:
-        info = run_mode(SampleRunConfig.from_dict(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)))
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+        info = run_mode(cfg)
+    except ValueError as err:  # a mode setting the run cannot take (bands, split, image size): one line
+        raise ConfigError(str(err)) from None
     print(json.dumps(info, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    main("sample_image", "sample_image", SampleRunConfig, sample)

@@ -4,34 +4,23 @@
     python scripts/train_image.py data=mnist codec=autoencoder
 
 Keys and defaults: kflow_image/config.py (AutoencoderRunConfig) and
-kflow_image/autoencoder.py (AutoencoderSettings).
+kflow_image/autoencoder.py (AutoencoderSettings), or ``--help``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 
-import hydra
 import torch
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
-from kflow.training import ConfigError
 from kflow_image.autoencoder import train_autoencoder
-from kflow_image.config import AutoencoderRunConfig, register_hydra_schemas
+from kflow_image.cli import main
+from kflow_image.config import AutoencoderRunConfig
 from kflow_image.experiment import load_splits
 
-register_hydra_schemas(ConfigStore.instance())
 
-
-@hydra.main(config_path="../configs/image", config_name="train_autoencoder", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    try:
-        run = AutoencoderRunConfig.from_dict(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
-        splits = load_splits(run.data)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"train_autoencoder: {err}")
+def train(run: AutoencoderRunConfig) -> None:
+    splits = load_splits(run.data)
     result = train_autoencoder(
         splits, run.autoencoder, seed=run.seed, device=torch.device(run.device), log_every=run.log_every
     )
@@ -49,4 +38,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main("train_autoencoder", "train_autoencoder", AutoencoderRunConfig, train)

@@ -24,11 +24,13 @@ TINY_IMAGE_RUN = [
 """Overrides of a seconds-long ``train_image.py`` run (3-band wavelet DiT on digits)."""
 
 
-def run_script(script: str, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``scripts/<script>`` with Hydra ``overrides`` from the repository root; output is captured."""
+def run_script(
+    script: str, *overrides: str, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>`` with Hydra ``overrides`` from ``cwd`` (default: the repository root); output is captured."""
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *overrides],
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         env=ENV,
         capture_output=True,
         text=True,
@@ -42,3 +44,13 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, prog: str, *fragments: str) -> str:
+    """``proc`` failed the scripts' way: exit 2 and one ``<prog>: error: ...`` line on stderr (returned)."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -27,6 +27,7 @@ from .checkpoint import (
     kflow_version,
     load_checkpoint,
     load_model_state,
+    safe_load,
     save_checkpoint,
     to_plain,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "timed_calls",
     "restore_rng_state",
     "run_validation",
+    "safe_load",
     "save_checkpoint",
     "seed_everything",
     "StepDraws",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,44 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str = "file") -> Any:
+    """`torch.load(path, weights_only=True)`, any failure as one `CheckpointError` line naming the file.
+
+    A truncated or corrupt file, or one holding Python objects that the safe loader refuses, is
+    reported as such; PyTorch's advice to retry with ``weights_only=False`` (which would run
+    code from the file) is not passed on.
+
+    Raises:
+        CheckpointError: ``<what> <path> cannot be read: <reason>``.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's weights-only refusal (its message advises weights_only=False)
+        reason = f"corrupt, or holds objects that a safe load refuses ({_unpickler_detail(error)})"
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, OSError) as error:
+        reason = f"corrupt or truncated ({_first_line(error)})"
+    raise CheckpointError(f"{what} {path} cannot be read: {reason}")
+
+
+def _unpickler_detail(error: BaseException) -> str:
+    """The reason inside torch's weights-only message (``Unsupported operand 177``), without its advice."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        lines = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+        if lines and not lines[0].startswith("Check the documentation"):
+            return lines[0]
+    return _first_line(error) if "weights_only" not in _first_line(error) else "refused by the weights-only loader"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -111,11 +150,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read: {first_line}") from None
+    state = safe_load(path, map_location, what="checkpoint")
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"checkpoint {path} is not a kflow checkpoint (no format_version)")
     if state["format_version"] != FORMAT_VERSION:

@@ -109,3 +109,23 @@ def test_inductor_compiled_training_matches_eager(tmp_path):
         [r["loss"] for r in eager["history"]], rel=1e-4, abs=1e-6
     )
     assert max_param_difference(compiled["params"], eager["params"]) < 1e-4
+
+
+def test_unreadable_checkpoint_is_one_line_without_torchs_weights_only_advice(tmp_path):
+    import pickle
+
+    from kflow.training import CheckpointError, load_checkpoint, safe_load
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    objects = tmp_path / "objects.pt"
+    objects.write_bytes(pickle.dumps({"format_version": 1, "net": CheckpointError}))
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    for path in (garbage, objects, text):
+        with pytest.raises(CheckpointError, match=f"checkpoint {path} cannot be read") as info:
+            load_checkpoint(path)
+        message = str(info.value)
+        assert "\n" not in message and "weights_only" not in message and "trusted source" not in message
+    with pytest.raises(CheckpointError, match=f"codec.path {garbage} cannot be read"):
+        safe_load(garbage, what="codec.path")

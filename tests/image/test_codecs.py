@@ -108,3 +108,13 @@ def test_diffusers_codec_from_a_local_folder(tmp_path):
     assert override.fingerprint() != codec.fingerprint()
     with pytest.raises(FileNotFoundError, match="config.json"):
         build_codec("diffusers", str(tmp_path / "nothing"))
+
+
+def test_corrupt_autoencoder_file_is_one_line_naming_it(tmp_path):
+    from kflow_image.codecs import load_autoencoder
+
+    bad = tmp_path / "autoencoder-digits.pt"
+    bad.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=f"codec.path {bad} cannot be read") as info:
+        load_autoencoder(bad)
+    assert "\n" not in str(info.value) and "weights_only" not in str(info.value)

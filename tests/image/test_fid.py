@@ -202,3 +202,27 @@ def test_folder_reference_stats_and_their_script(tmp_path, inception_file):
         f"fid_stats: {tmp_path / 'none.pt'}: Inception weights file not found "
         "(nothing is downloaded; give a local inception-2015-12-05.pt)"
     )
+
+
+class NotInception(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # no return_features: another network's file
+        return x.mean()
+
+
+def test_corrupt_or_foreign_inception_file_is_refused_before_any_work(tmp_path, inception_file):
+    truncated = tmp_path / "inception-2015-12-05.pt"
+    truncated.write_bytes(inception_file.read_bytes()[:300])
+    with pytest.raises(ValueError, match="inception-2015-12-05.pt: not a TorchScript Inception file") as info:
+        check_fid_files(truncated)
+    assert "\n" not in str(info.value)
+    other = tmp_path / "other.pt"
+    torch.jit.script(NotInception()).save(str(other))
+    with pytest.raises(ValueError, match="other.pt: not an Inception network"):
+        check_fid_files(other)
+    stats = tmp_path / "stats.npz"
+    stats.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="stats.npz: not a reference statistics file"):
+        check_fid_files(inception_file, stats)
+    np.savez(stats, mu=np.zeros(3), sigma=np.eye(3))
+    with pytest.raises(ValueError, match="statistics of 3-d features"):
+        check_fid_files(inception_file, stats)

@@ -72,6 +72,22 @@ def test_evaluate_script_scores_the_checkpoint(demo_run):
     assert evaluated["kflow_K2"]["pm_atom"] == pytest.approx(trained["kflow_K2"]["pm_atom"], rel=1e-4)
 
 
+def test_evaluate_script_scores_the_data_named_on_the_command_line(demo_run):
+    out, _ = demo_run  # trained with data.max_test=2: data=... must replace the run's data, not be ignored
+    proc = run_script(
+        "evaluate_assembly.py",
+        f"checkpoint={out / 'checkpoints' / 'last.pt'}",
+        "data=pyxtal",
+        "data.max_test=1",
+        "eval.rmsd=false",
+        "oracles=false",
+        f"output={out / 'eval_named.json'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((out / "eval_named.json").read_text())
+    assert evaluated["data"]["max_test"] == 1 and evaluated["kflow_K2"]["n_clusters"] == 1
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
