@@ -6,8 +6,9 @@
     python scripts/prepare_assembly_data.py source=pyxtal_random synthetic_per_molecule=4
 
 Exits 0 with every input file accounted for (kept + rejected + skipped = N), or 2 with one
-line and nothing written. Settings: configs/prepare/prepare_assembly_data.yaml; run logic:
-kflow_mol.data.prepare; outputs and rejection reasons: data/README.md.
+line and nothing written (a bad key or value too; ``--help`` lists every key). Settings:
+configs/prepare/prepare_assembly_data.yaml; run logic: kflow_mol.data.prepare; outputs and
+rejection reasons: data/README.md.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from kflow import cli
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs" / "prepare")
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "prepare"
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="prepare_assembly_data", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def prepare(cfg) -> None:
+    from omegaconf import OmegaConf
+
     from kflow_mol.data.prepare import run_prepare
 
-    sys.exit(run_prepare(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg)))
+    sys.exit(run_prepare(cli.to_plain(cfg), OmegaConf.to_yaml(cfg)))
 
 
 if __name__ == "__main__":
-    main()
+    cli.main("prepare_assembly_data", CONFIG_DIR, "prepare_assembly_data", lambda cfg: cfg, prepare)

@@ -103,3 +103,9 @@ def test_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path):
     proc = run_script("evaluate_assembly.py", f"checkpoint={bad}", cwd=tmp_path, timeout=120)
     line = assert_one_line_error(proc, "evaluate_assembly", f"checkpoint {bad} cannot be read")
     assert "weights_only" not in line and "trusted source" not in line
+
+
+def test_prepare_refuses_an_unknown_key_in_one_line(tmp_path):
+    proc = run_script("prepare_assembly_data.py", "foo=1", f"output={tmp_path / 'out'}", cwd=tmp_path, timeout=120)
+    assert_one_line_error(proc, "prepare_assembly_data", "foo")
+    assert list(tmp_path.iterdir()) == []
