@@ -63,7 +63,11 @@ from kflow.training import CheckpointError, ConfigError, load_checkpoint
 from kflow.training.config import check_choice, check_range
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "assembly_default.pt"
-"""The shipped model (``scripts/export_default_model.py`` writes it)."""
+"""The shipped model, trained on local starts (``scripts/export_default_model.py`` writes it)."""
+
+DEFAULT_SCRAMBLED_MODEL = DEFAULT_MODEL.with_name("assembly_default_scrambled.pt")
+"""The shipped model for scrambled starts, when there is one: ``model="default"`` uses it for
+``start="scrambled"`` (else :data:`DEFAULT_MODEL`)."""
 
 PACKAGE_KEY = "kflow_mol_assemble"
 """The entry of a shipped model file that describes it (:func:`package_info`)."""
@@ -88,6 +92,11 @@ FCC_RADIUS_RATIO = 1.5929
 TYPICAL_CONTACT_RATIO = 0.87
 """Median over real crystal molecules of (closest contact to another molecule) / (Bondi vdW sum
 of that atom pair), measured on the real test clusters (see :func:`contact_ratios`)."""
+
+RELAX_RATIO = 0.7
+"""Clash removal (:func:`relax_clashes`): intermolecular contacts below this fraction of the Bondi
+van der Waals sum are pushed apart (real crystals: per-cluster closest contact median 0.87,
+below 0.7 only for some strong hydrogen bonds)."""
 
 MOLECULE_SUFFIXES = {".sdf": "sdf", ".mol": "mol", ".pdb": "pdb", ".xyz": "xyz", ".extxyz": "xyz", ".smi": "smi"}
 CRYSTAL_SUFFIXES = {".cif": "cif", ".mmcif": "cif", ".res": "ase", ".vasp": "ase", ".poscar": "ase", ".db": "ase"}
@@ -549,21 +558,41 @@ def package_info(cfg: Any, **extra) -> dict:
     }
 
 
-def resolve_model_path(model: str | Path) -> Path:
-    """``"default"`` -> :data:`DEFAULT_MODEL`; anything else is a path."""
-    return DEFAULT_MODEL if str(model) == "default" else Path(model).expanduser()
+def resolve_model_path(model: str | Path, start: str = "local") -> Path:
+    """``"default"`` -> the shipped model for ``start`` (:data:`DEFAULT_SCRAMBLED_MODEL` for
+    scrambled starts when it is shipped, else :data:`DEFAULT_MODEL`); anything else is a path."""
+    if str(model) != "default":
+        return Path(model).expanduser()
+    if start == "scrambled" and DEFAULT_SCRAMBLED_MODEL.is_file():
+        return DEFAULT_SCRAMBLED_MODEL
+    return DEFAULT_MODEL
+
+
+def expected_of(path: Path) -> dict | None:
+    """What this code expects of a shipped file (None for any other checkpoint)."""
+    path = Path(path).resolve()
+    if path == DEFAULT_MODEL.resolve():
+        return EXPECTED_DEFAULT
+    if path == DEFAULT_SCRAMBLED_MODEL.resolve():
+        return {**EXPECTED_DEFAULT, "start": "scrambled"}
+    return None
 
 
 _MODEL_CACHE: dict[tuple[str, float], LoadedModel] = {}
 
 
-def load_model(model: str | Path = "default", device: str = "cpu") -> LoadedModel:
+def load_model(model: str | Path = "default", device: str = "cpu", start: str = "local") -> LoadedModel:
     """Load the shipped model or any checkpoint ``scripts/train_assembly.py`` wrote (``weights_only=True``).
 
     Checks: the file exists and is a kflow checkpoint of this format version; it holds an
     assembly run config that this code builds (else: another system or version); the network
     accepts its weights exactly; a shipped file's self-description agrees with its run config
-    and, for the default model, with :data:`EXPECTED_DEFAULT`.
+    and, for the shipped files, with :data:`EXPECTED_DEFAULT` (:func:`expected_of`).
+
+    Args:
+        model: ``"default"`` or a checkpoint path.
+        device: where the network goes.
+        start: the start preset it will be used with (picks the shipped file for ``"default"``).
 
     Raises:
         AssembleError: one line naming the problem.
@@ -571,7 +600,7 @@ def load_model(model: str | Path = "default", device: str = "cpu") -> LoadedMode
     from kflow_mol.config import AssemblyConfig, run_name, to_config
     from kflow_mol.experiment import TrainedRun, build_flow, checkpoint_network
 
-    path = resolve_model_path(model)
+    path = resolve_model_path(model, start)
     if not path.is_file():
         if str(model) == "default":
             raise AssembleError(
@@ -606,7 +635,7 @@ def load_model(model: str | Path = "default", device: str = "cpu") -> LoadedMode
         ) from None
     info = state.get(PACKAGE_KEY) or {}
     if info:
-        _check_package(path, info, cfg, expected=EXPECTED_DEFAULT if path == DEFAULT_MODEL else None)
+        _check_package(path, info, cfg, expected=expected_of(path))
     loaded = LoadedModel(path, run_name(cfg), cfg, TrainedRun(run_name(cfg), flow, network, None), dict(info))
     _MODEL_CACHE[key] = loaded
     return loaded
@@ -657,8 +686,8 @@ def export_model(checkpoint: str | Path, output: str | Path = DEFAULT_MODEL, max
         **extra,
     )
     output = Path(output)
-    if output.resolve() == DEFAULT_MODEL.resolve():
-        _check_package(output, info, loaded.cfg, EXPECTED_DEFAULT)
+    if expected_of(output) is not None:
+        _check_package(output, info, loaded.cfg, expected_of(output))
     shipped = {
         "format_version": state["format_version"],
         "kflow_version": state.get("kflow_version"),
@@ -670,6 +699,7 @@ def export_model(checkpoint: str | Path, output: str | Path = DEFAULT_MODEL, max
         PACKAGE_KEY: info,
     }
     save_checkpoint(output, shipped)
+    output.chmod(0o644)  # the atomic writer's temp file is private; a package file is readable by all
     size_mb = output.stat().st_size / 1e6
     if size_mb > max_mb:
         output.unlink()
@@ -773,10 +803,82 @@ def physical_report(numbers: np.ndarray, positions: np.ndarray, vdw_volume: floa
     }
 
 
+def relax_clashes(
+    numbers: np.ndarray, positions: np.ndarray, ratio: float = RELAX_RATIO, max_iterations: int = 200
+) -> tuple[np.ndarray, dict]:
+    """Remove atom clashes between molecules by rigid translations only (orientations untouched).
+
+    While two molecules have atoms closer than ``ratio`` x (Bondi vdW sum), both are moved apart
+    along the line between their centroids by half the deepest such overlap (plus 0.01 Å);
+    all clashing pairs move at once, repeated until none is left or ``max_iterations``. Every
+    molecule stays a rigid copy; the result is deterministic.
+
+    Args:
+        numbers: (M, n) atomic numbers.
+        positions: (M, n, 3) coordinates.
+        ratio: contacts below this fraction of the vdW sum count as clashes (0.7: below nearly
+            every contact of real crystals, strong hydrogen bonds excepted).
+
+    Returns:
+        ``(positions (M, n, 3), info)`` with the iterations, the largest total shift of a
+        molecule (Å) and whether clashes remain.
+    """
+    from ase.data import vdw_radii
+    from scipy.spatial import cKDTree
+
+    num_mols, n = numbers.shape
+    radii = vdw_radii[numbers.reshape(-1)]
+    owner = np.repeat(np.arange(num_mols), n)
+    shift = np.zeros((num_mols, 3))
+    base = positions.reshape(-1, 3)
+    cutoff = ratio * 2 * float(radii.max())
+    iterations = 0
+    for iterations in range(max_iterations + 1):
+        current = base + shift[owner]
+        pairs = cKDTree(current).query_pairs(cutoff, output_type="ndarray")
+        if len(pairs):
+            pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
+        if len(pairs):
+            distance = np.linalg.norm(current[pairs[:, 0]] - current[pairs[:, 1]], axis=1)
+            overlap = ratio * (radii[pairs[:, 0]] + radii[pairs[:, 1]]) - distance
+            keep = overlap > 0
+            pairs, overlap = pairs[keep], overlap[keep]
+        if not len(pairs) or iterations == max_iterations:
+            break
+        a, b = owner[pairs[:, 0]], owner[pairs[:, 1]]
+        key = np.minimum(a, b) * num_mols + np.maximum(a, b)
+        deepest = np.zeros(num_mols * num_mols)
+        np.maximum.at(deepest, key, overlap)
+        centroids = positions.mean(axis=1) + shift
+        move = np.zeros_like(shift)
+        for k in np.flatnonzero(deepest):
+            i, j = divmod(int(k), num_mols)
+            direction = centroids[i] - centroids[j]
+            length = np.linalg.norm(direction)
+            direction = direction / length if length > 1e-6 else np.array([1.0, 0.0, 0.0])
+            step = 0.5 * deepest[k] + 0.01
+            move[i] += step * direction
+            move[j] -= step * direction
+        shift += move
+    info = {
+        "ratio": ratio,
+        "iterations": int(iterations),
+        "max_shift_A": round(float(np.linalg.norm(shift, axis=1).max()), 4),
+        "clashes_left": bool(len(pairs)),
+    }
+    return positions + shift[:, None, :], info
+
+
 def best_draw(draws: Sequence[dict]) -> int:
-    """Index of the physically best draw: fewest colliding atom pairs, then the smallest contact
-    score (mean |closest-contact / vdW sum - typical| over molecules), then the first."""
-    return min(range(len(draws)), key=lambda i: (draws[i]["colliding_pairs"], draws[i]["contact_score"], i))
+    """Index of the physically best draw: fewest colliding atom pairs (of the output, then of the
+    network's raw prediction before clash removal), then the smallest contact score (mean
+    |closest-contact / vdW sum - typical| over molecules), then the first."""
+
+    def key(i: int) -> tuple:
+        raw = draws[i].get("raw", draws[i])
+        return (draws[i]["colliding_pairs"], raw["colliding_pairs"], draws[i]["contact_score"], i)
+
+    return min(range(len(draws)), key=key)
 
 
 def reference_scores(pred: np.ndarray, target: np.ndarray, start: np.ndarray) -> dict:
@@ -841,6 +943,7 @@ def assemble(
     samples: int = 1,
     seed: int = 0,
     *,
+    relax: bool = True,
     steps: int | None = None,
     method: str | None = None,
     device: str = "cpu",
@@ -855,6 +958,8 @@ def assemble(
         model: ``"default"`` (the shipped model), a checkpoint path, or a :class:`LoadedModel`.
         samples: start states drawn; the physically best prediction is kept (:func:`best_draw`).
         seed: seed of the conformer (SMILES) and of the start states (draw i uses ``seed + i``).
+        relax: remove clashes between molecules by rigid translations (:func:`relax_clashes`)
+            after the prediction; the network's raw prediction is scored under ``raw``.
         steps: sampler steps in total (None: the model's own ``sample.steps``).
         method: sampler method (None: the model's own).
         device: ``cpu`` or ``cuda``.
@@ -878,7 +983,7 @@ def assemble(
     check_range("samples", samples, minimum=1)
     if steps is not None:
         check_range("steps", steps, minimum=1)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, start)
     if isinstance(molecule_or_path, AssemblyInput):
         molecule = molecule_or_path
     else:
@@ -891,21 +996,30 @@ def assemble(
         start_info = start_info or info
     predictions = _predict(loaded, clusters, steps, method, device, seed)
     numbers = clusters[0].z.numpy().reshape(num_mols, -1)
-    draws = []
-    for index, (data, (pos, _, _)) in enumerate(zip(clusters, predictions)):
+    draws, outputs = [], []
+    for index, (data, (raw, _, _)) in enumerate(zip(clusters, predictions)):
+        target = data.pos_target.double().numpy().reshape(num_mols, -1, 3)
+        start_state = data.pos_start.double().numpy().reshape(num_mols, -1, 3)
+        raw = raw.reshape(num_mols, -1, 3)
+        pos, relaxation = relax_clashes(numbers, raw) if relax else (raw, None)
         entry = {"sample": index, "seed": _draw_seeds(seed, samples)[index]}
         if molecule.reference is not None:
-            entry.update(
-                reference_scores(
-                    pos.reshape(num_mols, -1, 3),
-                    data.pos_target.double().numpy().reshape(num_mols, -1, 3),
-                    data.pos_start.double().numpy().reshape(num_mols, -1, 3),
-                )
-            )
-        entry.update(physical_report(numbers, pos.reshape(num_mols, -1, 3), vdw))
+            entry.update(reference_scores(pos, target, start_state))
+        entry.update(physical_report(numbers, pos, vdw))
+        if relaxation is not None:
+            entry["relaxation"] = relaxation
+            entry["raw"] = {
+                **(reference_scores(raw, target, start_state) if molecule.reference is not None else {}),
+                **physical_report(numbers, raw, vdw),
+            }
+            entry["raw"].pop("packing")
         draws.append(entry)
+        outputs.append(pos.reshape(-1, 3))
     best = best_draw(draws)
-    data, (pos, trajectory, ks) = clusters[best], predictions[best]
+    data, (_, trajectory, ks), pos = clusters[best], predictions[best], outputs[best]
+    if relax:  # the clash removal is the last frame of the trajectory
+        trajectory = np.concatenate([trajectory, pos[None]])
+        ks = np.append(ks, ks[-1])
     start_pos = data.pos_start.double().numpy()
     reference = data.pos_target.double().numpy() if molecule.reference is not None else None
     report = {
@@ -923,8 +1037,9 @@ def assemble(
         "notes": list(molecule.notes),
         "vdw_volume_A3": round(vdw, 2),
         "chosen_sample": best,
-        "selection": "fewest colliding pairs, then contact_score (mean |closest contact / vdW sum - "
-        f"{TYPICAL_CONTACT_RATIO}| over molecules)",
+        "relax": bool(relax),
+        "selection": "fewest colliding pairs (output, then raw prediction), then contact_score "
+        f"(mean |closest contact / vdW sum - {TYPICAL_CONTACT_RATIO}| over molecules)",
         "prediction": draws[best],
         "start_physical": physical_report(numbers, start_pos.reshape(num_mols, -1, 3), vdw),
         "draws": draws,
@@ -979,6 +1094,81 @@ def _predict(
         ks = np.asarray([0.0, float(loaded.run.flow.num_bands)])
     frame_pieces = torch.split(frames, sizes, dim=1)
     return [(p.numpy(), f.numpy(), ks) for p, f in zip(pieces, frame_pieces)]
+
+
+def score_split(
+    model: str | Path | LoadedModel = "default",
+    start: str = "local",
+    split: str = "test",
+    data: str = "real",
+    relax: bool = True,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Held-out scores of a model the way :func:`assemble` uses it (the model card's numbers).
+
+    Every cluster of ``split`` of the data group ``data`` (built with ``start`` starts) is
+    predicted from its start; PM-atom / PM-center against the crystal, the share of clusters
+    without any collision, and the mean collision percentage are reported for the identity
+    (the start), the network's raw prediction and, with ``relax``, after :func:`relax_clashes`.
+
+    Returns:
+        ``{"identity": {...}, "raw": {...}, "relaxed": {...}, "n": clusters, ...}``.
+    """
+    from tqdm import tqdm
+
+    from kflow_mol.config import DataConfig
+    from kflow_mol.experiment import load_split
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, start=start)
+    clusters = load_split(DataConfig(source=data, start=start), split, limit=limit)
+    if not clusters:
+        raise AssembleError(f"no {split} clusters in data={data}")
+    rows = {"identity": [], "raw": [], "relaxed": []}
+    for cluster in tqdm(clusters, desc=f"score {start}", disable=not progress):
+        (raw, _, _) = _predict(loaded, [cluster], None, None, "cpu", 0)[0]
+        num_mols = int(cluster.num_mols)
+        numbers = cluster.z.numpy().reshape(num_mols, -1)
+        target = cluster.pos_target.double().numpy().reshape(num_mols, -1, 3)
+        start_state = cluster.pos_start.double().numpy().reshape(num_mols, -1, 3)
+        raw = raw.reshape(num_mols, -1, 3)
+        states = {"identity": start_state, "raw": raw}
+        if relax:
+            states["relaxed"] = relax_clashes(numbers, raw)[0]
+        for name, pos in states.items():
+            scores = reference_scores(pos, target, start_state)
+            physical = physical_report(numbers, pos)
+            rows[name].append(
+                {
+                    "pm_atom": scores["pm_atom"],
+                    "pm_center": scores["pm_center"],
+                    "collision_pct": physical["collision_pct"],
+                    "closest_contact_A": physical["closest_contact_A"],
+                }
+            )
+
+    def summary(entries: list[dict]) -> dict:
+        return {
+            "pm_atom": round(float(np.mean([e["pm_atom"] for e in entries])), 4),
+            "pm_center": round(float(np.mean([e["pm_center"] for e in entries])), 4),
+            "collision_free_pct": round(100 * float(np.mean([e["collision_pct"] == 0 for e in entries])), 2),
+            "collision_pct_mean": round(float(np.mean([e["collision_pct"] for e in entries])), 4),
+            "closest_contact_A_median": round(float(np.median([e["closest_contact_A"] for e in entries])), 4),
+        }
+
+    out = {name: summary(entries) for name, entries in rows.items() if entries}
+    for name in ("raw", "relaxed"):
+        if name in out:
+            out[name]["pm_atom_vs_identity"] = round(out[name]["pm_atom"] / out["identity"]["pm_atom"], 4)
+    return {
+        **out,
+        "n": len(clusters),
+        "data": data,
+        "split": split,
+        "start": start,
+        "model": loaded.describe(),
+        "cluster_ids": [c.cluster_id for c in clusters],
+    }
 
 
 # ----- outputs ----------------------------------------------------------------------------------
@@ -1102,20 +1292,17 @@ def plot_result(result: AssemblyResult, path: str | Path, size: float = 3.4, dpi
     FigureCanvasAgg(figure)
     colours = _molecule_colours(int(result.mol_index.max()) + 1)
     heavy = result.species > 1
-    both = np.concatenate([result.start, result.positions])
     report = result.report
-    panels = [("start", result.start, report.get("start_physical", {})), ("prediction", result.positions, None)]
-    for column, (title, pos, _) in enumerate(panels):
+    panels = [("start", result.start), ("prediction", result.positions)]
+    centred = [pos - pos.mean(0) for _, pos in panels]
+    half = max(3.0, *(float(np.abs(c).max()) for c in centred))  # one scale: contraction shows
+    for column, ((title, _), points) in enumerate(zip(panels, centred)):
         ax = figure.add_subplot(1, 2, column + 1, projection="3d")
-        centred = pos - pos.mean(0)
-        ax.scatter(*centred[heavy].T, c=colours[result.mol_index[heavy]], s=14, depthshade=True, edgecolors="none")
-        ax.scatter(*centred[~heavy].T, c=colours[result.mol_index[~heavy]], s=4, alpha=0.6, edgecolors="none")
-        half = max(np.abs(both - both.mean(0)).max() * (0.55 if title == "start" else 0.4), 3.0)
-        if title == "prediction":
-            half = max(np.abs(centred).max(), 3.0)
+        ax.scatter(*points[heavy].T, c=colours[result.mol_index[heavy]], s=14, depthshade=True, edgecolors="none")
+        ax.scatter(*points[~heavy].T, c=colours[result.mol_index[~heavy]], s=4, alpha=0.6, edgecolors="none")
         for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
             set_lim(-half, half)
-        ax.set_box_aspect((1, 1, 1))
+        ax.set_box_aspect((1, 1, 1), zoom=1.4)
         ax.set_axis_off()
         pred = report.get("prediction", {})
         if title == "prediction":
@@ -1160,6 +1347,8 @@ class AssembleConfig:
         steps: sampler steps in total (``null``: the model's own).
         method: sampler method (``null``: the model's own).
         device: ``cpu`` or ``cuda``.
+        relax: remove clashes between molecules after the prediction by rigid translations
+            (the raw prediction is scored in the report under ``raw``).
         png: write the PNG.
         progress: the batch progress bar.
         cpu_threads: torch threads (``null``: torch's default).
@@ -1175,6 +1364,7 @@ class AssembleConfig:
     steps: int | None = None
     method: str | None = None
     device: str = "cpu"
+    relax: bool = True
     png: bool = True
     progress: bool = True
     cpu_threads: int | None = 1
@@ -1214,9 +1404,15 @@ def run_assemble(cfg: AssembleConfig, echo: Callable[[str], None] | None = None)
     name = _safe(source.name if source.exists() else "smiles")
     output = Path(cfg.output) if cfg.output else Path("outputs") / "assemble" / name
     check_writable(output)
-    loaded = load_model(cfg.model, cfg.device)
+    loaded = load_model(cfg.model, cfg.device, cfg.start)
     options = dict(
-        num_mols=cfg.num_mols, start=cfg.start, model=loaded, samples=cfg.samples, seed=cfg.seed, steps=cfg.steps
+        num_mols=cfg.num_mols,
+        start=cfg.start,
+        model=loaded,
+        samples=cfg.samples,
+        seed=cfg.seed,
+        steps=cfg.steps,
+        relax=cfg.relax,
     )
     if source.is_dir():
         return run_batch(source, output, cfg, loaded, echo, options)

@@ -282,3 +282,30 @@ def test_the_shipped_model_matches_what_the_code_expects():
     loaded = load_model("default")
     for key in ("K", "preset", "start", "system"):
         assert loaded.info[key] == EXPECTED_DEFAULT[key]
+
+
+def test_relax_clashes_moves_molecules_rigidly_until_no_clash_is_left():
+    from kflow_mol.assemble import contact_ratios, relax_clashes
+
+    rng = np.random.default_rng(0)
+    molecule = rng.normal(scale=0.8, size=(6, 3))
+    numbers = np.array([[6, 6, 8, 1, 1, 1]] * 4)
+    positions = np.stack([molecule + shift for shift in ([0, 0, 0], [0.5, 0, 0], [0, 0.6, 0], [9, 0, 0])])
+    relaxed, info = relax_clashes(numbers, positions)
+    assert not info["clashes_left"] and info["iterations"] > 0
+    assert contact_ratios(numbers, relaxed)[1].min() >= 0.7 - 1e-9
+    offsets = relaxed - positions  # one translation per molecule
+    np.testing.assert_allclose(offsets, np.broadcast_to(offsets[:, :1], offsets.shape), atol=1e-12)
+    again, info = relax_clashes(numbers, relaxed)
+    np.testing.assert_array_equal(again, relaxed)
+    assert info["iterations"] == 0
+
+
+def test_relaxed_prediction_keeps_the_raw_scores(tiny):
+    result = assemble_module.assemble(str(GOOD_CIF), start="local", model=tiny, seed=0)
+    prediction = result.report["prediction"]
+    assert prediction["collision_pct"] == 0 and prediction["relaxation"]["clashes_left"] is False
+    assert {"pm_atom", "collision_pct", "closest_contact_A"} <= set(prediction["raw"])
+    raw = assemble_module.assemble(str(GOOD_CIF), start="local", model=tiny, seed=0, relax=False)
+    assert raw.report["prediction"]["pm_atom"] == pytest.approx(prediction["raw"]["pm_atom"])
+    assert "raw" not in raw.report["prediction"]
