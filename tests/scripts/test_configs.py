@@ -30,7 +30,7 @@ def test_assembly_configs_compose_with_every_data_group(name, data):
     extra = ["checkpoint=run/checkpoints/last.pt"] if name == "evaluate_assembly" else []
     cfg = compose(name, [f"data={data}", *extra], ASSEMBLY_SCHEMAS[name])
     assert isinstance(cfg, ASSEMBLY_SCHEMAS[name])
-    assert cfg.data.source in ("pyxtal", "cif", "prepared")
+    assert cfg.data.source in ("pyxtal", "cif", "prepared", "real")
 
 
 @pytest.mark.parametrize("model", MODEL_GROUPS)
