@@ -275,13 +275,19 @@ def test_a_package_file_that_disagrees_with_itself_is_refused(tiny, tmp_path):
         load_model(out)
 
 
-def test_the_shipped_model_matches_what_the_code_expects():
-    if not DEFAULT_MODEL.is_file():
+@pytest.mark.parametrize("start", ["local", "scrambled"])
+def test_the_shipped_models_match_what_the_code_expects(start):
+    from kflow_mol.assemble import resolve_model_path
+
+    path = resolve_model_path("default", start)
+    if not path.is_file():
         pytest.skip("no shipped model in this checkout")
-    assert DEFAULT_MODEL.stat().st_size <= 5e6
-    loaded = load_model("default")
-    for key in ("K", "preset", "start", "system"):
+    assert path.stat().st_size <= 5e6
+    loaded = load_model("default", start=start)
+    assert loaded.path == path
+    for key in ("K", "preset", "system"):
         assert loaded.info[key] == EXPECTED_DEFAULT[key]
+    assert loaded.info["start"] == (start if path != DEFAULT_MODEL else "local")
 
 
 def test_relax_clashes_moves_molecules_rigidly_until_no_clash_is_left():
