@@ -1319,7 +1319,7 @@ def plot_result(result: AssemblyResult, path: str | Path, size: float = 3.4, dpi
     figure.suptitle(f"{report.get('formula', '')}: {report.get('num_mols', '')} molecules", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     return path
 
 
