@@ -315,3 +315,20 @@ def test_relaxed_prediction_keeps_the_raw_scores(tiny):
     raw = assemble_module.assemble(str(GOOD_CIF), start="local", model=tiny, seed=0, relax=False)
     assert raw.report["prediction"]["pm_atom"] == pytest.approx(prediction["raw"]["pm_atom"])
     assert "raw" not in raw.report["prediction"]
+
+
+def test_the_readme_quick_start_runs(tmp_path, monkeypatch):
+    """The Python block of README's "Pack a molecule" section, as written (shipped model, 8 draws)."""
+    from kflow_mol.assemble import resolve_model_path
+
+    if not resolve_model_path("default", "scrambled").is_file():
+        pytest.skip("no shipped model in this checkout")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Pack a molecule") :]
+    code = section[section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.positions.shape == (357, 3) and result.report["samples"] == 8
+    assert (tmp_path / "outputs" / "aspirin" / "report.json").is_file()
