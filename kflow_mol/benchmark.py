@@ -7,7 +7,10 @@ each optionally with ``+variant`` suffixes (``+aware``, ``+noproj``, ``+fresh``,
 
 Every trained method is scored on each real test set of ``cfg.test_sets``, reported
 separately and pooled: ``testdb`` (the data group's test split), ``cod`` (every cluster of the
-COD CIF folder, not trained on) and ``mech`` (pyxtal's mech.db). Every test cluster comes with
+COD CIF folder, not trained on) and ``mech`` (pyxtal's mech.db). A test set whose cluster ids carry
+several collection tags (``data=real``: ``csd500.COBHUW_r0_c0``) is also reported per
+collection (rows ``testdb[csd500]``, ...). Runs that validated get a table of their steps and
+best step. Every test cluster comes with
 ``test_repeats`` start states. Against ``cfg.baseline`` the benchmark reports, per test set,
 the paired per-cluster difference of PM-atom and PM-center and the ratio of means, each with
 a 95% bootstrap CI (:mod:`kflow.stats`); a cluster's value is its mean over its start states
@@ -179,6 +182,10 @@ def run_method(
         "cpu_s": time.process_time() - tic,
         "final_loss": trained.result.final_loss,
         "trained_with": trained_with,
+        "steps_run": trained.result.step,
+        "best_step": trained.result.best_step,
+        "best_val": trained.result.best_metric,
+        "stopped_early": trained.result.stopped_early,
     }
 
 
@@ -299,8 +306,25 @@ def plan_table(plan: dict[str, dict], budget: float) -> list[str]:
 
 
 # ----- statistics and tables ------------------------------------------------------------------
-def per_cluster_means(records: list[dict], set_names: list[str], metric: str) -> dict[tuple[str, str], float]:
-    """``{(set, cluster): mean over start states and seeds}`` of one method's records."""
+def source_of(cluster_id: str) -> str:
+    """The collection tag of a ``data=real`` cluster id (``csd500.COBHUW_r0_c0`` -> ``csd500``); "" without one."""
+    head, dot, _ = cluster_id.partition(".")
+    return head if dot else ""
+
+
+def set_sources(runs: dict[str, list[dict]], set_name: str) -> list[str]:
+    """The collection tags of the clusters of test set ``set_name`` (``[]`` unless there are several)."""
+    tags = {
+        source_of(i) for records in runs.values() for r in records for i in r["sets"].get(set_name, {}).get("ids", [])
+    }
+    return sorted(tags) if len(tags) > 1 and "" not in tags else []
+
+
+def per_cluster_means(
+    records: list[dict], set_names: list[str], metric: str, source: str | None = None
+) -> dict[tuple[str, str], float]:
+    """``{(set, cluster): mean over start states and seeds}`` of one method's records (only the
+    clusters of collection ``source`` when given, :func:`source_of`)."""
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
     for record in records:
         for set_name in set_names:
@@ -308,6 +332,8 @@ def per_cluster_means(records: list[dict], set_names: list[str], metric: str) ->
             if scores is None or metric not in scores:  # records written before the metric existed
                 continue
             for cluster_id, value in zip(scores["ids"], scores[metric]):
+                if source is not None and source_of(cluster_id) != source:
+                    continue
                 values[(set_name, cluster_key(cluster_id))].append(value)
     return {key: float(np.mean(v)) for key, v in values.items() if all(math.isfinite(x) for x in v)}
 
@@ -326,16 +352,22 @@ class Comparison:
 
 
 def compare(
-    runs: dict[str, list[dict]], baseline: str, set_names: list[str], label: str, resamples: int
+    runs: dict[str, list[dict]],
+    baseline: str,
+    set_names: list[str],
+    label: str,
+    resamples: int,
+    source: str | None = None,
 ) -> list[Comparison]:
-    """Paired per-cluster comparison of every method with ``baseline`` over ``set_names``."""
-    base = {m: per_cluster_means(runs.get(baseline, []), set_names, m) for m in METRICS}
+    """Paired per-cluster comparison of every method with ``baseline`` over ``set_names`` (only the
+    clusters of collection ``source`` when given)."""
+    base = {m: per_cluster_means(runs.get(baseline, []), set_names, m, source) for m in METRICS}
     out = []
     for method, records in runs.items():
         mean, difference, ratio = {}, {}, {}
         n_clusters = 0
         for metric in METRICS:
-            values = per_cluster_means(records, set_names, metric)
+            values = per_cluster_means(records, set_names, metric, source)
             keys = sorted(set(values) & set(base[metric])) if method != baseline else sorted(values)
             n_clusters = len(keys)
             a = np.array([values[k] for k in keys])
@@ -347,10 +379,17 @@ def compare(
             difference[metric] = paired_difference_ci(a, b, num_resamples=resamples)
             ratio[metric] = paired_ratio_ci(a, b, num_resamples=resamples)
         for metric in POSE_METRICS:
-            values = per_cluster_means(records, set_names, metric)
+            values = per_cluster_means(records, set_names, metric, source)
             keys = sorted(set(values) & set(base["pm_atom"])) if method != baseline else sorted(values)
             mean[metric] = float(np.mean([values[k] for k in keys])) if keys else math.nan
-        n_instances = sum(len(r["sets"][s]["ids"]) for r in records for s in set_names if s in r["sets"])
+        n_instances = sum(
+            1
+            for r in records
+            for s in set_names
+            if s in r["sets"]
+            for i in r["sets"][s]["ids"]
+            if source is None or source_of(i) == source
+        )
         out.append(Comparison(method, label, n_clusters, n_instances // max(len(records), 1), mean, difference, ratio))
     return out
 
@@ -457,6 +496,30 @@ def cpu_table(runs: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def training_table(runs: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows of each trained run's steps: run, best validation step and value, early stop
+    (``[]`` when no run validated)."""
+    rows = [
+        (method, r)
+        for method, records in runs.items()
+        for r in records
+        if r.get("best_step") is not None and r.get("trained_with", method) == method
+    ]
+    if not rows:
+        return []
+    lines = [
+        "| method | seed | steps run | best step (scored) | best val metric | stopped early |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, r in rows:
+        best = r.get("best_val")
+        lines.append(
+            f"| {method} | {r['seed']} | {r.get('steps_run', '?')} | {r['best_step']} | "
+            f"{'—' if best is None else f'{best:.3f}'} | {'yes' if r.get('stopped_early') else 'no'} |"
+        )
+    return lines
+
+
 def write_outputs(
     every_run: list[dict], cfg: BenchmarkConfig, out_dir: Path, command: str, steps: int, plan: dict | None = None
 ) -> str:
@@ -490,6 +553,10 @@ def write_outputs(
         comparisons = []
         for set_name in cfg.test_sets:
             comparisons += compare(runs, cfg.baseline, [set_name], set_name, cfg.bootstrap_resamples)
+            for tag in set_sources(runs, set_name):  # data=real: each collection on its own
+                comparisons += compare(
+                    runs, cfg.baseline, [set_name], f"{set_name}[{tag}]", cfg.bootstrap_resamples, tag
+                )
         if len(cfg.test_sets) > 1:
             comparisons += compare(runs, cfg.baseline, list(cfg.test_sets), "pooled", cfg.bootstrap_resamples)
         order = list(runs)
@@ -508,6 +575,10 @@ def write_outputs(
             lines += [f"{label} (Å), mean ± std over seeds of the test-set means (start = {start}):", ""]
             lines += seed_table(runs, list(cfg.test_sets), metric) + [""]
         lines += ["Process CPU time:", ""] + cpu_table(runs) + [""]
+        steps_rows = training_table(runs)
+        if steps_rows:
+            lines += ["Training with validation (scored with checkpoints/best.pt when eval.use_best, the default):", ""]
+            lines += steps_rows + [""]
         rows += [(start, c) for c in comparisons]
     with open(out_dir / "benchmark.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -73,6 +73,34 @@ def test_pose_table_beside_pm(tmp_path):
     assert rows[1].endswith(",25,1.5,0.5")
 
 
+def test_real_test_split_is_reported_per_source_and_best_steps_are_tabled(tmp_path):
+    """data=real cluster ids carry their collection (``csd500.X_r0_c1``): each gets its own rows."""
+    cfg = BenchmarkConfig(methods=["rigid_K1", "kflow_K2"], test_sets=["testdb"], bootstrap_resamples=200)
+    ids = ["csd500.A_r0_c1", "csd500.A_r1_c1", "csd500.B_r0_c2", "ocelot.k1_r0_c3", "ocelot.k2_r0_c4"]
+
+    def real_record(method, values, **extra):
+        pm = {"pm_atom": values, "pm_center": [v / 2 for v in values]}
+        return {"start": "local", "method": method, "seed": 0, "sets": {"testdb": {"ids": ids, **pm}}, **extra}
+
+    base = real_record("rigid_K1", [4.0, 4.0, 6.0, 2.0, 2.0], steps_run=300, best_step=200, best_val=4.5)
+    kflow = real_record("kflow_K2", [3.0, 3.0, 5.0, 3.0, 3.0], steps_run=400, best_step=100, stopped_early=True)
+    by_label = {
+        (c.method, c.test_set): c
+        for c in compare(
+            {"rigid_K1": [base], "kflow_K2": [kflow]}, "rigid_K1", ["testdb"], "testdb[ocelot]", 200, "ocelot"
+        )
+    }
+    ocelot = by_label[("kflow_K2", "testdb[ocelot]")]
+    assert (ocelot.n_clusters, ocelot.n_instances, ocelot.mean["pm_atom"]) == (2, 2, 3.0)
+    assert ocelot.ratio["pm_atom"].estimate == pytest.approx(1.5)
+    table = write_outputs([base, kflow], cfg, tmp_path, "python scripts/benchmark_assembly.py", 100)
+    assert "| kflow_K2 | 1 | testdb[csd500] | 2 | 3 | 4.000 |" in table
+    assert "| kflow_K2 | 1 | testdb[ocelot] | 2 | 2 | 3.000 |" in table
+    assert "| kflow_K2 | 1 | testdb | 4 | 5 | 3.500 |" in table
+    assert "| rigid_K1 | 0 | 300 | 200 | 4.500 | no |" in table
+    assert "| kflow_K2 | 0 | 400 | 100 | — | yes |" in table
+
+
 def test_method_variants_and_budget():
     assert method_overrides("kflow_K3+aware+fresh") == {"K": 3, "model.start_aware": True, "data.fresh_starts": True}
     run = with_method(BenchmarkConfig(), "kflow_K2+noproj+full", seed=2)
