@@ -910,7 +910,8 @@ class AssemblyResult:
         positions: (A, 3) predicted positions, Å.
         mol_index: (A,) molecule of every atom.
         start: (A, 3) the start state of the kept draw.
-        trajectory: (F, A, 3) positions along k (start first, prediction last).
+        trajectory: (F, A, 3) positions along k (start first, prediction last; with clash
+            removal the last frame is the relaxed output, at the same k as the one before).
         ks: (F,) the k of every frame.
         report: the report (``report.json``).
         reference: (A, 3) the real cluster (crystal input), else None.
@@ -1260,9 +1261,11 @@ def write_result(result: AssemblyResult, folder: str | Path, png: bool = True) -
         paths.append(folder / f"{name}_start.xyz")
         write(paths[-1], _atoms(result.species, result.start, result.mol_index, name), format="extxyz")
         frames = []
-        for k, frame in zip(result.ks, result.trajectory):
+        relaxed = bool(result.report.get("relax")) and len(result.ks) > 1
+        for index, (k, frame) in enumerate(zip(result.ks, result.trajectory)):
             image = _atoms(result.species, frame, result.mol_index, name)
             image.info["k"] = float(k)
+            image.info["stage"] = "relaxed" if relaxed and index == len(result.ks) - 1 else "flow"
             frames.append(image)
         paths.append(folder / f"{name}_trajectory.xyz")
         write(paths[-1], frames, format="extxyz")
