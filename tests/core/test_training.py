@@ -37,13 +37,7 @@ from kflow.training import (
     seed_everything,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(out_dir, steps=20, model=None, loss_fn=None, signature=None, dataset=None, **overrides):

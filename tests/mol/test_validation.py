@@ -5,20 +5,13 @@ import json
 import math
 
 import pytest
-import torch
 
 from kflow.training import ConfigError, load_checkpoint, read_csv_log
 from kflow_mol.config import AssemblyConfig, EvalConfig, EvaluateConfig, SampleConfig
 from kflow_mol.experiment import load_split, load_trained, run_evaluation, run_training, validation_options
 from kflow_mol.validation import fixed_subset, orientation_metric
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(out_dir, folder, **train) -> AssemblyConfig:
