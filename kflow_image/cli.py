@@ -1,4 +1,4 @@
-"""The command-line edge of the image branch: its configs and schemas on :mod:`kflow.cli`.
+"""The command-line edge of the image branch: its configs and schemas on :mod:`kflow_edge.cli`.
 
 The scripts call :func:`main` with their config name, schema and run function. A bad override,
 key or value, a missing or unusable data folder, codec or Inception file, or an unreadable
@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from kflow import cli
+from kflow_edge import cli
 from kflow_image.config import register_hydra_schemas
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "image"

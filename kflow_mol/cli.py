@@ -1,9 +1,9 @@
-"""The command-line edge of the molecular branch: its configs and schemas on :mod:`kflow.cli`.
+"""The command-line edge of the molecular branch: its configs and schemas on :mod:`kflow_edge.cli`.
 
 The scripts call :func:`main` with their config name, schema and run function; a bad
 override, an unknown key or a bad value ends the process with one line on stderr and exit
 code 2, before any work. ``--help`` prints every key with its default as composed from
-``configs/assembly/<name>.yaml``. Hydra is imported lazily (by :mod:`kflow.cli`), so the rest
+``configs/assembly/<name>.yaml``. Hydra is imported lazily (by :mod:`kflow_edge.cli`), so the rest
 of ``kflow_mol`` takes plain dataclasses.
 """
 
@@ -14,8 +14,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from kflow import cli
 from kflow.training import ConfigError
+from kflow_edge import cli
 from kflow_mol.config import RUN_LEVEL_TRAIN_KEYS, SCHEMAS, to_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "assembly"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kflow import cli
+from kflow_edge import cli
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "prepare"
 

@@ -1,8 +1,5 @@
-"""The core must not depend on a branch or on Hydra (Hydra lives at the edge: scripts/, configs/).
-
-The one exception is the scripts' shared edge, ``kflow/cli.py``: it imports Hydra and OmegaConf
-inside its functions (never at module level), so importing the core still loads neither.
-"""
+"""The core must not depend on a branch or on Hydra (Hydra lives at the edge: ``kflow_edge``,
+scripts/, configs/)."""
 
 import ast
 import pathlib
@@ -10,20 +7,16 @@ import subprocess
 import sys
 
 CORE = pathlib.Path(__file__).resolve().parents[2] / "kflow"
-FORBIDDEN = ("kflow_mol", "kflow_image", "hydra", "omegaconf")
-LAZY_EDGE = {"cli.py": {"hydra", "omegaconf"}}
-"""Core files allowed to import these inside functions."""
+FORBIDDEN = ("kflow_mol", "kflow_image", "kflow_edge", "hydra", "omegaconf")
 
 
-def imported_modules(path: pathlib.Path, module_level: bool = False) -> set[str]:
-    """Top-level packages imported by ``path`` (with ``module_level``: outside function bodies only)."""
+def imported_modules(path: pathlib.Path) -> set[str]:
+    """Top-level packages imported anywhere in ``path`` (function bodies included)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
     stack = [tree]
     while stack:
         node = stack.pop()
-        if module_level and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            continue
         stack.extend(ast.iter_child_nodes(node))
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
@@ -34,13 +27,8 @@ def imported_modules(path: pathlib.Path, module_level: bool = False) -> set[str]
 
 def test_core_source_imports_no_branch_and_no_hydra():
     offenders = {
-        str(p.relative_to(CORE.parent)): sorted(
-            (imported_modules(p) - LAZY_EDGE.get(str(p.relative_to(CORE)), set())) & set(FORBIDDEN)
-        )
-        for p in CORE.rglob("*.py")
+        str(p.relative_to(CORE.parent)): sorted(imported_modules(p) & set(FORBIDDEN)) for p in CORE.rglob("*.py")
     }
-    lazy = {name: imported_modules(CORE / name, module_level=True) & set(FORBIDDEN) for name in LAZY_EDGE}
-    assert not any(lazy.values()), f"module-level imports of {FORBIDDEN}: {lazy}"
     offenders = {p: names for p, names in offenders.items() if names}
     assert not offenders, f"kflow/ must not import {FORBIDDEN}: {offenders}"
 

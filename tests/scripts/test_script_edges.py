@@ -1,4 +1,4 @@
-"""The scripts' shared edge (kflow.cli): --help shows the composed defaults, one error line, data= is used."""
+"""The scripts' shared edge (kflow_edge.cli): --help shows the composed defaults, one error line, data= is used."""
 
 import pytest
 from _scripts import assert_one_line_error, run_script

@@ -7,8 +7,8 @@ key or value, a missing or unreadable input file or checkpoint ends the process 
 ``run`` starts, so before any output folder is made. ``--help`` prints every key with its
 default as composed from the YAML files (and any overrides given with it).
 
-Hydra and OmegaConf are imported inside the functions only: importing ``kflow.cli`` loads
-neither, and the rest of the core never needs them.
+Hydra and OmegaConf are imported inside the functions only: importing ``kflow_edge.cli`` loads
+neither (the scripts only need them when they compose a config).
 """
 
 from __future__ import annotations
