@@ -12,9 +12,10 @@ target instead takes, per molecule, the equivalent rotation of smallest angle,
 which moves every atom onto a crystal site of its own element (the packing is the same;
 only the file's atom labels are permuted within the molecule).
 
-Symmetries are found from the graph automorphisms of :mod:`kflow_mol.metrics.symmetry`
-(RDKit) filtered by geometry: an automorphism is a symmetry when the best rotation of the
-body onto its permuted self leaves an RMSD below ``tolerance``.
+Symmetries are the graph automorphisms of :mod:`kflow_mol.metrics.symmetry` (RDKit) that a
+proper rotation realises, by the same test as the orientation metric
+(:func:`kflow_mol.metrics.orientation.geometric_symmetries`), so the targets and the metric
+agree on what a symmetry is.
 """
 
 from __future__ import annotations
@@ -24,42 +25,19 @@ import hashlib
 import torch
 from torch import Tensor
 
+from kflow_mol.metrics.orientation import SYMMETRY_TOL, geometric_symmetries
+from kflow_mol.metrics.rmsd import kabsch
 from kflow_mol.metrics.symmetry import SymmetryCache, perceive_bonds
 
-SYMMETRY_RMSD_TOLERANCE = 0.25
-"""Å: largest RMSD of a body onto its permuted self for the permutation to count as a symmetry
-(X-ray and DFT structures deviate from ideal point groups by a few hundredths of an Å)."""
 
-
-def kabsch_rotations(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Best proper rotations ``R`` with ``target ≈ source @ R.T`` (both centred), batched.
-
-    Args:
-        source: centred points, shape ``(..., n, 3)``.
-        target: centred points, shape ``(..., n, 3)``.
-
-    Returns:
-        ``(R (..., 3, 3), rmsd (...,))``.
-    """
-    u, _, vt = torch.linalg.svd(source.transpose(-1, -2) @ target)
-    flip = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
-    diag = torch.ones(*flip.shape, 3, dtype=source.dtype, device=source.device)
-    diag[..., 2] = torch.where(flip == 0, torch.ones_like(flip), flip)
-    rot = vt.transpose(-1, -2) @ torch.diag_embed(diag) @ u.transpose(-1, -2)
-    rmsd = (source @ rot.transpose(-1, -2) - target).pow(2).sum(-1).mean(-1).sqrt()
-    return rot, rmsd
-
-
-def molecule_symmetries(
-    body: Tensor, z: Tensor, cache: SymmetryCache, tolerance: float = SYMMETRY_RMSD_TOLERANCE
-) -> Tensor:
+def molecule_symmetries(body: Tensor, z: Tensor, cache: SymmetryCache, tolerance: float = SYMMETRY_TOL) -> Tensor:
     """Proper symmetry rotations of one rigid molecule, identity first.
 
     Args:
-        body: centred body-frame coordinates, shape ``(n, 3)``.
+        body: body-frame coordinates, shape ``(n, 3)``.
         z: atomic numbers, shape ``(n,)``.
         cache: RDKit automorphism cache (shared across molecules).
-        tolerance: Å, largest RMSD of an accepted symmetry.
+        tolerance: Å, largest atom deviation of an accepted symmetry.
 
     Returns:
         Rotations ``S`` with ``S b ≈ b[pi]`` for some automorphism ``pi``, shape ``(G, 3, 3)``.
@@ -68,15 +46,10 @@ def molecule_symmetries(
     bonds = perceive_bonds(body, z, torch.zeros_like(z))
     graph = cache.canonical(tuple(z.tolist()), tuple(map(tuple, bonds.tolist())))
     automorphisms, _ = cache.automorphisms(graph.key)
-    order = torch.tensor(graph.order, dtype=torch.long)
-    # canonical atom t is local atom order[t]; automorphism row maps canonical t -> aut[t]
-    permutations = torch.empty_like(automorphisms)
-    permutations[:, order] = order[automorphisms]
-    centred = body - body.mean(0)
-    rot, rmsd = kabsch_rotations(centred.expand(len(permutations), -1, -1), centred[permutations])
-    keep = rmsd < tolerance
-    keep[0] = True
-    return _unique_rotations(rot[keep])
+    canonical = body[list(graph.order)] - body.mean(0)
+    rows = geometric_symmetries(canonical, automorphisms, tolerance)
+    rotations = kabsch(canonical[rows], canonical.expand(len(rows), -1, -1)).rotation
+    return _unique_rotations(rotations)
 
 
 def _unique_rotations(rotations: Tensor, atol: float = 1e-3) -> Tensor:
@@ -98,10 +71,10 @@ class SymmetricTargets:
     """Minimal-angle rotation targets over each molecule's symmetries, cached per cluster.
 
     Args:
-        tolerance: Å, largest RMSD of an accepted symmetry.
+        tolerance: Å, largest atom deviation of an accepted symmetry.
     """
 
-    def __init__(self, tolerance: float = SYMMETRY_RMSD_TOLERANCE):
+    def __init__(self, tolerance: float = SYMMETRY_TOL):
         self.tolerance = tolerance
         self._automorphisms = SymmetryCache()
         self._by_cluster: dict[str, Tensor] = {}
@@ -123,7 +96,9 @@ class SymmetricTargets:
             atoms = mol_index == m
             key = _cluster_key(body[atoms], z[atoms])
             if key not in self._by_cluster:
-                self._by_cluster[key] = molecule_symmetries(body[atoms].cpu(), z[atoms].cpu(), self._automorphisms)
+                self._by_cluster[key] = molecule_symmetries(
+                    body[atoms].cpu(), z[atoms].cpu(), self._automorphisms, self.tolerance
+                )
             per_molecule.append(self._by_cluster[key])
         size = max(len(s) for s in per_molecule)
         eye = torch.eye(3, dtype=torch.float64)

@@ -148,7 +148,7 @@ def _max_deviation(reference: Tensor, moving: Tensor) -> tuple[Tensor, Tensor, T
     return fit.rotation, deviation.amax(-1), deviation.square().mean(-1).sqrt()
 
 
-def _geometric_symmetries(body: Tensor, automorphisms: Tensor, tol: float) -> Tensor:
+def geometric_symmetries(body: Tensor, automorphisms: Tensor, tol: float = SYMMETRY_TOL) -> Tensor:
     """Automorphisms of one copy's target body that a proper rotation realises within ``tol``.
 
     A cheap necessary test runs first: a symmetry keeps every atom's distance to the centroid
@@ -171,7 +171,7 @@ def _geometric_symmetries(body: Tensor, automorphisms: Tensor, tol: float) -> Te
 
 
 def _symmetries_of(key: tuple, body: Tensor, automorphisms: Tensor, tol: float) -> Tensor:
-    """:func:`_geometric_symmetries`, remembered per graph and body shape.
+    """:func:`geometric_symmetries`, remembered per graph and body shape.
 
     The body is fingerprinted by its atoms' distances to the centroid, rounded to 0.1 Å
     (rotation-invariant): copies of one compound from one crystal share the entry; a rounding
@@ -180,7 +180,7 @@ def _symmetries_of(key: tuple, body: Tensor, automorphisms: Tensor, tol: float) 
     radius = (body - body.mean(0)).norm(dim=-1)
     entry = (key, tol, tuple(torch.round(radius * 10).long().tolist()))
     if entry not in _SYMMETRY_SETS:
-        _SYMMETRY_SETS[entry] = _geometric_symmetries(body.cpu(), automorphisms.cpu(), tol)
+        _SYMMETRY_SETS[entry] = geometric_symmetries(body.cpu(), automorphisms.cpu(), tol)
     return _SYMMETRY_SETS[entry].to(body.device)
 
 
