@@ -104,6 +104,19 @@ def share_bands(
     return transform.inverse(mixed, context)
 
 
+class _Trajectory:
+    """States after every step and their k values, or nothing when not asked for."""
+
+    def __init__(self, x: torch.Tensor, k_start: float, keep: bool):
+        self.states = [x] if keep else None
+        self.ks = [float(k_start)] if keep else None
+
+    def add(self, x: torch.Tensor, k: float) -> None:
+        if self.states is not None:
+            self.states.append(x)
+            self.ks.append(k)
+
+
 class KFlowSampler:
     """ODE sampler along the K-amplitude path.
 
@@ -187,45 +200,64 @@ class KFlowSampler:
         Returns:
             :class:`SampleResult`.
         """
+        self._check_options(method, fixed_coeffs, fixed_mask)
+        edges = self.breakpoints(k_start, drop_cond_after)
+        k_drop = None if drop_cond_after is None else drop_cond_after * self.path.num_bands
+        x = self._clamp(x0, fixed_coeffs, fixed_mask, context)
+        trajectory = _Trajectory(x, k_start, keep=return_trajectory)
+        settle = self._settler(fixed_coeffs, fixed_mask, context, trajectory)
+        nfe = 0
+        for a, b in self._intervals(edges, progress):
+            interval_cond = None if (k_drop is not None and a >= k_drop) else cond
+            field = self._field(velocity_fn, interval_cond, x, b)
+            x, used = self._integrate_interval(field, x, (a, b), method, steps_per_band, (atol, rtol), settle)
+            nfe += used
+        return SampleResult(x=x, nfe=nfe, trajectory=trajectory.states, ks=trajectory.ks)
+
+    @staticmethod
+    def _check_options(method: str, fixed_coeffs, fixed_mask) -> None:
+        """Refuse an unknown method or a lone ``fixed_coeffs`` / ``fixed_mask``."""
         if (fixed_coeffs is None) != (fixed_mask is None):
             raise ValueError("fixed_coeffs and fixed_mask go together")
-        adaptive = method in ADAPTIVE_METHODS
-        if not adaptive and method not in FIXED_STEP_METHODS:
+        if method not in ADAPTIVE_METHODS and method not in FIXED_STEP_METHODS:
             raise ValueError(f"unknown method {method!r}; use {sorted(FIXED_STEP_METHODS)} or {ADAPTIVE_METHODS}")
-        num_bands = self.path.num_bands
-        edges = self.breakpoints(k_start, drop_cond_after)
-        k_drop = None if drop_cond_after is None else drop_cond_after * num_bands
-        x = self._clamp(x0, fixed_coeffs, fixed_mask, context)
-        trajectory = [x] if return_trajectory else None
-        ks = [float(k_start)] if return_trajectory else None
-        nfe = 0
+
+    @staticmethod
+    def _intervals(edges: list[float], progress: bool):
+        """Consecutive ``(a, b)`` pairs of ``edges``, wrapped in a tqdm bar if ``progress``."""
         intervals = list(zip(edges[:-1], edges[1:]))
         if progress:
             from tqdm.auto import tqdm
 
             intervals = tqdm(intervals, desc="sampling k", leave=False)
-        for a, b in intervals:
-            interval_cond = None if (k_drop is not None and a >= k_drop) else cond
-            field = self._field(velocity_fn, interval_cond, x, b)
-            if adaptive:
-                x, used = self._integrate_adaptive(field, x, a, b, method, atol, rtol)
-                nfe += used
-                x = self._clamp(x, fixed_coeffs, fixed_mask, context)
-                if return_trajectory:
-                    trajectory.append(x)
-                    ks.append(b)
-                continue
-            n_steps = self._steps_for(a, b, steps_per_band)
-            h = (b - a) / n_steps
-            for i in range(n_steps):
-                k = a + i * h
-                x = self._step(field, x, k, h, method)
-                nfe += FIXED_STEP_METHODS[method]
-                x = self._clamp(x, fixed_coeffs, fixed_mask, context)
-                if return_trajectory:
-                    trajectory.append(x)
-                    ks.append(k + h)
-        return SampleResult(x=x, nfe=nfe, trajectory=trajectory, ks=ks)
+        return intervals
+
+    def _settler(self, fixed_coeffs, fixed_mask, context, trajectory: _Trajectory):
+        """``settle(x, k)``: clamp the fixed coefficients of a new state and record it."""
+
+        def settle(x: torch.Tensor, k: float) -> torch.Tensor:
+            x = self._clamp(x, fixed_coeffs, fixed_mask, context)
+            trajectory.add(x, k)
+            return x
+
+        return settle
+
+    def _integrate_interval(self, field, x, interval, method, steps_per_band, tolerances, settle):
+        """Integrate one interval ``(a, b)`` inside a band; returns the new state and its NFE.
+
+        Fixed-step methods settle (clamp and record) after every step; adaptive methods once,
+        at ``b``.
+        """
+        a, b = interval
+        if method in ADAPTIVE_METHODS:
+            x, used = self._integrate_adaptive(field, x, a, b, method, *tolerances)
+            return settle(x, b), used
+        n_steps = self._steps_for(a, b, steps_per_band)
+        h = (b - a) / n_steps
+        for i in range(n_steps):
+            k = a + i * h
+            x = settle(self._step(field, x, k, h, method), k + h)
+        return x, n_steps * FIXED_STEP_METHODS[method]
 
     def _field(self, velocity_fn: VelocityFn, cond: Any, like: torch.Tensor, right_end: float):
         """Velocity as a function of ``(k, x)``, never evaluated at or past ``right_end``."""
