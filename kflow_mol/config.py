@@ -59,6 +59,9 @@ class DataConfig:
         start: start-state preset when building (``None``: fixed by a prepared dataset).
         repeats: start states per cluster centre when building.
         max_train: cap on training clusters (``None``: all).
+        subset_seed: with ``max_train``, keep a seeded random subset of the training clusters
+            (the first ``max_train`` of one fixed permutation, so smaller subsets are nested in
+            larger ones: scaling curves); ``None`` keeps the first ``max_train`` in split order.
         max_test: cap on test clusters (``None``: all).
         fresh_starts: draw a new start state every time a training cluster is drawn (sources
             whose start scheme is ours; the published CSV layout keeps its starts), seeded
@@ -73,6 +76,7 @@ class DataConfig:
     repeats: int | None = 1
     max_train: int | None = None
     max_test: int | None = None
+    subset_seed: int | None = None
     fresh_starts: bool = False
 
     def __post_init__(self):

@@ -150,6 +150,9 @@ def load_split(
             progress=progress,
         )
         clusters = load_assembly_dataset(report.output, split)
+    if limit is not None and split == "train" and data.subset_seed is not None:
+        order = torch.randperm(len(clusters), generator=torch.Generator().manual_seed(data.subset_seed))
+        return [clusters[int(i)] for i in order[:limit]]
     return clusters[:limit] if limit is not None else clusters
 
 
