@@ -228,6 +228,17 @@ def dsm_loss(score: Tensor, perturbation: SDEPerturbation, mask: Tensor | None =
     return (error * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def _noise_source(like: Tensor, mask: Tensor | None, generator: torch.Generator | None):
+    """``() -> z``: standard normal noise shaped like ``like``, zero where ``mask`` is 0."""
+    weight = None if mask is None else mask.to(like.dtype).expand_as(like)
+
+    def noise() -> Tensor:
+        z = randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+        return z if weight is None else z * weight
+
+    return noise
+
+
 @dataclass
 class SDESampleResult:
     """Output of :meth:`ReverseSDESampler.sample`.
@@ -298,37 +309,47 @@ class ReverseSDESampler:
             raise ValueError(f"unknown SDE sampling method {method!r}; use one of {SDE_METHODS}")
         if corrector_steps < 0:
             raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}")
-        weight = None if mask is None else mask.to(x_init.dtype).expand_as(x_init)
-
-        def noise() -> Tensor:
-            z = randn(x_init.shape, generator=generator, dtype=x_init.dtype, device=x_init.device)
-            return z if weight is None else z * weight
-
+        noise = _noise_source(x_init, mask, generator)
         grid = self.time_grid(steps)
         x, nfe = x_init, 0
         trajectory = [x] if return_trajectory else None
         ts = [grid[0]] if return_trajectory else None
-        batch = x.shape[0]
         for i, (t_now, t_next) in enumerate(itertools.pairwise(grid)):
             h = t_now - t_next
-            t = torch.full((batch,), t_now, dtype=x.dtype, device=x.device)
+            t = torch.full((x.shape[0],), t_now, dtype=x.dtype, device=x.device)
             if method == "pc":
                 for _ in range(corrector_steps):
                     x = self._langevin(x, t, score_fn(x, t), noise(), snr, h)
-                    nfe += 1
-            score = score_fn(x, t)
+                nfe += corrector_steps
+            last_quiet = denoise and i == steps - 1
+            x = self._predict(x, t, h, score_fn(x, t), method, None if last_quiet else noise)
             nfe += 1
-            g = _expand(self.sde.diffusion(t), x)
-            if method == "ode":
-                x = x - h * (self.sde.drift(x, t) - 0.5 * g * g * score)
-            else:
-                x = x - h * (self.sde.drift(x, t) - g * g * score)
-                if not (denoise and i == steps - 1):
-                    x = x + g * math.sqrt(h) * noise()
             if return_trajectory:
                 trajectory.append(x)
                 ts.append(t_next)
         return SDESampleResult(x=x, nfe=nfe, trajectory=trajectory, ts=ts)
+
+    def _predict(self, x: Tensor, t: Tensor, h: float, score: Tensor, method: str, noise) -> Tensor:
+        """One predictor step from ``t`` to ``t - h``: probability-flow ODE or Euler-Maruyama.
+
+        Args:
+            x: state, shape ``(B, *data_shape)``.
+            t: current time, shape ``(B,)``.
+            h: step size (> 0, time decreases).
+            score: ``score_fn(x, t)``, shape ``(B, *data_shape)``.
+            method: ``"ode"`` (deterministic) or an SDE method.
+            noise: ``() -> z`` giving the step's noise, or ``None`` for no noise (SDE methods).
+
+        Returns:
+            The state at ``t - h``, shape ``(B, *data_shape)``.
+        """
+        g = _expand(self.sde.diffusion(t), x)
+        if method == "ode":
+            return x - h * (self.sde.drift(x, t) - 0.5 * g * g * score)
+        x = x - h * (self.sde.drift(x, t) - g * g * score)
+        if noise is not None:
+            x = x + g * math.sqrt(h) * noise()
+        return x
 
     def _langevin(self, x: Tensor, t: Tensor, score: Tensor, z: Tensor, snr: float, h: float) -> Tensor:
         """One Langevin step ``x + e score + sqrt(2 e) z`` with Song's snr-based step ``e`` per sample."""
