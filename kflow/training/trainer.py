@@ -129,6 +129,17 @@ class EpochBatches:
         return [indices[i * self.per_rank : (i + 1) * self.per_rank] for i in range(self.steps_per_epoch)]
 
 
+def _check_settings(cfg: TrainConfig, validate_fn: ValidateFn | None, val_metric: str | None) -> None:
+    """Refuse a wrong config type, invalid settings, or validation settings that do not fit together."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    cfg.validate()
+    if cfg.val_every is not None and validate_fn is None:
+        raise ConfigError(f"val_every={cfg.val_every} but this trainer was given no validate_fn")
+    if validate_fn is not None and not val_metric:
+        raise ConfigError("validate_fn needs val_metric, the name of the metric to minimise")
+
+
 class Trainer:
     """Runs `cfg.steps` AdamW steps of `loss_fn` on batches of `dataset`.
 
@@ -174,13 +185,7 @@ class Trainer:
         validate_fn: ValidateFn | None = None,
         val_metric: str | None = None,
     ):
-        if not isinstance(cfg, TrainConfig):
-            raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-        cfg.validate()
-        if cfg.val_every is not None and validate_fn is None:
-            raise ConfigError(f"val_every={cfg.val_every} but this trainer was given no validate_fn")
-        if validate_fn is not None and not val_metric:
-            raise ConfigError("validate_fn needs val_metric, the name of the metric to minimise")
+        _check_settings(cfg, validate_fn, val_metric)
         self.validate_fn = validate_fn
         self.validation = ValidationState(metric=val_metric or "")
         self.cfg = cfg
