@@ -1,7 +1,7 @@
 """Build a processed dataset from a source, with a settings-hashed on-disk cache.
 
 One build: list the source's entries → for each, read, perceive molecules, cut clusters and
-draw start states (or read a CSV pair) → write ``clusters.pt``, ``splits.json`` (once),
+draw start states (or read a CSV pair) → write ``clusters.safetensors``, ``splits.json`` (once),
 ``manifest.json``, ``rejections.csv``, ``rejection_summary.txt`` and optionally the CSV
 layout. Bad entries become :class:`Rejection` rows; the batch always finishes: any exception
 of one entry becomes an ``error`` row (traceback in ``errors.log``), an entry over the time
@@ -30,11 +30,13 @@ from kflow_mol.data.crystals import (
 )
 from kflow_mol.data.dataset import (
     FORMAT_VERSION,
+    LEGACY_NAME,
+    STORE_NAME,
     AssemblyData,
     crystal_cluster_data,
     csv_cluster_data,
     load_assembly_dataset,
-    load_clusters,
+    open_clusters,
     save_clusters,
     write_csv_layout,
 )
@@ -375,7 +377,7 @@ def _write_manifest(
 
 def _cached_report(output: Path, digest: str) -> BuildReport | None:
     manifest_path = output / "manifest.json"
-    if not (manifest_path.exists() and (output / "clusters.pt").exists()):
+    if not (manifest_path.exists() and ((output / STORE_NAME).exists() or (output / LEGACY_NAME).exists())):
         return None
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("settings_hash") != digest or not manifest.get("complete", True):
@@ -495,7 +497,7 @@ def build_assembly_dataset(
     cached = None if force else _cached_report(output, digest)
     if cached is not None:
         if write_csv and not (output / csv_layout.FINAL_DIR).exists():
-            write_csv_layout(output, load_clusters(output / "clusters.pt"))
+            write_csv_layout(output, open_clusters(output))
         return cached
 
     started = time.perf_counter()
@@ -543,7 +545,8 @@ def _finish(
     if name == "real":
         _drop_duplicates(entries, result)
     clusters, formulas, rejected = result.ordered(entries)
-    save_clusters(output / "clusters.pt", clusters)
+    save_clusters(output / STORE_NAME, clusters)
+    (output / LEGACY_NAME).unlink(missing_ok=True)
     input_is_default = input is None or Path(input) == default_input(name)
     sources = {c.crystal_id: c.source for c in clusters}
     splits = _write_splits(output, name, _splits_for(name, input_is_default, formulas, settings, sources))

@@ -19,10 +19,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
 from kflow_mol.data import cod_cluster17 as csv_layout
@@ -31,18 +34,18 @@ from kflow_mol.data.crystals import CrystalRejected, hill_formula
 from kflow_mol.data.sources import SOURCE_TAGS
 from kflow_mol.data.splits import read_splits, split_ids
 from kflow_mol.data.start_states import StartScheme, draw_start_state, start_rng
-
-FORMAT_VERSION = 1
-PER_ATOM = ("z", "mol_index", "pos_start", "pos_target", "body")
-PER_MOLECULE = (
-    "rot_start",
-    "trans_start",
-    "rot_target",
-    "trans_target",
-    "rot_start_to_target",
-    "trans_start_to_target",
+from kflow_mol.data.store import (
+    META_FIELDS,
+    PER_ATOM,
+    PER_MOLECULE,
+    STORE_NAME,
+    ClusterStore,
+    cluster_block,
+    write_store,
 )
-META_FIELDS = ("cluster_id", "crystal_id", "formula", "source", "synthetic", "start_scheme")
+
+FORMAT_VERSION = 1  # part of the cache key: unchanged by the container (old caches migrate)
+LEGACY_NAME = "clusters.pt"
 CLUSTER_ID_PATTERN = re.compile(r"^(.*)_r\d+_c\d+$")  # f"{crystal_id}_r{repeat}_c{center}"
 RIGID_TOLERANCE = 1e-3  # Å, RMSD allowed when fitting a start molecule read from CSV
 
@@ -166,8 +169,21 @@ def fit_rotation(body: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, n
 # ---------------------------------------------------------------------------- storage
 
 
-def save_clusters(path: Path, clusters: list[AssemblyData]) -> None:
-    """Store clusters as concatenated tensors (loadable with ``weights_only=True``)."""
+def save_clusters(path: Path, clusters: Sequence[AssemblyData]) -> None:
+    """Store clusters in one memory-mappable container (:mod:`kflow_mol.data.store`).
+
+    Args:
+        path: ``<folder>/clusters.safetensors`` (a ``.pt`` name is redirected there).
+        clusters: the records, in order.
+    """
+    path = Path(path)
+    if path.suffix == ".pt":
+        path = path.with_name(STORE_NAME)
+    write_store(path, [(cluster_block(clusters), None)])
+
+
+def save_clusters_legacy(path: Path, clusters: list[AssemblyData]) -> None:
+    """The former ``clusters.pt`` (one torch.save of concatenated tensors); kept for migration tests."""
     if not clusters:
         record = {"atom_ptr": torch.zeros(1, dtype=torch.long), "mol_ptr": torch.zeros(1, dtype=torch.long), "meta": []}
     else:
@@ -181,8 +197,8 @@ def save_clusters(path: Path, clusters: list[AssemblyData]) -> None:
     os.replace(tmp, path)
 
 
-def load_clusters(path: Path) -> list[AssemblyData]:
-    """Inverse of :func:`save_clusters`."""
+def load_clusters_legacy(path: Path) -> list[AssemblyData]:
+    """Every cluster of a former ``clusters.pt``, all in memory (the eager reader)."""
     record = torch.load(path, weights_only=True)
     if record.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: cluster file format {record.get('format_version')} != {FORMAT_VERSION}; rebuild it")
@@ -203,6 +219,92 @@ def load_clusters(path: Path) -> list[AssemblyData]:
             )
         )
     return clusters
+
+
+def migrate_legacy(folder: Path) -> Path:
+    """Turn ``folder/clusters.pt`` into ``folder/clusters.safetensors`` (once, under the folder's lock)."""
+    from kflow_mol.data.locking import folder_lock
+
+    store, legacy = folder / STORE_NAME, folder / LEGACY_NAME
+    with folder_lock(folder):
+        if not store.exists() and legacy.exists():
+            print(f"kflow: migrating {legacy} to the memory-mapped {STORE_NAME} (once)", file=sys.stderr)
+            save_clusters(store, load_clusters_legacy(legacy))
+            legacy.unlink(missing_ok=True)
+    return store
+
+
+def open_clusters(folder: Path) -> AssemblyDataset:
+    """Every cluster of a prepared folder, lazily (a former ``clusters.pt`` is migrated first)."""
+    folder = Path(folder)
+    store = folder / STORE_NAME
+    if not store.exists() and (folder / LEGACY_NAME).exists():
+        migrate_legacy(folder)
+    if not store.exists():
+        raise FileNotFoundError(f"{store}: no prepared clusters (run scripts/prepare_assembly_data.py)")
+    return AssemblyDataset(ClusterStore(store))
+
+
+def load_clusters(path: Path) -> list[AssemblyData]:
+    """Every cluster of ``<folder>/clusters.safetensors`` (or a former ``clusters.pt``) as a list."""
+    path = Path(path)
+    if path.suffix == ".pt" and path.exists():
+        return load_clusters_legacy(path)
+    return list(open_clusters(path.parent))
+
+
+class AssemblyDataset(Dataset):
+    """Clusters of a container, built one at a time in ``__getitem__`` (a list-like torch Dataset).
+
+    Indexing with an int gives an :class:`AssemblyData`; a slice, or a list / array of
+    indices, gives another ``AssemblyDataset`` over the same mapped file (no copy). ``len``,
+    iteration, ``in``, ``==`` against a list and ``+`` (a list) behave as for a list, so
+    callers written for lists keep working while memory stays at the working set.
+
+    Args:
+        store: the mapped container.
+        indices: the container rows of this view, in order (None: all).
+    """
+
+    def __init__(self, store: ClusterStore, indices: np.ndarray | None = None):
+        self.store = store
+        self.indices = np.arange(len(store)) if indices is None else np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return AssemblyDataset(self.store, self.indices[key])
+        if isinstance(key, (int, np.integer)) or (torch.is_tensor(key) and key.ndim == 0):
+            return self.store.cluster(int(self.indices[int(key)]))
+        return AssemblyDataset(self.store, self.indices[np.asarray(key, dtype=np.int64)])
+
+    def __iter__(self) -> Iterator[AssemblyData]:
+        for row in self.indices:
+            yield self.store.cluster(int(row))
+
+    def __add__(self, other):
+        return list(self) + list(other)
+
+    def __radd__(self, other):
+        return list(other) + list(self)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, AssemblyDataset):
+            return self.store.path == other.store.path and np.array_equal(self.indices, other.indices)
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and all(a is b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"AssemblyDataset({len(self)} clusters of {self.store.path})"
+
+    def meta(self, index: int) -> dict:
+        """The metadata fields of item ``index`` (no tensor is read)."""
+        return self.store.meta(int(self.indices[index]))
 
 
 # ----------------------------------------------------------------------- CSV layout
@@ -252,16 +354,17 @@ def write_csv_layout(folder: Path, clusters: list[AssemblyData]) -> None:
 
 def load_assembly_dataset(
     folder: str | Path, split: str | None = None, split_mode: str | None = None
-) -> list[AssemblyData]:
-    """Clusters of a processed dataset, optionally one split.
+) -> AssemblyDataset:
+    """Clusters of a processed dataset, optionally one split, memory-mapped and built lazily.
 
     Args:
-        folder: a folder written by :func:`build_assembly_dataset`.
+        folder: a folder written by :func:`build_assembly_dataset` (a former ``clusters.pt``
+            is migrated to ``clusters.safetensors`` on first use).
         split: ``"train"``, ``"val"``, ``"test"`` or None (all clusters).
         split_mode: ``"formula"`` or ``"random"``; None = the file's default.
 
     Returns:
-        The clusters, in build order.
+        The clusters, in build order: a list-like :class:`AssemblyDataset`.
 
     Raises:
         ValueError: for an evaluation-only source (``pyxtal_mech``) unless ``split="test"``.
@@ -275,8 +378,8 @@ def load_assembly_dataset(
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("evaluation_only") and split != "test":
         raise ValueError(f"{folder}: {manifest['settings']['source']} is evaluation-only; load it with split='test'")
-    clusters = load_clusters(folder / "clusters.pt")
+    clusters = open_clusters(folder)
     if split is None:
         return clusters
     keep = split_ids(read_splits(folder / "splits.json"), split, split_mode)
-    return [c for c in clusters if c.crystal_id in keep]
+    return clusters[[k for k in range(len(clusters)) if clusters.meta(k)["crystal_id"] in keep]]
