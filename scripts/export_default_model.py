@@ -6,7 +6,7 @@
 Writes the weights (EMA when the run kept them), the run config and a self-description (system,
 K, preset, start, atom limit, steps, source; :func:`kflow_mol.assemble.package_info`), without the
 optimizer state, through the atomic checkpoint writer; the file loads with ``weights_only=True``.
-The default output is checked against ``EXPECTED_DEFAULT`` (kflow_mol/assemble.py) and refused
+The default output is checked against ``EXPECTED_DEFAULT`` (kflow_mol/assemble/model.py) and refused
 above 5 MB. A network with other settings: change EXPECTED_DEFAULT in the same commit.
 Bad input: one line on stderr, exit 2. The model card (kflow_mol/pretrained/MODEL_CARD.md) is
 updated by hand with the run's held-out numbers.
