@@ -42,37 +42,9 @@ def score_split(
         raise AssembleError(f"no {split} clusters in data={data}")
     rows = {"identity": [], "raw": [], "relaxed": []}
     for cluster in tqdm(clusters, desc=f"score {start}", disable=not progress):
-        (raw, _, _) = _predict(loaded, [cluster], None, None, "cpu", 0)[0]
-        num_mols = int(cluster.num_mols)
-        numbers = cluster.z.numpy().reshape(num_mols, -1)
-        target = cluster.pos_target.double().numpy().reshape(num_mols, -1, 3)
-        start_state = cluster.pos_start.double().numpy().reshape(num_mols, -1, 3)
-        raw = raw.reshape(num_mols, -1, 3)
-        states = {"identity": start_state, "raw": raw}
-        if relax:
-            states["relaxed"] = relax_clashes(numbers, raw)[0]
-        for name, pos in states.items():
-            scores = reference_scores(pos, target, start_state)
-            physical = physical_report(numbers, pos)
-            rows[name].append(
-                {
-                    "pm_atom": scores["pm_atom"],
-                    "pm_center": scores["pm_center"],
-                    "collision_pct": physical["collision_pct"],
-                    "closest_contact_A": physical["closest_contact_A"],
-                }
-            )
-
-    def summary(entries: list[dict]) -> dict:
-        return {
-            "pm_atom": round(float(np.mean([e["pm_atom"] for e in entries])), 4),
-            "pm_center": round(float(np.mean([e["pm_center"] for e in entries])), 4),
-            "collision_free_pct": round(100 * float(np.mean([e["collision_pct"] == 0 for e in entries])), 2),
-            "collision_pct_mean": round(float(np.mean([e["collision_pct"] for e in entries])), 4),
-            "closest_contact_A_median": round(float(np.median([e["closest_contact_A"] for e in entries])), 4),
-        }
-
-    out = {name: summary(entries) for name, entries in rows.items() if entries}
+        for name, row in _score_cluster(loaded, cluster, relax).items():
+            rows[name].append(row)
+    out = {name: _summary(entries) for name, entries in rows.items() if entries}
     for name in ("raw", "relaxed"):
         if name in out:
             out[name]["pm_atom_vs_identity"] = round(out[name]["pm_atom"] / out["identity"]["pm_atom"], 4)
@@ -84,4 +56,40 @@ def score_split(
         "start": start,
         "model": loaded.describe(),
         "cluster_ids": [c.cluster_id for c in clusters],
+    }
+
+
+def _score_cluster(loaded: LoadedModel, cluster, relax: bool) -> dict[str, dict]:
+    """PM-atom, PM-center, collision percentage and closest contact of one held-out cluster, for
+    its start (``identity``), the raw prediction (``raw``) and, with ``relax``, after clash removal."""
+    (raw, _, _) = _predict(loaded, [cluster], None, None, "cpu", 0)[0]
+    num_mols = int(cluster.num_mols)
+    numbers = cluster.z.numpy().reshape(num_mols, -1)
+    target = cluster.pos_target.double().numpy().reshape(num_mols, -1, 3)
+    start_state = cluster.pos_start.double().numpy().reshape(num_mols, -1, 3)
+    raw = raw.reshape(num_mols, -1, 3)
+    states = {"identity": start_state, "raw": raw}
+    if relax:
+        states["relaxed"] = relax_clashes(numbers, raw)[0]
+    rows = {}
+    for name, pos in states.items():
+        scores = reference_scores(pos, target, start_state)
+        physical = physical_report(numbers, pos)
+        rows[name] = {
+            "pm_atom": scores["pm_atom"],
+            "pm_center": scores["pm_center"],
+            "collision_pct": physical["collision_pct"],
+            "closest_contact_A": physical["closest_contact_A"],
+        }
+    return rows
+
+
+def _summary(entries: list[dict]) -> dict:
+    """Means (PM, collisions), collision-free share and median closest contact over clusters."""
+    return {
+        "pm_atom": round(float(np.mean([e["pm_atom"] for e in entries])), 4),
+        "pm_center": round(float(np.mean([e["pm_center"] for e in entries])), 4),
+        "collision_free_pct": round(100 * float(np.mean([e["collision_pct"] == 0 for e in entries])), 2),
+        "collision_pct_mean": round(float(np.mean([e["collision_pct"] for e in entries])), 4),
+        "closest_contact_A_median": round(float(np.median([e["closest_contact_A"] for e in entries])), 4),
     }

@@ -125,7 +125,6 @@ def relax_clashes(
         molecule (Å) and whether clashes remain.
     """
     from ase.data import vdw_radii
-    from scipy.spatial import cKDTree
 
     num_mols, n = numbers.shape
     radii = vdw_radii[numbers.reshape(-1)]
@@ -135,32 +134,10 @@ def relax_clashes(
     cutoff = ratio * 2 * float(radii.max())
     iterations = 0
     for iterations in range(max_iterations + 1):
-        current = base + shift[owner]
-        pairs = cKDTree(current).query_pairs(cutoff, output_type="ndarray")
-        if len(pairs):
-            pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
-        if len(pairs):
-            distance = np.linalg.norm(current[pairs[:, 0]] - current[pairs[:, 1]], axis=1)
-            overlap = ratio * (radii[pairs[:, 0]] + radii[pairs[:, 1]]) - distance
-            keep = overlap > 0
-            pairs, overlap = pairs[keep], overlap[keep]
+        pairs, overlap = _clashes(base + shift[owner], owner, radii, ratio, cutoff)
         if not len(pairs) or iterations == max_iterations:
             break
-        a, b = owner[pairs[:, 0]], owner[pairs[:, 1]]
-        key = np.minimum(a, b) * num_mols + np.maximum(a, b)
-        deepest = np.zeros(num_mols * num_mols)
-        np.maximum.at(deepest, key, overlap)
-        centroids = positions.mean(axis=1) + shift
-        move = np.zeros_like(shift)
-        for k in np.flatnonzero(deepest):
-            i, j = divmod(int(k), num_mols)
-            direction = centroids[i] - centroids[j]
-            length = np.linalg.norm(direction)
-            direction = direction / length if length > 1e-6 else np.array([1.0, 0.0, 0.0])
-            step = 0.5 * deepest[k] + 0.01
-            move[i] += step * direction
-            move[j] -= step * direction
-        shift += move
+        shift += _separation(pairs, overlap, owner, positions.mean(axis=1) + shift)
     info = {
         "ratio": ratio,
         "iterations": int(iterations),
@@ -168,6 +145,53 @@ def relax_clashes(
         "clashes_left": bool(len(pairs)),
     }
     return positions + shift[:, None, :], info
+
+
+def _clashes(current: np.ndarray, owner: np.ndarray, radii: np.ndarray, ratio: float, cutoff: float):
+    """Atom pairs of different molecules closer than ``ratio`` x their vdW sum.
+
+    Args:
+        current: (A, 3) positions.
+        owner: (A,) molecule of every atom.
+        radii: (A,) Bondi radii.
+        ratio: fraction of the vdW sum below which a contact is a clash.
+        cutoff: search radius (at least the largest clash distance).
+
+    Returns:
+        ``(pairs (P, 2), overlap (P,))``: the clashing atom pairs and how far (Å) each is inside.
+    """
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(current).query_pairs(cutoff, output_type="ndarray")
+    overlap = np.zeros(0)
+    if len(pairs):
+        pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
+    if len(pairs):
+        distance = np.linalg.norm(current[pairs[:, 0]] - current[pairs[:, 1]], axis=1)
+        overlap = ratio * (radii[pairs[:, 0]] + radii[pairs[:, 1]]) - distance
+        keep = overlap > 0
+        pairs, overlap = pairs[keep], overlap[keep]
+    return pairs, overlap
+
+
+def _separation(pairs: np.ndarray, overlap: np.ndarray, owner: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Per molecule the translation (M, 3) that moves every clashing molecule pair apart along the
+    line between their centroids by half the pair's deepest overlap plus 0.01 Å each."""
+    num_mols = len(centroids)
+    a, b = owner[pairs[:, 0]], owner[pairs[:, 1]]
+    key = np.minimum(a, b) * num_mols + np.maximum(a, b)
+    deepest = np.zeros(num_mols * num_mols)
+    np.maximum.at(deepest, key, overlap)
+    move = np.zeros((num_mols, 3))
+    for k in np.flatnonzero(deepest):
+        i, j = divmod(int(k), num_mols)
+        direction = centroids[i] - centroids[j]
+        length = np.linalg.norm(direction)
+        direction = direction / length if length > 1e-6 else np.array([1.0, 0.0, 0.0])
+        step = 0.5 * deepest[k] + 0.01
+        move[i] += step * direction
+        move[j] -= step * direction
+    return move
 
 
 def best_draw(draws: Sequence[dict]) -> int:

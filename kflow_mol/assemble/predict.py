@@ -97,50 +97,107 @@ def assemble(
         ((357, 3), 0.0)
     """
     tic = time.perf_counter()
-    check_choice("start", start, STARTS)
-    check_range("num_mols", num_mols, minimum=2)
-    check_range("samples", samples, minimum=1)
+    request = _Request(num_mols, start, samples, seed, relax)
+    _check_options(request, steps)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, start)
+    molecule = _as_input(molecule_or_path, loaded, seed, num_mols)
+    vdw = van_der_waals_volume(molecule.numbers, molecule.positions)
+    clusters, start_info = _start_clusters(molecule, request, vdw)
+    predictions = _predict(loaded, clusters, steps, method, device, seed)
+    draws, outputs = _score_draws(molecule, clusters, predictions, request, vdw)
+    best = best_draw(draws)
+    report = _report(molecule, loaded, request, (start_info, vdw, draws, best), clusters[best], tic)
+    return _result(molecule, request, clusters[best], predictions[best], outputs[best], report)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The options of one :func:`assemble` call that shape the draws and the report."""
+
+    num_mols: int
+    start: str
+    samples: int
+    seed: int
+    relax: bool
+
+    @property
+    def seeds(self) -> list[int]:
+        return _draw_seeds(self.seed, self.samples)
+
+
+def _check_options(request: _Request, steps: int | None) -> None:
+    """Refuse a bad start preset, cluster size, sample count or step count (one line)."""
+    check_choice("start", request.start, STARTS)
+    check_range("num_mols", request.num_mols, minimum=2)
+    check_range("samples", request.samples, minimum=1)
     if steps is not None:
         check_range("steps", steps, minimum=1)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, start)
+
+
+def _as_input(molecule_or_path, loaded: LoadedModel, seed: int, num_mols: int) -> AssemblyInput:
+    """An :class:`AssemblyInput` as given, or read from a path / SMILES within the model's atom limit."""
     if isinstance(molecule_or_path, AssemblyInput):
-        molecule = molecule_or_path
-    else:
-        molecule = read_input(molecule_or_path, max_atoms=loaded.max_atoms, seed=seed, num_mols=num_mols)
-    vdw = van_der_waals_volume(molecule.numbers, molecule.positions)
+        return molecule_or_path
+    return read_input(molecule_or_path, max_atoms=loaded.max_atoms, seed=seed, num_mols=num_mols)
+
+
+def _start_clusters(molecule: AssemblyInput, request: _Request, vdw: float) -> tuple[list, dict]:
+    """One start state per draw seed, and the description of the first start (report's ``start_state``)."""
     clusters, start_info = [], None
-    for draw_seed in _draw_seeds(seed, samples):
-        data, info = molecule_start(molecule, num_mols, start, draw_seed, repeat=0, vdw_volume=vdw)
+    for draw_seed in request.seeds:
+        data, info = molecule_start(molecule, request.num_mols, request.start, draw_seed, repeat=0, vdw_volume=vdw)
         clusters.append(data)
         start_info = start_info or info
-    predictions = _predict(loaded, clusters, steps, method, device, seed)
+    return clusters, start_info
+
+
+def _score_draws(
+    molecule: AssemblyInput, clusters: list, predictions: list, request: _Request, vdw: float
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Score every draw (clash removal first when ``request.relax``).
+
+    Returns:
+        ``(draws, outputs)``: the report entry of every draw and its output positions ``(A, 3)``.
+    """
+    num_mols = request.num_mols
     numbers = clusters[0].z.numpy().reshape(num_mols, -1)
     draws, outputs = [], []
     for index, (data, (raw, _, _)) in enumerate(zip(clusters, predictions)):
         target = data.pos_target.double().numpy().reshape(num_mols, -1, 3)
         start_state = data.pos_start.double().numpy().reshape(num_mols, -1, 3)
         raw = raw.reshape(num_mols, -1, 3)
-        pos, relaxation = relax_clashes(numbers, raw) if relax else (raw, None)
-        entry = {"sample": index, "seed": _draw_seeds(seed, samples)[index]}
-        if molecule.reference is not None:
+        pos, relaxation = relax_clashes(numbers, raw) if request.relax else (raw, None)
+        entry = {"sample": index, "seed": request.seeds[index]}
+        has_reference = molecule.reference is not None
+        if has_reference:
             entry.update(reference_scores(pos, target, start_state))
         entry.update(physical_report(numbers, pos, vdw))
         if relaxation is not None:
             entry["relaxation"] = relaxation
             entry["raw"] = {
-                **(reference_scores(raw, target, start_state) if molecule.reference is not None else {}),
+                **(reference_scores(raw, target, start_state) if has_reference else {}),
                 **physical_report(numbers, raw, vdw),
             }
             entry["raw"].pop("packing")
         draws.append(entry)
         outputs.append(pos.reshape(-1, 3))
-    best = best_draw(draws)
-    data, (_, trajectory, ks), pos = clusters[best], predictions[best], outputs[best]
-    if relax:  # the clash removal is the last frame of the trajectory
-        trajectory = np.concatenate([trajectory, pos[None]])
-        ks = np.append(ks, ks[-1])
-    start_pos = data.pos_start.double().numpy()
-    reference = data.pos_target.double().numpy() if molecule.reference is not None else None
+    return draws, outputs
+
+
+def _report(molecule: AssemblyInput, loaded: LoadedModel, request: _Request, scored: tuple, kept, tic: float) -> dict:
+    """The report (``report.json``) of one :func:`assemble` call.
+
+    Args:
+        molecule: the input.
+        loaded: the model.
+        request: the call's options.
+        scored: ``(start_info, vdw_volume, draws, best)``.
+        kept: the kept draw's cluster (``AssemblyData``).
+        tic: ``time.perf_counter()`` at the start of the call (for ``wall_s``).
+    """
+    start_info, vdw, draws, best = scored
+    num_mols = request.num_mols
+    numbers = kept.z.numpy().reshape(num_mols, -1)
     report = {
         "input": molecule.source,
         "name": molecule.name,
@@ -148,41 +205,51 @@ def assemble(
         "formula": molecule.formula,
         "atoms_per_molecule": int(len(molecule.numbers)),
         "num_mols": int(num_mols),
-        "start": start,
+        "start": request.start,
         "start_state": start_info,
-        "seed": int(seed),
-        "samples": int(samples),
+        "seed": int(request.seed),
+        "samples": int(request.samples),
         "model": loaded.describe(),
         "notes": list(molecule.notes),
         "vdw_volume_A3": round(vdw, 2),
         "chosen_sample": best,
-        "relax": bool(relax),
+        "relax": bool(request.relax),
         "selection": "fewest colliding pairs (output, then raw prediction), then contact_score "
         f"(mean |closest contact / vdW sum - {TYPICAL_CONTACT_RATIO}| over molecules)",
         "prediction": draws[best],
-        "start_physical": physical_report(numbers, start_pos.reshape(num_mols, -1, 3), vdw),
+        "start_physical": physical_report(numbers, kept.pos_start.double().numpy().reshape(num_mols, -1, 3), vdw),
         "draws": draws,
     }
-    if loaded.trained_start and loaded.trained_start != start:
+    if loaded.trained_start and loaded.trained_start != request.start:
         report["notes"].append(
-            f"the model was trained on {loaded.trained_start} starts; this {start} start is outside its training"
+            f"the model was trained on {loaded.trained_start} starts; this {request.start} start is outside its training"
         )
-    if reference is not None:
-        report["reference"] = {
-            "crystal_id": molecule.crystal_id,
-            **physical_report(numbers, reference.reshape(num_mols, -1, 3), vdw),
-        }
+    if molecule.reference is not None:
+        reference = kept.pos_target.double().numpy().reshape(num_mols, -1, 3)
+        report["reference"] = {"crystal_id": molecule.crystal_id, **physical_report(numbers, reference, vdw)}
     report["wall_s"] = round(time.perf_counter() - tic, 3)
+    return report
+
+
+def _result(
+    molecule: AssemblyInput, request: _Request, kept, prediction: tuple, pos: np.ndarray, report: dict
+) -> AssemblyResult:
+    """The :class:`AssemblyResult` of the kept draw; with clash removal, its output is the trajectory's last frame."""
+    _, trajectory, ks = prediction
+    if request.relax:
+        trajectory = np.concatenate([trajectory, pos[None]])
+        ks = np.append(ks, ks[-1])
+    numbers = kept.z.numpy().reshape(request.num_mols, -1)
     return AssemblyResult(
         name=molecule.name,
         species=numbers.reshape(-1).copy(),
         positions=pos,
-        mol_index=np.repeat(np.arange(num_mols), numbers.shape[1]),
-        start=start_pos,
+        mol_index=np.repeat(np.arange(request.num_mols), numbers.shape[1]),
+        start=kept.pos_start.double().numpy(),
         trajectory=trajectory,
         ks=ks,
         report=report,
-        reference=reference,
+        reference=kept.pos_target.double().numpy() if molecule.reference is not None else None,
     )
 
 

@@ -63,32 +63,8 @@ def molecule_start(
         crystal_id = molecule.crystal_id or molecule.name
         info = {"kind": "crystal", "preset": start}
     else:
-        from kflow_mol.data.clusters import body_frame
-
-        rotation, _, body_one = body_frame(molecule.positions)
-        body = np.repeat(body_one[None], num_mols, axis=0)
-        numbers = np.repeat(molecule.numbers[None], num_mols, axis=0)
-        vdw = vdw_volume if vdw_volume is not None else van_der_waals_volume(molecule.numbers, molecule.positions)
-        volume = vdw / PACKING_COEFFICIENT
-        trans_target = fcc_sites(num_mols, volume)
-        rot_target = np.repeat(np.eye(3)[None], num_mols, axis=0)
+        numbers, body, rot_target, trans_target, info = _virtual_crystal(molecule, num_mols, start, vdw_volume)
         crystal_id = f"{molecule.name}:{molecule.formula}"
-        centre = trans_target.mean(axis=0)
-        radius = float(np.linalg.norm(trans_target - centre, axis=1).max())
-        info = {
-            "kind": "virtual_fcc",
-            "preset": start,
-            "vdw_volume_A3": round(vdw, 2),
-            "packing_coefficient": PACKING_COEFFICIENT,
-            "volume_per_molecule_A3": round(volume, 2),
-            "cluster_radius_A": round(radius, 3),
-        }
-        if scheme.displacement == "box":
-            half = scheme.scale * radius
-            info["box_half_width_A"] = round(half, 3)
-            info["box_density_g_cm3"] = round(
-                num_mols * molecular_mass(molecule.numbers) * AMU_G_CM3 / (2 * half) ** 3, 4
-            )
     rng = start_rng(seed, crystal_id, repeat, 0)
     rot_start, trans_start = draw_start_state(body, rot_target, trans_target, scheme, rng, crystal_id)
     meta = {
@@ -101,3 +77,44 @@ def molecule_start(
     }
     data = rigid_cluster_data(numbers, body, rot_start, trans_start, rot_target, trans_target, meta)
     return data, info
+
+
+def _virtual_crystal(molecule: AssemblyInput, num_mols: int, start: str, vdw_volume: float | None):
+    """The "target" of a lone molecule's start: ``num_mols`` copies on fcc sites at typical organic density.
+
+    Args:
+        molecule: the lone molecule.
+        num_mols: copies.
+        start: the start preset name.
+        vdw_volume: its van der Waals volume, Å^3 (None: computed).
+
+    Returns:
+        ``(numbers (M, n), body (M, n, 3), rot_target (M, 3, 3), trans_target (M, 3), info)``; ``info``
+        describes the virtual crystal and, for box presets, the start box.
+    """
+    from kflow_mol.data.clusters import body_frame
+    from kflow_mol.data.start_states import start_scheme
+
+    scheme = start_scheme(start)
+    _, _, body_one = body_frame(molecule.positions)
+    body = np.repeat(body_one[None], num_mols, axis=0)
+    numbers = np.repeat(molecule.numbers[None], num_mols, axis=0)
+    vdw = vdw_volume if vdw_volume is not None else van_der_waals_volume(molecule.numbers, molecule.positions)
+    volume = vdw / PACKING_COEFFICIENT
+    trans_target = fcc_sites(num_mols, volume)
+    rot_target = np.repeat(np.eye(3)[None], num_mols, axis=0)
+    centre = trans_target.mean(axis=0)
+    radius = float(np.linalg.norm(trans_target - centre, axis=1).max())
+    info = {
+        "kind": "virtual_fcc",
+        "preset": start,
+        "vdw_volume_A3": round(vdw, 2),
+        "packing_coefficient": PACKING_COEFFICIENT,
+        "volume_per_molecule_A3": round(volume, 2),
+        "cluster_radius_A": round(radius, 3),
+    }
+    if scheme.displacement == "box":
+        half = scheme.scale * radius
+        info["box_half_width_A"] = round(half, 3)
+        info["box_density_g_cm3"] = round(num_mols * molecular_mass(molecule.numbers) * AMU_G_CM3 / (2 * half) ** 3, 4)
+    return numbers, body, rot_target, trans_target, info
