@@ -276,34 +276,9 @@ def read_cif(path: str | Path, crystal_id: str | None = None) -> Crystal:
         CrystalRejected: ``truncated``, ``unparsable``, ``disorder``, ``unknown_element``,
         ``site_count_mismatch`` or ``bad_cell``.
     """
-    from pymatgen.io.cif import CifParser
-
     path = Path(path)
     name = path.name
-    text = read_cif_text(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parser = CifParser.from_str(text, occupancy_tolerance=1.0)
-            blocks = list(parser._cif.data.values())
-            if not blocks:
-                raise CrystalRejected("unparsable", f"{name}: no CIF data block")
-            block = blocks[0]
-            disorder = _cif_has_disorder(block.data)
-            if disorder:
-                raise CrystalRejected("disorder", f"{name}: {disorder}")
-            from_labels = _atom_symbols_from_labels(parser, block, name)
-            _check_coordinates(block, name)
-            _check_cell_parameters(block, name)
-            structure = parser._get_structure(block, primitive=False, symmetrized=False, check_occu=True)
-            if structure is None:
-                raise CrystalRejected("unparsable", f"{name}: no structure in the first data block")
-            expected = _expected_site_count(parser, block)
-    except CrystalRejected:
-        raise
-    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise CrystalRejected("unparsable", f"{name}: {type(error).__name__}: {first_line}") from None
+    block, structure, expected, from_labels = _parse_first_block(read_cif_text(path), name)
     if not structure.is_ordered:
         raise CrystalRejected("disorder", f"{name}: partially occupied sites")
     if len(structure) != expected:
@@ -327,6 +302,44 @@ def read_cif(path: str | Path, crystal_id: str | None = None) -> Crystal:
         cell=np.array(structure.lattice.matrix, dtype=np.float64),
         meta=meta,
     )
+
+
+def _parse_first_block(text: str, name: str):
+    """Parse the first data block with pymatgen after this module's own checks.
+
+    Returns:
+        ``(block, structure, expected_sites, elements_from_labels)``.
+
+    Raises:
+        CrystalRejected: ``unparsable`` (also for any pymatgen failure), ``disorder``,
+        ``unknown_element`` or ``bad_cell``.
+    """
+    from pymatgen.io.cif import CifParser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser = CifParser.from_str(text, occupancy_tolerance=1.0)
+            blocks = list(parser._cif.data.values())
+            if not blocks:
+                raise CrystalRejected("unparsable", f"{name}: no CIF data block")
+            block = blocks[0]
+            disorder = _cif_has_disorder(block.data)
+            if disorder:
+                raise CrystalRejected("disorder", f"{name}: {disorder}")
+            from_labels = _atom_symbols_from_labels(parser, block, name)
+            _check_coordinates(block, name)
+            _check_cell_parameters(block, name)
+            structure = parser._get_structure(block, primitive=False, symmetrized=False, check_occu=True)
+            if structure is None:
+                raise CrystalRejected("unparsable", f"{name}: no structure in the first data block")
+            expected = _expected_site_count(parser, block)
+    except CrystalRejected:
+        raise
+    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CrystalRejected("unparsable", f"{name}: {type(error).__name__}: {first_line}") from None
+    return block, structure, expected, from_labels
 
 
 def check_crystal(crystal: Crystal) -> None:
@@ -536,8 +549,24 @@ def perceive_molecules(
     """
     check_crystal(crystal)
     cid = crystal.crystal_id
-    numbers = crystal.numbers
-    elements = set(numbers.tolist())
+    _check_composition(crystal)
+    components, shift, compositions = _bonded_components(crystal, max_atoms_per_molecule, bond_tolerance)
+    molecules = _whole_molecules(crystal, components, shift)
+    independent = _independent_representatives(molecules)
+    formula = next(iter(compositions))
+    if use_rdkit:
+        _check_against_smiles(formula, crystal.meta.get("mol_smi"), cid)
+        for index in independent:
+            crystal.meta.setdefault(
+                "rdkit_smiles", check_with_rdkit(molecules[index].numbers, molecules[index].positions, cid)
+            )
+    return MolecularCrystal(crystal, molecules, formula, independent)
+
+
+def _check_composition(crystal: Crystal) -> None:
+    """Refuse a crystal that is not organic (no C, other elements) or has no H atoms."""
+    cid = crystal.crystal_id
+    elements = set(crystal.numbers.tolist())
     if 6 not in elements or not elements <= ORGANIC_ELEMENTS:
         others = sorted(CHEMICAL_SYMBOLS[z] for z in elements - ORGANIC_ELEMENTS)
         problem = f"non-organic elements {others}" if others else "no carbon"
@@ -548,6 +577,20 @@ def perceive_molecules(
         hint = f" although _chemical_formula_sum is {stated!r} (H not located, or rows lost)" if says_h else ""
         raise CrystalRejected("missing_h", f"{cid}: no H atoms{hint}")
 
+
+def _bonded_components(crystal: Crystal, max_atoms: int, bond_tolerance: float):
+    """Bond the cell's atoms across cell edges and group them into molecules of one kind.
+
+    Returns:
+        ``(components, shift, compositions)``: atom indices per molecule, the (n, 3) cell shift
+        that makes every molecule whole, and the Hill formula counts.
+
+    Raises:
+        CrystalRejected: ``disorder`` (H-H bonds), ``polymeric``, ``multiple_molecules``,
+        ``too_many_atoms`` or ``valence``.
+    """
+    cid = crystal.crystal_id
+    numbers = crystal.numbers
     i, j, image = _periodic_bonds(crystal, bond_tolerance)
     hh = (numbers[i] == 1) & (numbers[j] == 1)
     if hh.any():
@@ -558,13 +601,17 @@ def perceive_molecules(
         kinds = ", ".join(f"{n}x {f}" for f, n in compositions.most_common())
         raise CrystalRejected("multiple_molecules", f"{cid}: {kinds}")
     size = len(components[0])
-    if size > max_atoms_per_molecule:
-        raise CrystalRejected("too_many_atoms", f"{cid}: {size} atoms per molecule > {max_atoms_per_molecule}")
+    if size > max_atoms:
+        raise CrystalRejected("too_many_atoms", f"{cid}: {size} atoms per molecule > {max_atoms}")
     _check_valence(numbers, i, j, cid)
+    return components, shift, compositions
 
+
+def _whole_molecules(crystal: Crystal, components: list[list[int]], shift: np.ndarray) -> list[Molecule]:
+    """Unwrapped molecules with their centroid in the home cell, atoms ordered by symmetry class."""
+    numbers = crystal.numbers
     classes = _symmetry_classes(crystal)
-    symmetric = classes is not None
-    if not symmetric:  # treat every molecule as a copy of one (Z' = 1)
+    if classes is None:  # treat every molecule as a copy of one (Z' = 1)
         classes = np.zeros(len(numbers), dtype=np.int64)
     unwrapped = (crystal.frac + shift) @ crystal.cell
     inverse_cell = np.linalg.inv(crystal.cell)
@@ -576,16 +623,7 @@ def perceive_molecules(
         positions = positions - home_shift @ crystal.cell
         orbit = int(classes[atoms].min())
         molecules.append(Molecule(numbers[atoms], positions, orbit, atoms))
-
-    independent = _independent_representatives(molecules)
-    formula = next(iter(compositions))
-    if use_rdkit:
-        _check_against_smiles(formula, crystal.meta.get("mol_smi"), cid)
-        for index in independent:
-            crystal.meta.setdefault(
-                "rdkit_smiles", check_with_rdkit(molecules[index].numbers, molecules[index].positions, cid)
-            )
-    return MolecularCrystal(crystal, molecules, formula, independent)
+    return molecules
 
 
 def _independent_representatives(molecules: list[Molecule]) -> list[int]:
