@@ -348,6 +348,19 @@ def run_training(cfg: AssemblyConfig) -> dict:
     trained = train(cfg, train_set, run_config=run_config, on_start=announce)
     if not announce.is_main:
         return {}
+    metrics, scores = _test_metrics(cfg, trained, len(train_set), test_set)
+    write_outputs(out_dir, metrics, scores, test_set, trained.name, cfg)
+    print(format_table({key: metrics[key] for key in scores}))
+    print(f"outputs in {out_dir}/", file=sys.stderr)
+    return metrics
+
+
+def _test_metrics(cfg: AssemblyConfig, trained: TrainedRun, n_train: int, test_set: list) -> tuple[dict, dict]:
+    """Score the identity and the trained model on the test split.
+
+    Returns:
+        ``(metrics, scores)``: the metrics.json content and the :class:`MethodScores` per method.
+    """
     device = next(trained.model.parameters()).device
     tic = time.perf_counter()
     common = dict(batch_size=cfg.sample.batch_size, device=device, with_rmsd=cfg.eval.rmsd)
@@ -372,7 +385,7 @@ def run_training(cfg: AssemblyConfig) -> dict:
             "final_loss": result.final_loss,
             **validation_summary(cfg, result),
             "eval_wall_s": time.perf_counter() - tic,
-            "n_train": len(train_set),
+            "n_train": n_train,
             "n_test": len(test_set),
             "K": cfg.K,
             "translation_scale": trained.flow.translation_scale,
@@ -380,10 +393,7 @@ def run_training(cfg: AssemblyConfig) -> dict:
         },
         "per_cluster": {key: value.per_cluster for key, value in scores.items()},
     }
-    write_outputs(out_dir, metrics, scores, test_set, trained.name, cfg)
-    print(format_table(summary))
-    print(f"outputs in {out_dir}/", file=sys.stderr)
-    return metrics
+    return metrics, scores
 
 
 def validation_summary(cfg: AssemblyConfig, result: TrainResult) -> dict[str, Any]:
