@@ -19,32 +19,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from kflow_image.data import ImageSplits, stack_dataset
 
+MIN_FEATURE_ACCURACY = 0.98
+"""Default ``eval.min_feature_accuracy``: FD/KID/P/R/accuracy from a feature CNN below this
+held-out accuracy are marked invalid (a 1-epoch CNN at 0.19 accuracy made a 5-step model
+score FD 0.03)."""
+
 
 class SmallCNN(nn.Module):
-    """Three conv layers, global average pooling, a feature layer and a linear head.
+    """Four batch-normalised conv layers, a 4x4 pooled map, a feature layer and a linear head.
+
+    The 4x4 map keeps where the strokes are (global average pooling loses it: the earlier
+    three-layer, globally pooled net reached only ~0.6 accuracy on MNIST after 10 epochs);
+    with it the net reaches >= 0.98 held-out accuracy on MNIST and on the 8x8 digits.
 
     Args:
         channels: input channels.
         num_classes: output classes.
-        width: channels of the first conv (doubled after it).
+        width: channels of the first conv (doubled after the first stride).
         feature_dim: size of the penultimate features.
     """
 
     def __init__(self, channels: int, num_classes: int, width: int = 32, feature_dim: int = 64):
         super().__init__()
+
+        def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.BatchNorm2d(c_out), nn.GELU()]
+
         self.body = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.AdaptiveAvgPool2d(1),
+            *block(channels, width, 1),
+            *block(width, 2 * width, 2),
+            *block(2 * width, 2 * width, 1),
+            *block(2 * width, 2 * width, 2),
+            nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
-            nn.Linear(2 * width, feature_dim),
+            nn.Dropout(0.2),
+            nn.Linear(2 * width * 16, feature_dim),
             nn.GELU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
@@ -142,8 +155,8 @@ def classifier_cache_key(
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "arch": "SmallCNN-32-64",
-        "version": 2,
+        "arch": "SmallCNN-bn4-pool4-64",
+        "version": 3,
     }
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -157,6 +170,7 @@ def train_classifier(
     device: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     verbose: bool = False,
+    progress: bool = True,
 ) -> FeatureNet:
     """Train the feature CNN on ``splits.train``, or load it from ``cache_dir`` if trained before.
 
@@ -174,6 +188,7 @@ def train_classifier(
         device: where to train.
         cache_dir: folder for ``classifier-<name>-<key>.pt``; ``None`` trains without caching.
         verbose: print the per-epoch loss.
+        progress: a progress bar over epochs (tqdm, on stderr).
 
     Returns:
         The trained :class:`FeatureNet`, in eval mode on ``device``.
@@ -202,9 +217,10 @@ def train_classifier(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * ((len(images) + batch_size - 1) // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    max_shift = splits.image_shape[-1] // 14
+    max_shift = max(1, splits.image_shape[-1] // 14)
     start = time.time()
-    for epoch in range(epochs):
+    bar = tqdm(range(epochs), desc=f"feature CNN ({splits.name}, {len(images)} images)", disable=not progress)
+    for epoch in bar:
         model.train()
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
@@ -217,6 +233,7 @@ def train_classifier(
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{total / len(images):.4f}")
         if verbose:
             print(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f} ({time.time() - start:.1f}s)")
     test_accuracy = accuracy(model, splits.reference, device)
@@ -248,3 +265,28 @@ class PixelFeatures:
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         raise ValueError("classifier: pixel features have no classifier head (unlabelled data)")
+
+
+def feature_net_validity(feature_net, min_accuracy: float = MIN_FEATURE_ACCURACY) -> dict:
+    """Whether scores from ``feature_net`` can be trusted: its held-out accuracy >= ``min_accuracy``.
+
+    Networks without a classifier head (pixel features, Inception) have no accuracy to check and
+    are valid. Returns the keys written to ``metrics.json``: ``metrics_valid``,
+    ``feature_net_accuracy``, ``feature_net_min_accuracy`` and ``invalid_reason`` (``None`` if valid).
+    """
+    accuracy = float(getattr(feature_net, "test_accuracy", float("nan")))
+    checked = accuracy == accuracy  # NaN: no head to check
+    valid = not checked or accuracy >= min_accuracy
+    reason = None
+    if not valid:
+        reason = (
+            f"feature net {feature_net.name} has held-out accuracy {accuracy:.3f} < eval.min_feature_accuracy="
+            f"{min_accuracy}: fd/kid/precision/recall/accuracy/cdr are not trustworthy (train it longer: "
+            "eval.classifier_epochs)"
+        )
+    return {
+        "metrics_valid": valid,
+        "feature_net_accuracy": accuracy if checked else None,
+        "feature_net_min_accuracy": min_accuracy,
+        "invalid_reason": reason,
+    }

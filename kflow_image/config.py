@@ -164,6 +164,10 @@ class EvalConfig:
         inception_weights: a local Inception weights file for FID (nothing is downloaded).
         inception_reference: ``.npz`` reference statistics (``scripts/fid_stats.py``); ``None``
             computes them from the held-out reference split.
+        min_feature_accuracy: scores from a feature CNN with a lower held-out accuracy are
+            marked invalid in ``metrics.json`` (``metrics_valid: false``, ``invalid_reason``).
+        feature_cnn_max_side: images larger than this (e.g. 256²) never train the feature CNN;
+            they are scored by the Inception FID only (``eval.inception_weights``).
     """
 
     enabled: bool = True
@@ -172,6 +176,8 @@ class EvalConfig:
     cache_dir: str = "outputs/image/cache"
     inception_weights: str | None = None
     inception_reference: str | None = None
+    min_feature_accuracy: float = 0.98
+    feature_cnn_max_side: int = 64
 
 
 def _image_train_fields() -> list[tuple[str, Any, Any]]:

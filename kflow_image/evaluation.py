@@ -23,7 +23,13 @@ from kflow.path import KAmplitudePath
 from kflow_image.classifier import FeatureNet, PixelFeatures
 from kflow_image.data import ImageSplits
 from kflow_image.fid import FrechetScorer, InceptionFeatures, ReferenceStats, iterate_batches, reference_stats
-from kflow_image.metrics import class_drop_ratio, classifier_accuracy, kernel_distance, precision_recall
+from kflow_image.metrics import (
+    class_drop_ratio,
+    classifier_accuracy,
+    frechet_bootstrap,
+    kernel_distance,
+    precision_recall,
+)
 from kflow_image.train import SamplerSpec, balanced_labels, generate
 
 QUALITY_METRICS = ("fd", "kid", "precision", "recall", "accuracy", "cdr")
@@ -167,7 +173,8 @@ def evaluate_model(
     Args:
         model, path: the trained network and its K-amplitude path.
         splits: the data set (``reference`` is the comparison set of FD-<net>).
-        feature_net: the in-project feature network (or pixel features).
+        feature_net: the in-project feature network (or pixel features); ``None`` scores only
+            the Inception FID (256² data: no CNN is trained there).
         num_samples: N (50,000 for the paper's protocol).
         sampler: integration settings (default ``SamplerSpec()``).
         seed: seed of the source noise and KID subsets.
@@ -197,7 +204,11 @@ def evaluate_model(
     shape = tuple(sample_shape or splits.image_shape)
     conditional = splits.num_classes > 1
     labels = balanced_labels(num_samples, splits.num_classes) if conditional else None
-    reference, reference_labels = features_in_batches(splits.reference, feature_net.features, batch_size)
+    scored, cdr = feature_net is not None, cdr and feature_net is not None  # None: Inception FID only (256²)
+    classify = conditional and scored
+    reference, reference_labels = (
+        features_in_batches(splits.reference, feature_net.features, batch_size) if scored else (None, None)
+    )
     inception = InceptionFeatures(inception_weights, device=device) if inception_weights else None
     if inception is not None:
         inc_stats = inception_reference(splits, inception, inception_reference_stats, pr_samples, batch_size)
@@ -217,8 +228,9 @@ def evaluate_model(
         )
         sample_time += time.perf_counter() - tick
         nfe = result.nfe
-        fake.add(feature_net.features(result.images))
-        if conditional:
+        if scored:
+            fake.add(feature_net.features(result.images))
+        if classify:
             predicted.append(feature_net.predict(result.images))
         if inception is not None:
             feats = inception(result.images)
@@ -245,12 +257,17 @@ def evaluate_model(
         "nfe": nfe,
         "cfg_scale": sampler.cfg_scale,
         "num_samples": num_samples,
-        "classifier_test_accuracy": feature_net.test_accuracy,
+        "classifier_test_accuracy": getattr(feature_net, "test_accuracy", None),
         "classifier_from_cache": bool(getattr(feature_net, "from_cache", False)),
     }
     fake_features = fake.tensor()
-    metrics.update(feature_metrics(reference, fake_features, feature_net.name, pr_k, seed=seed, pr_samples=pr_samples))
-    metrics["accuracy"] = classifier_accuracy(torch.cat(predicted), labels) if conditional else None
+    if scored:
+        metrics.update(
+            feature_metrics(reference, fake_features, feature_net.name, pr_k, seed=seed, pr_samples=pr_samples)
+        )
+        ci = frechet_bootstrap(reference, fake_features, seed=seed)
+        metrics.update(fd_ci_low=ci.low, fd_ci_high=ci.high, fd_ci_level=ci.level)
+    metrics["accuracy"] = classifier_accuracy(torch.cat(predicted), labels) if classify else None
     metrics["cdr"] = None
     if conditional and cdr:
         ratio = class_drop_ratio(reference, reference_labels, fake_features, dropped.tensor(), labels)
@@ -271,9 +288,25 @@ def evaluate_model(
 
 
 def reference_floor(
-    splits: ImageSplits, feature_net: FeatureNet | PixelFeatures, seed: int = 0, batch_size: int = 500
+    splits: ImageSplits,
+    feature_net: FeatureNet | PixelFeatures,
+    seed: int = 0,
+    batch_size: int = 500,
+    num_items: int | None = None,
 ) -> dict:
-    """Metrics of *training* images against the reference split: the best a model can expect."""
-    train, _ = features_in_batches(splits.train, feature_net.features, batch_size, max_items=len(splits.reference))
+    """Metrics of real images outside the reference (the training split) against it: the floor.
+
+    FD is biased upwards at small N, so pass the number of scored samples as ``num_items`` to
+    get the floor at the same N (default: as many as the reference has). Adds ``fd_ci_low``,
+    ``fd_ci_high`` (:func:`kflow_image.metrics.frechet_bootstrap`) and ``num_items``.
+    """
+    n = min(num_items or len(splits.reference), len(splits.train))
+    train, _ = features_in_batches(splits.train, feature_net.features, batch_size, max_items=n)
     reference, _ = features_in_batches(splits.reference, feature_net.features, batch_size)
-    return feature_metrics(reference, train, feature_net.name, seed=seed)
+    ci = frechet_bootstrap(reference, train, seed=seed)
+    return {
+        **feature_metrics(reference, train, feature_net.name, seed=seed),
+        "fd_ci_low": ci.low,
+        "fd_ci_high": ci.high,
+        "num_items": n,
+    }

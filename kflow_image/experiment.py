@@ -23,18 +23,25 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from kflow.path import KAmplitudePath
 from kflow.training import ConfigError, DistributedContext, Trainer, TrainResult, load_checkpoint
-from kflow_image.classifier import PixelFeatures, train_classifier
+from kflow_image.classifier import PixelFeatures, feature_net_validity, train_classifier
 from kflow_image.codecs import LatentCodec, build_codec, encode_batches, is_pixel
 from kflow_image.config import DataConfig, ImageRunConfig, ModelConfig, SampleConfig, from_dict
 from kflow_image.data import ImageSplits, load_dataset, stack_dataset
 from kflow_image.evaluation import evaluate_model, reference_floor
-from kflow_image.fid import check_fid_files
+from kflow_image.fid import check_fid_files, large_image_note
 from kflow_image.latents import batch_source, cached_latents, streaming_band_energy
 from kflow_image.models import DiT
-from kflow_image.plots import band_energy_along_k, plot_band_energy, plot_radial_spectra, save_grid
+from kflow_image.plots import (
+    band_energy_along_k,
+    plot_band_energy,
+    plot_radial_spectra,
+    save_grid,
+    save_sample_array,
+)
 from kflow_image.train import ImageFlowLoss, SamplerSpec, TransformSpec, balanced_labels, build_transform, generate
 
 
@@ -176,11 +183,22 @@ def sampling_weights(trained: TrainResult, use_ema: bool) -> nn.Module:
 
 
 def feature_network(cfg: ImageRunConfig, splits: ImageSplits, device: torch.device):
-    """The in-project classifier (cached) or pixel features for unlabelled data."""
+    """The in-project classifier (cached), pixel features for unlabelled data, ``None`` for large images.
+
+    Images wider than ``eval.feature_cnn_max_side`` (256² data) never train a CNN: they are
+    scored by the Inception FID alone (``None`` here).
+    """
+    if max(splits.image_shape[-2:]) > cfg.eval.feature_cnn_max_side:
+        return None
     if splits.num_classes < 2:
         return PixelFeatures()
     return train_classifier(
-        splits, epochs=cfg.eval.classifier_epochs, device=device, cache_dir=cfg.eval.cache_dir, seed=0
+        splits,
+        epochs=cfg.eval.classifier_epochs,
+        device=device,
+        cache_dir=cfg.eval.cache_dir,
+        seed=0,
+        progress=cfg.train.progress,
     )
 
 
@@ -199,6 +217,8 @@ def evaluate_run(
         The metrics of :func:`kflow_image.evaluation.evaluate_model` plus ``reference_floor``.
     """
     features = feature_network(cfg, data.splits, device)
+    if features is None and not cfg.eval.inception_weights:  # said at start-up (large_image_note)
+        return {"fd": None, "inception_fid": None, "evaluation_skipped": "large images without eval.inception_weights"}
     metrics = evaluate_model(
         net,
         path,
@@ -216,7 +236,11 @@ def evaluate_run(
         codec=data.codec,
         sample_shape=data.data_shape,
     )
-    metrics["reference_floor"] = reference_floor(data.splits, features, seed)
+    if features is not None:
+        metrics["reference_floor"] = reference_floor(data.splits, features, seed, num_items=cfg.sample.num_samples)
+        metrics.update(feature_net_validity(features, cfg.eval.min_feature_accuracy))
+        if not metrics["metrics_valid"]:
+            print(f"warning: {metrics['invalid_reason']}")
     return metrics
 
 
@@ -235,10 +259,11 @@ def write_figures(
     device: torch.device,
     seed: int,
 ) -> None:
-    """samples.png (10 per class, labelled), spectra.png (data vs samples), band_energy.png (along k)."""
+    """samples.png (10 per class, labelled, <= 2048 px), samples.npz (all, uint8), spectra.png, band_energy.png."""
     n = 100
     classes = data.num_classes
     labels = balanced_labels(n, classes) if classes > 1 else None
+    bar = tqdm(total=3, desc="figures (sampling 100)", leave=False)
     result = generate(
         model,
         path,
@@ -253,13 +278,16 @@ def write_figures(
     )
     order = torch.argsort(labels, stable=True) if labels is not None else torch.arange(n)
     rows = [f"class {c}" for c in range(classes)] if classes > 1 else [f"row {r}" for r in range(10)]
+    bar.update()
     save_grid(
         result.images[order],
         out_dir / "samples.png",
         nrow=10,
         row_labels=rows,
-        col_labels=[f"sample {j}" for j in range(10)],
+        col_labels=[f"#{j}" for j in range(10)],
+        title=f"samples ({sampler.method}, {sampler.total_steps} steps, cfg {sampler.cfg_scale:g})",
     )
+    save_sample_array(result.images[order], None if labels is None else labels[order], out_dir / "samples.npz")
     images = stack_dataset(data.splits.reference, max_items=500)[0]
     plot_radial_spectra({"data": images, "samples": result.images}, out_dir / "spectra.png")
     transform = path.transform
@@ -267,6 +295,8 @@ def write_figures(
     reference = reference_latents(data, 500, device)
     data_energy = band_energy_along_k(reference.to(device)[:, None], transform)[0].cpu()
     plot_band_energy(result.ks, energies, out_dir / "band_energy.png", data_energy)
+    bar.update(2)
+    bar.close()
 
 
 def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
@@ -286,6 +316,9 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
             check_fid_files(cfg.eval.inception_weights, cfg.eval.inception_reference)
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(str(err)) from None
+        note = large_image_note(cfg.data.name, cfg.data.size, cfg.data.pad_to, cfg.eval)
+        if note:
+            print(note, flush=True)
     out_dir = Path(cfg.output_dir)
     dist = DistributedContext.from_env(cfg.device)
     device, is_main = dist.device, dist.is_main

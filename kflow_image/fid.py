@@ -274,6 +274,30 @@ def check_fid_files(inception_weights: str | Path | None, inception_reference: s
             )
 
 
+NATIVE_SIDE = {"digits": 8, "mnist": 28}
+"""Image side of the built-in data sets before ``data.pad_to`` (folders: ``data.size``)."""
+
+
+def large_image_note(data_name: str, size: int, pad_to: int | None, eval_cfg) -> str | None:
+    """The one start-up line for images too large for the feature CNN when no Inception file is set.
+
+    Args:
+        data_name, size, pad_to: ``data.name``, ``data.size``, ``data.pad_to``.
+        eval_cfg: ``eval.*`` (``feature_cnn_max_side``, ``inception_weights``).
+
+    Returns:
+        ``None`` when there is nothing to say (small images, or Inception weights given).
+    """
+    side = pad_to or NATIVE_SIDE.get(data_name, size)
+    if side <= eval_cfg.feature_cnn_max_side or eval_cfg.inception_weights:
+        return None
+    return (
+        f"eval: no FID for this run: {side}x{side} images are scored by the Inception FID only (no feature CNN "
+        f"above eval.feature_cnn_max_side={eval_cfg.feature_cnn_max_side}) and eval.inception_weights is not set "
+        "(give a local inception-2015-12-05.pt; nothing is downloaded)"
+    )
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
