@@ -335,7 +335,8 @@ class BenchmarkConfig(AssemblyConfig):
         for start in self.starts:
             check_choice("starts", start, START_PRESETS)
         for method in self.methods:
-            method_overrides(method)
+            if parse_method(method).reference and method != "identity":
+                raise ConfigError(f"methods: {method!r} is an oracle row; oracles=true adds every oracle row")
         for name in self.test_sets:
             check_choice("test_sets", name, TEST_SETS)
         check_range("test_repeats", self.test_repeats, minimum=1)
@@ -418,56 +419,125 @@ def to_config(cfg: Any, schema: type = AssemblyConfig):
         raise ConfigError(str(error).splitlines()[0]) from None
 
 
-# ----- method names ---------------------------------------------------------------------------
+# ----- systems and method names ---------------------------------------------------------------
+CONFIGURED_SYSTEMS = ("kflow",)
+"""Systems whose constructor options the config sets: the ``flow`` group, ``bump`` and
+``sample.steps`` (their ``default_steps``). The Table-5 systems keep their published settings."""
+
+METHOD_BASE = re.compile(r"(?P<base>[a-z0-9_]+?)(?:_K(?P<K>\d+))?")
+"""A method name without its ``+variant`` suffixes: a base and an optional ``_K<n>`` band count."""
+
+LERP_ALIASES = ("crystalflow_lerp", "allatom_lerp")
+"""Method names of the all-atom linear FM arm of ``kflow`` (``flow.mode=cartesian``, atom head)."""
+
+
+def system_options(cfg: AssemblyConfig) -> dict[str, Any]:
+    """Constructor options of ``cfg.system`` that the config sets (``{}`` unless :data:`CONFIGURED_SYSTEMS`)."""
+    if cfg.system not in CONFIGURED_SYSTEMS:
+        return {}
+    return {"bump": cfg.bump, "default_steps": cfg.sample.steps, **dataclasses.asdict(cfg.flow)}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method of the benchmark, parsed from its name once (:func:`parse_method`).
+
+    Attributes:
+        system: the :data:`kflow_mol.systems.SYSTEMS` name it trains; ``None`` for a reference
+            row scored without training (``identity``, the oracles of :mod:`kflow_mol.oracles`).
+        K: number of bands.
+        cartesian: the all-atom linear FM arm of ``kflow`` (``crystalflow_lerp``).
+        variants: the ``+variant`` suffixes, in order (:data:`METHOD_VARIANTS`).
+        reference_name: the name of a reference row.
+    """
+
+    system: str | None
+    K: int = 1
+    cartesian: bool = False
+    variants: tuple[str, ...] = ()
+    reference_name: str | None = None
+
+    @property
+    def reference(self) -> bool:
+        """Whether the method is scored without training (identity or an oracle)."""
+        return self.system is None
+
+    @property
+    def base_name(self) -> str:
+        """The method's name without variants: ``rigid_K1``, ``kflow_K3``, ``kflow_assembleflow_K2``, ``gnn_md``..."""
+        from kflow_mol.systems import takes_bands
+
+        if self.system is None:
+            return str(self.reference_name)
+        if self.system == "kflow":  # the project's own arms keep their historical names
+            return "crystalflow_lerp" if self.cartesian else ("rigid_K1" if self.K == 1 else f"kflow_K{self.K}")
+        return f"{self.system}_K{self.K}" if takes_bands(self.system) else self.system
+
+    @property
+    def name(self) -> str:
+        """The full method name, ``base_name`` plus ``+variant`` suffixes."""
+        return "+".join([self.base_name, *self.variants])
+
+    def overrides(self) -> dict[str, Any]:
+        """Config changes that make a run of this method (dotted keys, e.g. ``model.head``)."""
+        from kflow_mol.systems import build_system
+
+        if self.system is None:
+            overrides: dict[str, Any] = {}
+        elif self.cartesian:
+            overrides = {"K": 1, "flow.mode": "cartesian", "model.head": "atom"}
+        elif self.system == "kflow":
+            overrides = {"K": self.K}
+        else:
+            head = build_system(self.system, translation_scale=1.0, K=self.K).head
+            overrides = {"system": self.system, "K": self.K, "model.head": head}
+        for variant in self.variants:
+            overrides.update(METHOD_VARIANTS[variant])
+        return overrides
+
+
+def parse_method(method: str) -> MethodSpec:
+    """The :class:`MethodSpec` of a method name: ``identity``, an oracle, ``crystalflow_lerp``,
+    ``rigid_K1``, ``kflow_K<n>``, ``<system>_K<n>`` of a system with bands, or another system's
+    name, each optionally with ``+variant`` suffixes (``kflow_K3+aware+fresh``).
+
+    Raises:
+        ConfigError: for an unknown name or variant.
+    """
+    from kflow_mol.oracles import ORACLES
+    from kflow_mol.systems import SYSTEMS, takes_bands
+
+    base, *variants = method.split("+")
+    for variant in variants:
+        if variant not in METHOD_VARIANTS:
+            raise ConfigError(f"unknown method variant {variant!r} in {method!r}; use {sorted(METHOD_VARIANTS)}")
+    if base == "identity" or base in ORACLES:
+        return MethodSpec(system=None, variants=tuple(variants), reference_name=base)
+    if base in LERP_ALIASES:
+        return MethodSpec(system="kflow", cartesian=True, variants=tuple(variants))
+    match = METHOD_BASE.fullmatch(base)
+    system, bands = (match.group("base"), match.group("K")) if match else (base, None)
+    system = "kflow" if system == "rigid" and bands == "1" else system
+    if system in SYSTEMS and (bands is not None) == takes_bands(system) and (bands is None or int(bands) >= 1):
+        return MethodSpec(system=system, K=int(bands or 1), variants=tuple(variants))
+    raise ConfigError(
+        f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1, kflow_K<n>, "
+        f"kflow_assembleflow_K<n> or a system of kflow_mol.systems.system_names()"
+    )
+
+
 def run_name(cfg: AssemblyConfig) -> str:
-    """The one name of a run's method: ``rigid_K1``, ``kflow_K<n>`` or ``crystalflow_lerp``."""
-    if cfg.system == "kflow_assembleflow":
-        return f"kflow_assembleflow_K{cfg.K}"
-    if cfg.system != "kflow":
-        return cfg.system
-    if cfg.flow.mode == "cartesian":
-        return "crystalflow_lerp"
-    return "rigid_K1" if cfg.K == 1 else f"kflow_K{cfg.K}"
+    """The one name of a run's method: ``rigid_K1``, ``kflow_K<n>``, ``crystalflow_lerp``, ``gnn_md``..."""
+    return MethodSpec(system=cfg.system, K=cfg.K, cartesian=cfg.flow.mode == "cartesian").base_name
 
 
 def method_overrides(method: str) -> dict[str, Any]:
-    """Config changes that make a run of ``method`` (the inverse of :func:`run_name`).
-
-    A base name may carry ``+variant`` suffixes (:data:`METHOD_VARIANTS`), e.g.
-    ``kflow_K3+aware+fresh``.
+    """Config changes that make a run of ``method`` (the inverse of :func:`run_name`; :func:`parse_method`).
 
     Raises:
         ConfigError: for an unknown method name.
     """
-    if "+" in method:
-        base, *variants = method.split("+")
-        overrides = method_overrides(base)
-        for variant in variants:
-            if variant not in METHOD_VARIANTS:
-                raise ConfigError(f"unknown method variant {variant!r} in {method!r}; use {sorted(METHOD_VARIANTS)}")
-            overrides.update(METHOD_VARIANTS[variant])
-        return overrides
-    if method in ("crystalflow_lerp", "allatom_lerp"):
-        return {"K": 1, "flow.mode": "cartesian", "model.head": "atom"}
-    if method == "rigid_K1":
-        return {"K": 1}
-    match = re.fullmatch(r"kflow_K(\d+)", method)
-    if match:
-        return {"K": int(match.group(1))}
-    if method == "identity":
-        return {}
-    from kflow_mol.systems import KFLOW_ASSEMBLEFLOW, build_system, is_system
-
-    if is_system(method):
-        match = KFLOW_ASSEMBLEFLOW.fullmatch(method)
-        system = "kflow_assembleflow" if match else method
-        bands = int(match.group(1)) if match else 1
-        head = build_system(method, translation_scale=1.0).head
-        return {"system": system, "K": bands, "model.head": head}
-    raise ConfigError(
-        f"unknown method {method!r}; use identity, crystalflow_lerp, rigid_K1, kflow_K<n> "
-        "or a Table-5 system (kflow_mol.systems.system_names())"
-    )
+    return parse_method(method).overrides()
 
 
 def with_method(cfg: AssemblyConfig, method: str, seed: int | None = None) -> AssemblyConfig:

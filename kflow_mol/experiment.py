@@ -27,7 +27,7 @@ from torch_geometric.data import Batch
 
 from kflow.sampling import allocate_steps
 from kflow.training import ConfigError, Trainer, TrainResult, load_checkpoint
-from kflow_mol.config import AssemblyConfig, DataConfig, EvaluateConfig, run_name, to_config
+from kflow_mol.config import AssemblyConfig, DataConfig, EvaluateConfig, run_name, system_options, to_config
 from kflow_mol.evaluate import (
     MethodScores,
     Prediction,
@@ -38,46 +38,20 @@ from kflow_mol.evaluate import (
     write_per_cluster_csv,
 )
 from kflow_mol.export import export_clusters
-from kflow_mol.flow import AssemblyFlow, translation_scale_of
+from kflow_mol.flow import translation_scale_of
 from kflow_mol.models import build_model
 from kflow_mol.oracles import evaluate_oracles, run_reference_evaluation
 from kflow_mol.plots import pm_bar_chart
+from kflow_mol.systems import AssemblySystem, build_system
 
 
 # ----- building ------------------------------------------------------------------------------
-def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> Any:
-    """The system (path, loss, sampler) a config names; its constructor checks ``K`` and its options.
-
-    ``system=kflow`` gives :class:`~kflow_mol.flow.AssemblyFlow` (rigid K-Flow, rigid FM at
-    ``K = 1``, all-atom linear FM with ``flow.mode=cartesian``); any other ``system`` a Table-5
-    system of :mod:`kflow_mol.systems` with the same ``loss`` / ``sample`` interface.
+def build_flow(cfg: AssemblyConfig, translation_scale: float = 1.0) -> AssemblySystem:
+    """The system (path, loss, sampler) a config names: ``cfg.system`` of :data:`kflow_mol.systems.SYSTEMS`
+    with ``K = cfg.K`` bands and the options the config sets (:func:`kflow_mol.config.system_options`:
+    for ``kflow`` the ``flow`` group, ``bump`` and ``sample.steps``); its constructor checks them.
     """
-    if cfg.system != "kflow":
-        from kflow_mol.systems import build_system
-
-        name = f"kflow_assembleflow_K{cfg.K}" if cfg.system == "kflow_assembleflow" else cfg.system
-        return build_system(name, translation_scale=translation_scale, num_bands=cfg.K)
-    return AssemblyFlow(
-        num_bands=cfg.K,
-        mode=cfg.flow.mode,
-        bump=cfg.bump,
-        translation_scale=translation_scale,
-        kernel_width=cfg.flow.kernel_width,
-        grouping=cfg.flow.grouping,
-        reverse=cfg.flow.reverse,
-        project=cfg.flow.project,
-        loss_current_band=cfg.flow.loss_current_band,
-        start_motion=cfg.flow.start_motion,
-        symmetric_targets=cfg.flow.symmetric_targets,
-        rotation_frame=cfg.flow.rotation_frame,
-        parametrization=cfg.flow.parametrization,
-        pose_order=cfg.flow.pose_order,
-    )
-
-
-def required_head(flow: Any) -> str:
-    """The network head a flow integrates: ``atom`` for all-atom flows, ``rigid`` otherwise."""
-    return getattr(flow, "head", "atom" if getattr(flow, "mode", "rigid") == "cartesian" else "rigid")
+    return build_system(cfg.system, translation_scale=translation_scale, K=cfg.K, **system_options(cfg))
 
 
 def validate(cfg: AssemblyConfig) -> None:
@@ -91,11 +65,9 @@ def validate(cfg: AssemblyConfig) -> None:
         build_model(**cfg.model.build_kwargs())
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if required_head(flow) != cfg.model.head:
-        what = f"system={cfg.system}" if cfg.system != "kflow" else f"flow.mode={cfg.flow.mode}"
-        raise ConfigError(
-            f"{what} needs model.head={required_head(flow)}" + (" and K=1" if cfg.flow.mode == "cartesian" else "")
-        )
+    if flow.head != cfg.model.head:
+        what = f"system={cfg.system} with flow.mode={cfg.flow.mode}" if system_options(cfg) else f"system={cfg.system}"
+        raise ConfigError(f"{what} needs model.head={flow.head}, got model.head={cfg.model.head}")
     check_data(cfg.data)
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available on this machine")
@@ -162,7 +134,7 @@ def steps_per_band(total_steps: int, num_bands: int) -> list[int]:
 
 
 def flow_predictor(
-    flow: Any,
+    flow: AssemblySystem,
     model: nn.Module,
     method: str,
     total_steps: int | None,
@@ -172,7 +144,7 @@ def flow_predictor(
     """The ``predict(batch) -> Prediction`` of a trained flow or system.
 
     Args:
-        flow: an :class:`~kflow_mol.flow.AssemblyFlow` or a :mod:`kflow_mol.systems` system.
+        flow: a :mod:`kflow_mol.systems` system.
         model: its trained network.
         method: the sampler's method.
         total_steps: fixed steps in total, split evenly over the bands (``None``: the system's
@@ -183,7 +155,7 @@ def flow_predictor(
     model.eval()
     total = total_steps if total_steps is not None else flow.default_steps
     per_band = steps_per_band(total, flow.num_bands)
-    extra = {"generator": generator} if getattr(flow, "stochastic", False) else {}
+    extra = {"generator": generator} if flow.stochastic else {}
 
     def predict(batch: Batch) -> Prediction:
         out = flow.sample(model, batch, method=method, steps_per_band=per_band, return_trajectory=trajectory, **extra)
@@ -205,23 +177,22 @@ class TrainedRun:
     """
 
     name: str
-    flow: Any
+    flow: AssemblySystem
     model: nn.Module
     result: TrainResult | None
 
     @property
     def stochastic(self) -> bool:
         """Whether its samples depend on a random generator (scored over several samples)."""
-        return bool(getattr(self.flow, "stochastic", False))
+        return self.flow.stochastic
 
     def predictor(self, cfg: AssemblyConfig, trajectory: bool = False, sample: int = 0):
-        """``predict(batch)``: the rigid K-Flow arms take ``sample.steps``, Table-5 systems their own
-        ``default_steps``; a stochastic system's ``sample``-th draw is seeded by (train seed, sample)."""
-        steps = cfg.sample.steps if cfg.system == "kflow" else None
+        """``predict(batch)`` with the system's ``default_steps`` (for ``kflow``: ``sample.steps``, set by
+        :func:`build_flow`); a stochastic system's ``sample``-th draw is seeded by (train seed, sample)."""
         generator = None
         if self.stochastic:
             generator = torch.Generator().manual_seed(1_000_003 * cfg.train.seed + sample)
-        return flow_predictor(self.flow, self.model, cfg.sample.method, steps, trajectory, generator)
+        return flow_predictor(self.flow, self.model, cfg.sample.method, None, trajectory, generator)
 
     def evaluate(self, clusters: Sequence, cfg: AssemblyConfig, **options) -> MethodScores:
         """Scores on ``clusters``: per cluster the minimum PM over ``cfg.sample.samples`` draws of a
@@ -288,7 +259,7 @@ def train(
     return TrainedRun(name=run_name(cfg), flow=flow, model=model, result=result)
 
 
-def validation_options(cfg: AssemblyConfig, flow: Any, val_set: Sequence | None = None) -> dict[str, Any]:
+def validation_options(cfg: AssemblyConfig, flow: AssemblySystem, val_set: Sequence | None = None) -> dict[str, Any]:
     """The Trainer's ``validate_fn`` and ``val_metric`` ({} when ``train.val_every`` is unset).
 
     The model samples ``eval.val_clusters`` clusters spread over the val split exactly as the
@@ -459,15 +430,12 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
         return run_reference_evaluation(cfg)
     run_cfg, trained = load_trained(cfg.checkpoint, cfg.device)
     method = cfg.sample.method or run_cfg.sample.method
-    steps = cfg.sample.steps or run_cfg.sample.steps
     data = run_cfg.data if cfg.use_run_data else cfg.data
     clusters = load_split(data, cfg.split, limit=data.max_test)
     if not clusters:
         raise ConfigError(f"no {cfg.split} clusters in data {data.source}")
     common = dict(batch_size=cfg.sample.batch_size, device=cfg.device, with_rmsd=cfg.eval.rmsd)
-    predict = flow_predictor(
-        trained.flow, trained.model, method, steps if run_cfg.system == "kflow" else cfg.sample.steps
-    )
+    predict = flow_predictor(trained.flow, trained.model, method, cfg.sample.steps)  # None: the run's default
     scores = {
         "identity": evaluate_method("identity", identity_method, clusters, **common),
         **(evaluate_oracles(clusters, **common) if cfg.oracles else {}),

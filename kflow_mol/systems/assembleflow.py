@@ -35,7 +35,10 @@ sampling step inside band ``b`` at local time ``t`` moves only that band:
     x <- x + (mu(t + h) - mu(t)) / (1 - mu(t)) * P_b (x1_hat - x),
 
 which lands exactly on the path when ``x1_hat`` is exact (for K = 1 and the linear bump it is
-AssembleFlow's Euler step).
+AssembleFlow's Euler step). The core pieces do the work: :class:`~kflow.sampling.KFlowSampler`
+integrates band by band with Euler steps (steps per band as given, or ``default_steps`` split by
+:func:`~kflow.sampling.allocate_steps`), on the velocity ``(mu(t + h) - mu(t)) / (h (1 - mu(t)))
+P_b (x1_hat - x)`` with ``P_b`` = :meth:`~kflow.path.KAmplitudePath.project_to_band`.
 
 **Where this differs from the original, and why**
 
@@ -64,7 +67,6 @@ AssembleFlow's Euler step).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,11 +75,19 @@ import torch
 from torch import Tensor, nn
 
 from kflow.path import KAmplitudePath
+from kflow.sampling import KFlowSampler, allocate_steps
 from kflow.training import StepDraws
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
-from kflow_mol.flow import AssemblySample, AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 from kflow_mol.rigid import apply_rigid_motion, centroids, so3_log
+from kflow_mol.systems.base import (
+    BAND_EDGE_TOLERANCE,
+    AssemblySample,
+    AssemblySystem,
+    ClusterLayout,
+    cluster_layout,
+    positive_scale,
+)
 from kflow_mol.systems.common import call_network, uniform_per_cluster
 from kflow_mol.systems.quaternion import (
     inertial_frames,
@@ -142,6 +152,7 @@ class AssembleFlowSystem(AssemblySystem):
             else GraphSpectralTransform(num_bands, kernel_width=kernel_width, grouping=grouping)
         )
         self.path = KAmplitudePath(transform, bump=bump, reverse=reverse)
+        self.sampler = KFlowSampler(self.path)
 
     # ----- states ------------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout):
@@ -204,17 +215,15 @@ class AssembleFlowSystem(AssemblySystem):
 
     # ----- sampling ----------------------------------------------------------------------------
     def steps_for(self, steps_per_band: int | Sequence[int] | None) -> list[int]:
-        """Steps of every band position; ``None`` spreads :attr:`default_steps` over the K bands."""
+        """Steps of every band id; ``None`` splits :attr:`default_steps` evenly over the K bands."""
         if steps_per_band is None:
-            steps = [math.ceil(self.default_steps / self.num_bands)] * self.num_bands
+            steps = allocate_steps(self.default_steps, [1.0] * self.num_bands)
         elif isinstance(steps_per_band, int):
             steps = [steps_per_band] * self.num_bands
         else:
             steps = [int(n) for n in steps_per_band]
             if len(steps) != self.num_bands:
                 raise ValueError(f"steps_per_band needs {self.num_bands} entries, got {len(steps)}")
-            if self.path.reverse:
-                steps = steps[::-1]  # by band id -> by order of travel
         if min(steps) < 1:
             raise ValueError(f"steps per band must be >= 1, got {steps}")
         return steps
@@ -228,36 +237,40 @@ class AssembleFlowSystem(AssemblySystem):
         if method != "euler":
             raise ValueError(f"AssembleFlow samples with method='euler' only, got {method!r}")
         layout = cluster_layout(batch)
+        steps = self.steps_for(steps_per_band)
+        x0 = torch.zeros_like(self.target(batch, layout))
+        velocity_fn = self.end_pose_velocity(model, batch, layout, steps)
+        result = self.sampler.sample(
+            velocity_fn, x0, method="euler", steps_per_band=steps, return_trajectory=return_trajectory
+        )
+        trajectory = None
+        if return_trajectory:
+            trajectory = [self.positions(batch, x, layout) for x in result.trajectory]
+        return AssemblySample(
+            pos=self.positions(batch, result.x, layout), nfe=result.nfe, trajectory=trajectory, ks=result.ks
+        )
+
+    def end_pose_velocity(self, model: nn.Module, batch: Any, layout: ClusterLayout, steps: Sequence[int]):
+        """The sampler's ``velocity_fn(x, s, cond)``: the Euler velocity towards the predicted end pose.
+
+        At ``k = s K`` in band position ``p`` with ``n`` steps (``h = 1 / n``, local time ``t``),
+        ``v = (mu(t + h) - mu(t)) / (h (1 - mu(t))) P_b (x1_hat - x)``, so that one Euler step
+        ``x + h v`` covers the share of the remaining band displacement the bump assigns to it.
+        """
         context = self.context(batch, layout)
         q0 = self.start_quaternions(batch, layout)
-        x = torch.zeros_like(self.target(batch, layout))
-        trajectory = [self.positions(batch, x, layout)] if return_trajectory else None
-        ks = [0.0] if return_trajectory else None
-        nfe = 0
-        for position, steps in enumerate(self.steps_for(steps_per_band)):
-            for i in range(steps):
-                t, t_next = i / steps, (i + 1) / steps
-                s = torch.full((layout.num_clusters,), (position + t) / self.num_bands, dtype=x.dtype, device=x.device)
-                end = self.predict_end(model, batch, x, s, q0, layout)
-                nfe += 1
-                x = x + self._fraction(t, t_next) * self._on_band(end.state - x, position, context)
-                if return_trajectory:
-                    trajectory.append(self.positions(batch, x, layout))
-                    ks.append(position + t_next)
-        return AssemblySample(pos=self.positions(batch, x, layout), nfe=nfe, trajectory=trajectory, ks=ks)
-
-    def _fraction(self, t: float, t_next: float) -> float:
-        """Share of the remaining band displacement covered from ``t`` to ``t_next``."""
+        by_position = list(steps)[::-1] if self.path.reverse else list(steps)
         mu = self.path.bump.mu
-        done = float(mu(torch.tensor(t, dtype=torch.float64)))
-        after = float(mu(torch.tensor(t_next, dtype=torch.float64)))
-        return (after - done) / (1 - done)
 
-    def _on_band(self, delta: Tensor, position: int, context) -> Tensor:
-        """``delta`` ``(B, M, 6)`` projected on the band travelled at ``position`` (identity for K = 1)."""
-        if self.num_bands == 1:
-            return delta
-        transform = self.path.transform
-        coeffs = transform.forward(delta, context)
-        moving = (self.path.schedule_position(context).to(coeffs.device) == position).to(coeffs.dtype)
-        return transform.inverse(coeffs * moving, context)
+        def velocity_fn(x: Tensor, s: Tensor, cond: Any) -> Tensor:
+            k = s.double() * self.num_bands + BAND_EDGE_TOLERANCE
+            position = min(int(k[0]), self.num_bands - 1)
+            n = by_position[position]
+            t = round((float(k[0]) - position) * n) / n  # the step's start, i / n, exactly
+            done, after = (float(mu(torch.tensor(u, dtype=torch.float64))) for u in (t, t + 1 / n))
+            delta = self.predict_end(model, batch, x, s, q0, layout).state - x
+            if self.num_bands > 1:
+                delta = self.path.project_to_band(delta, k.to(x.dtype), context)
+            return (after - done) / ((1 / n) * (1 - done)) * delta
+
+        return velocity_fn

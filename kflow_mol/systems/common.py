@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 from kflow.training import StepDraws
-from kflow_mol.flow import AssemblySystem, ClusterLayout, cluster_layout, positive_scale
+from kflow_mol.systems.base import AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 
 
 def uniform_per_cluster(

@@ -9,7 +9,8 @@ padded per cluster to ``(B, A_max, 3)``.
   ``s = t``; its atom head regresses the conditional velocity ``u_t`` (plain MSE). Sampling
   draws ``x_0`` from the prior (``N(0, sigma_max^2)`` VE, ``N(0, 1)`` VP, around the start
   state) and integrates ``t`` from 0 to ``1 - t_eps`` with fixed steps (``euler``, ``heun``,
-  ``rk4``). Samples are random: evaluate with several per cluster.
+  ``rk4``) of the core :class:`~kflow.sampling.KFlowSampler` on one band, ``k = t / (1 - t_eps)``.
+  Samples are random: evaluate with several per cluster.
 * LERP (:class:`CrystalFlowLERP`): the existing all-atom linear flow matching from the start
   state, :class:`kflow_mol.flow.AssemblyFlow` with ``mode="cartesian"`` (deterministic).
 """
@@ -23,8 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from kflow.gaussian_paths import VEPath, VPPath
+from kflow.path import KAmplitudePath
+from kflow.sampling import KFlowSampler
 from kflow.training import StepDraws
-from kflow_mol.flow import AssemblyFlow, AssemblySample, cluster_layout
+from kflow.transforms.matrix import IdentityTransform
+from kflow_mol.systems.base import AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
     GaussianAtomSystem,
     atom_positions,
@@ -33,8 +37,11 @@ from kflow_mol.systems.common import (
     normal_like,
     total_steps,
 )
+from kflow_mol.systems.rigid_kflow import AssemblyFlow
 
 ODE_METHODS = ("euler", "heun", "rk4")
+ONE_BAND_SAMPLER = KFlowSampler(KAmplitudePath(IdentityTransform()), edge_eps=0.0)
+"""The core sampler on ``k`` in ``[0, 1]`` (one band, no edge to stop short of: evaluations reach ``k = 1``)."""
 
 
 class CrystalFlow(GaussianAtomSystem):
@@ -112,35 +119,32 @@ class CrystalFlow(GaussianAtomSystem):
     def _integrate(
         self, field, batch, state, method: str, steps: int, return_trajectory: bool, generator: torch.Generator | None
     ) -> AssemblySample:
+        """Integrate ``dx/dt = field(x, t)`` from a prior draw at ``t = 0`` to :attr:`t_end` in ``steps`` steps.
+
+        The core sampler integrates ``k = t / t_end`` on ``[0, 1]`` with ``dx/dk = t_end * field``
+        (zero on padding atoms); ``ks`` of the trajectory are the times ``t``.
+        """
         if method not in ODE_METHODS:
             raise ValueError(f"unknown CrystalFlow sampling method {method!r}; use one of {ODE_METHODS}")
         weight = state.mask.unsqueeze(-1).to(state.target.dtype)
-        x = self.path.prior_std * normal_like(state.target, state.mask, generator=generator)
-        grid = torch.linspace(0.0, self.t_end, steps + 1, dtype=torch.float64).tolist()
-        frames = [x] if return_trajectory else None
-        nfe = 0
-        for t, t_next in zip(grid[:-1], grid[1:]):
-            h = t_next - t
-            v1 = field(x, t) * weight
-            if method == "euler":
-                x, nfe = x + h * v1, nfe + 1
-            elif method == "heun":
-                v2 = field(x + h * v1, t_next) * weight
-                x, nfe = x + 0.5 * h * (v1 + v2), nfe + 2
-            else:
-                v2 = field(x + 0.5 * h * v1, t + 0.5 * h) * weight
-                v3 = field(x + 0.5 * h * v2, t + 0.5 * h) * weight
-                v4 = field(x + h * v3, t_next) * weight
-                x, nfe = x + h / 6 * (v1 + 2 * v2 + 2 * v3 + v4), nfe + 4
-            if return_trajectory:
-                frames.append(x)
+        t_end = self.t_end
+
+        def velocity_fn(x: Tensor, s: Tensor, cond: Any) -> Tensor:
+            return t_end * field(x, t_end * float(s[0])) * weight
+
+        x0 = self.path.prior_std * normal_like(state.target, state.mask, generator=generator)
+        result = ONE_BAND_SAMPLER.sample(
+            velocity_fn, x0, method=method, steps_per_band=steps, return_trajectory=return_trajectory
+        )
         scale = self.translation_scale
-        trajectory = None if frames is None else [atom_positions(batch, f, state.mask, scale) for f in frames]
+        trajectory = None
+        if return_trajectory:
+            trajectory = [atom_positions(batch, f, state.mask, scale) for f in result.trajectory]
         return AssemblySample(
-            pos=atom_positions(batch, x, state.mask, scale),
-            nfe=nfe,
+            pos=atom_positions(batch, result.x, state.mask, scale),
+            nfe=result.nfe,
             trajectory=trajectory,
-            ks=grid if return_trajectory else None,
+            ks=[t_end * k for k in result.ks] if return_trajectory else None,
         )
 
 
@@ -152,9 +156,7 @@ class CrystalFlowLERP(AssemblyFlow):
         **options: further :class:`~kflow_mol.flow.AssemblyFlow` arguments (e.g. ``bump``).
     """
 
-    head = "atom"
-    stochastic = False
-    default_steps = default_steps_per_band = 12
+    default_steps_per_band = 12
 
     def __init__(self, translation_scale: float = 1.0, **options):
         super().__init__(num_bands=1, mode="cartesian", translation_scale=translation_scale, **options)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from kflow.sde import VESDE, VPSDE, ReverseSDESampler, dsm_loss
 from kflow.training import StepDraws
-from kflow_mol.flow import AssemblySample, cluster_layout
+from kflow_mol.systems.base import AssemblySample, cluster_layout
 from kflow_mol.systems.common import (
     METHOD_ALIASES,
     GaussianAtomSystem,

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from kflow.training import StepDraws
-from kflow_mol.flow import AssemblySample, AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 from kflow_mol.rigid import apply_rigid_motion
+from kflow_mol.systems.base import AssemblySample, AssemblySystem, ClusterLayout, cluster_layout, positive_scale
 from kflow_mol.systems.common import call_network
 
 
@@ -31,6 +31,7 @@ class GNNMD(AssemblySystem):
     """
 
     head = "rigid"
+    stochastic = False
     default_steps = 1
 
     def __init__(self, translation_scale: float = 1.0):

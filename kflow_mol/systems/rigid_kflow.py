@@ -1,4 +1,4 @@
-"""The assembly flow: rigid-body K-Flow (and the all-atom baseline) on cluster batches.
+"""The ``kflow`` system: rigid-body K-Flow (and the all-atom baseline) on cluster batches (:class:`AssemblyFlow`).
 
 State (rigid mode): per molecule ``x = [dc / sigma, omega]``, shape ``(B, M, 6)``, accumulated
 from the start state (``x0 = 0``) to the crystal (``x1 = [(c1 - c0) / sigma, log(R1 R0^T)]``);
@@ -30,17 +30,15 @@ Batches are torch-geometric batches of ``kflow_mol.data.AssemblyData``: ``z``, `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter, to_dense_batch
+from torch_geometric.utils import to_dense_batch
 
 from kflow.loss import flow_matching_loss, sample_k
 from kflow.path import KAmplitudePath
-from kflow.sampling import KFlowSampler
+from kflow.sampling import KFlowSampler, allocate_steps
 from kflow.training import StepDraws, unwrap_model
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.channel_groups import ChannelGroupTransform
@@ -56,6 +54,14 @@ from kflow_mol.rigid import (
     so3_left_jacobian_inverse,
     so3_log,
 )
+from kflow_mol.systems.base import (
+    BAND_EDGE_TOLERANCE,
+    AssemblySample,
+    AssemblySystem,
+    ClusterLayout,
+    cluster_layout,
+    positive_scale,
+)
 
 MODES = ("rigid", "cartesian")
 ROTATION_FRAMES = ("log", "lab")
@@ -64,126 +70,6 @@ POSE_ORDERS = ("joint", "translation_first")
 REMAINING_FLOOR = 1e-3
 """Smallest ``1 - mu`` an end-pose velocity divides by (the sampler never evaluates at a band's end)."""
 START_MOTIONS = ("settled", "full")
-BAND_EDGE_TOLERANCE = 1e-6
-"""Added to ``k = s K`` before taking its band at sampling: ``s`` is rounded to the state's dtype,
-which may put the first evaluation of a band a rounding error below its left edge. Smaller than
-the sampler's ``edge_eps`` (1e-5), so the last evaluation of a band never reaches the next."""
-
-
-@dataclass
-class ClusterLayout:
-    """Index bookkeeping of a batch of clusters.
-
-    Attributes:
-        atom_batch: cluster of every atom, shape ``(A,)``.
-        mol_batch: cluster of every molecule, shape ``(M,)``.
-        num_clusters: ``B``.
-        mols_per_cluster: molecules per cluster (the same for all clusters).
-        centroid_start: start centroids, shape ``(M, 3)``.
-    """
-
-    atom_batch: Tensor
-    mol_batch: Tensor
-    num_clusters: int
-    mols_per_cluster: int
-    centroid_start: Tensor
-
-
-def cluster_layout(batch: Any) -> ClusterLayout:
-    """Molecule/cluster bookkeeping of a batch (every cluster must have the same molecule count)."""
-    atom_batch = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.z)
-    num_mols = int(batch.mol_index.max()) + 1
-    mol_batch = scatter(atom_batch, batch.mol_index, dim=0, dim_size=num_mols, reduce="max")
-    num_clusters = int(atom_batch.max()) + 1
-    counts = torch.bincount(mol_batch, minlength=num_clusters)
-    if not bool((counts == counts[0]).all()):
-        raise ValueError(f"all clusters of a batch must have the same number of molecules, got {counts.tolist()}")
-    return ClusterLayout(
-        atom_batch=atom_batch,
-        mol_batch=mol_batch,
-        num_clusters=num_clusters,
-        mols_per_cluster=int(counts[0]),
-        centroid_start=centroids(batch.pos_start, batch.mol_index, num_mols),
-    )
-
-
-@dataclass
-class AssemblySample:
-    """Sampled clusters.
-
-    Attributes:
-        pos: predicted atom positions at ``k = K``, shape ``(A, 3)``.
-        nfe: network evaluations used.
-        trajectory: atom positions along the flow, each ``(A, 3)`` (``None`` unless asked).
-        ks: the ``k`` of every trajectory frame.
-    """
-
-    pos: Tensor
-    nfe: int
-    trajectory: list[Tensor] | None = None
-    ks: list[float] | None = None
-
-
-def positive_scale(translation_scale: float) -> float:
-    """``translation_scale`` as a float, refused unless it is > 0 (every system checks it here)."""
-    if not translation_scale > 0:
-        raise ValueError(f"translation_scale must be > 0, got {translation_scale}")
-    return float(translation_scale)
-
-
-class AssemblySystem:
-    """What every assembly flow and Table-5 system shares: the interface and the public ``sample``.
-
-    Subclasses set the class attributes and implement ``_sample`` (the actual sampler).
-
-    Attributes:
-        head: the :func:`kflow_mol.models.build_model` head it needs, ``"rigid"`` or ``"atom"``.
-        stochastic: whether samples depend on ``generator`` (score several per cluster).
-        num_bands: K, the number of bands.
-        default_steps: total sampling steps when ``steps_per_band`` is ``None``.
-    """
-
-    head: str
-    stochastic = False
-    num_bands = 1
-    default_steps: int
-
-    @torch.no_grad()
-    def sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        *,
-        method: str = "euler",
-        steps_per_band: int | Sequence[int] | None = None,
-        return_trajectory: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> AssemblySample:
-        """Sample the crystal pose of every cluster of ``batch`` with the trained ``model``.
-
-        Args:
-            model: the network (with :attr:`head`).
-            batch: a batch of clusters.
-            method: the system's sampling method (``"euler"`` for all; see the system's ``_sample``).
-            steps_per_band: steps per band (an int, or one per band id); ``None``: the system's default.
-            return_trajectory: keep the atom positions along the way.
-            generator: RNG of a stochastic system's draws (deterministic systems ignore it).
-
-        Returns:
-            :class:`AssemblySample` (atom positions ``(A, 3)``, network evaluations, trajectory).
-        """
-        return self._sample(model, batch, method, steps_per_band, return_trajectory, generator)
-
-    def _sample(
-        self,
-        model: nn.Module,
-        batch: Any,
-        method: str,
-        steps_per_band: int | Sequence[int] | None,
-        return_trajectory: bool,
-        generator: torch.Generator | None,
-    ) -> AssemblySample:
-        raise NotImplementedError
 
 
 class AssemblyFlow(AssemblySystem):
@@ -222,10 +108,18 @@ class AssemblyFlow(AssemblySystem):
             then those of the rotations (``2K`` bands in all, a
             :class:`~kflow.transforms.channel_groups.ChannelGroupTransform`), so molecules turn
             once their neighbours are in place.
+        default_steps: total steps of :meth:`sample` when ``steps_per_band`` is ``None``, split
+            evenly over the bands (:func:`~kflow.sampling.allocate_steps`); ``None``:
+            :attr:`default_steps_per_band` per band. :func:`kflow_mol.experiment.build_flow`
+            passes the config's ``sample.steps``.
+
+    Attributes:
+        head: ``"rigid"``, ``"atom"`` in cartesian mode, ``"pose"`` with ``parametrization="endpose"``.
     """
 
+    stochastic = False
     default_steps_per_band = 10
-    """Steps per band of :meth:`sample` when ``steps_per_band`` is ``None``."""
+    """Steps per band of :meth:`sample` when neither ``steps_per_band`` nor ``default_steps`` is given."""
 
     def __init__(
         self,
@@ -243,6 +137,7 @@ class AssemblyFlow(AssemblySystem):
         rotation_frame: str = "log",
         parametrization: str = "velocity",
         pose_order: str = "joint",
+        default_steps: int | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"flow mode must be one of {MODES}, got {mode!r}")
@@ -277,8 +172,8 @@ class AssemblyFlow(AssemblySystem):
         self.symmetric_targets = SymmetricTargets() if symmetric_targets and mode == "rigid" else None
         self.rotation_frame = rotation_frame
         self.parametrization = parametrization
-        if parametrization == "endpose":
-            self.head = "pose"
+        self.head = "pose" if parametrization == "endpose" else ("atom" if mode == "cartesian" else "rigid")
+        self.default_steps = self.default_steps_per_band * self.num_bands if default_steps is None else default_steps
 
     # ----- states --------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout | None = None):
@@ -500,10 +395,11 @@ class AssemblyFlow(AssemblySystem):
         """Integrate the learned velocity from the start state (``k = 0``) to ``k = K``.
 
         With ``project`` every velocity is first projected onto the band moving at ``k``.
-        ``steps_per_band=None`` means :attr:`default_steps_per_band`; ``generator`` is ignored.
+        ``steps_per_band=None`` spreads :attr:`default_steps` evenly over the bands; ``generator``
+        is ignored.
         """
         if steps_per_band is None:
-            steps_per_band = self.default_steps_per_band
+            steps_per_band = allocate_steps(self.default_steps, [1.0] * self.num_bands)
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
         x0 = torch.zeros_like(self.target(batch, layout))

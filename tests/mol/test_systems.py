@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
 from kflow.testing import assert_equivariant, random_rotation
 from kflow.training import StepDraws
@@ -13,7 +13,7 @@ from kflow_mol.flow import AssemblyFlow, cluster_layout
 from kflow_mol.metrics import pm_atom_batch
 from kflow_mol.models import AssemblyVelocity, build_model
 from kflow_mol.rigid import centroids, so3_exp, so3_log
-from kflow_mol.systems import SYSTEMS, AssembleFlowSystem, build_system, is_system, system_names
+from kflow_mol.systems import SYSTEMS, AssembleFlowSystem, build_system, system_names, takes_bands
 from kflow_mol.systems.common import normal_like
 from kflow_mol.systems.quaternion import (
     inertial_frames,
@@ -25,45 +25,10 @@ from kflow_mol.systems.quaternion import (
     rotvec_from_quat,
     slerp,
 )
+from kflow_mol.testing import synthetic_cluster as cluster
 
 DTYPE = torch.float64
-ALL_NAMES = [*SYSTEMS, "kflow_assembleflow_K2"]
-
-
-class _Cluster(Data):
-    """Minimal stand-in for kflow_mol.data.AssemblyData (same fields, same batching rule)."""
-
-    def __inc__(self, key, value, *args, **kwargs):
-        if key == "mol_index":
-            return self.num_mols
-        return super().__inc__(key, value, *args, **kwargs)
-
-
-def cluster(seed: int, num_mols: int = 6, atoms_per_mol: int = 4, shift: float = 2.0, dtype=DTYPE) -> _Cluster:
-    """Rigid random molecules on a grid (crystal) and randomly moved and turned copies (start)."""
-    g = torch.Generator().manual_seed(seed)
-    body = torch.randn(atoms_per_mol, 3, generator=g, dtype=DTYPE) * torch.tensor([1.4, 0.9, 0.5], dtype=DTYPE)
-    body -= body.mean(0)
-    grid = torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=DTYPE)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    trans_target = grid[:num_mols] * 5.0
-    rot_target = so3_exp(torch.randn(num_mols, 3, generator=g, dtype=DTYPE) * 0.8)
-    rot_start = so3_exp(torch.randn(num_mols, 3, generator=g, dtype=DTYPE) * 1.2)
-    trans_start = trans_target + shift * torch.randn(num_mols, 3, generator=g, dtype=DTYPE)
-    mol_index = torch.arange(num_mols).repeat_interleave(atoms_per_mol)
-    b = body.repeat(num_mols, 1)
-    pos_target = (rot_target[mol_index] @ b.unsqueeze(-1)).squeeze(-1) + trans_target[mol_index]
-    pos_start = (rot_start[mol_index] @ b.unsqueeze(-1)).squeeze(-1) + trans_start[mol_index]
-    center = pos_start.mean(0)
-    z = torch.tensor([6, 8, 7, 1, 6, 6, 9][:atoms_per_mol]).repeat(num_mols)
-    return _Cluster(
-        z=z,
-        mol_index=mol_index,
-        num_mols=num_mols,
-        pos_start=(pos_start - center).to(dtype),
-        pos_target=(pos_target - center).to(dtype),
-        rot_start_to_target=(rot_target @ rot_start.transpose(-1, -2)).to(dtype),
-        num_nodes=len(z),
-    )
+ALL_SYSTEMS = [(name, 1) for name in SYSTEMS] + [("kflow_assembleflow", 2), ("kflow", 2)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -234,7 +199,7 @@ def test_assembleflow_default_is_fifty_euler_steps_and_only_euler():
     batch = batch_of(0)
     system = build_system("assembleflow", translation_scale=2.0)
     assert system.sample(RigidOracle(batch, 2.0), batch).nfe == 50
-    assert build_system("kflow_assembleflow_K3", translation_scale=2.0).steps_for(None) == [17, 17, 17]
+    assert build_system("kflow_assembleflow", translation_scale=2.0, K=3).steps_for(None) == [17, 17, 16]
     with pytest.raises(ValueError, match="'euler' only"):
         system.sample(RigidOracle(batch, 2.0), batch, method="rk4")
 
@@ -247,11 +212,11 @@ def rotate_batch(batch, rot, shift):
     return moved
 
 
-@pytest.mark.parametrize("name", ["assembleflow", "kflow_assembleflow_K2", "gnn_md"])
-def test_rigid_arms_are_equivariant(name, models):
+@pytest.mark.parametrize("name,bands", [("assembleflow", 1), ("kflow_assembleflow", 2), ("gnn_md", 1)])
+def test_rigid_arms_are_equivariant(name, bands, models):
     """Rotate and translate every input: the sampled cluster rotates and translates with it, the loss is invariant."""
     batch = batch_of(4, 5)
-    system = build_system(name, translation_scale=2.0)
+    system = build_system(name, translation_scale=2.0, K=bands)
     model = models[system.head, DTYPE]
     rot = random_rotation(generator=torch.Generator().manual_seed(7))
     shift = torch.tensor([3.0, -1.5, 7.0], dtype=DTYPE)
@@ -345,12 +310,12 @@ def test_stochastic_samplers_are_reproducible_with_a_generator(name, models):
 
 
 # --------------------------------------------------------------------------- every system
-@pytest.mark.parametrize("name", ALL_NAMES)
-def test_every_system_trains_and_samples_with_its_head(name, models):
+@pytest.mark.parametrize("name,bands", ALL_SYSTEMS)
+def test_every_system_trains_and_samples_with_its_head(name, bands, models):
     batch = batch_of(0, 1, dtype=torch.float32)
-    system = build_system(name, translation_scale=2.0)
+    system = build_system(name, translation_scale=2.0, K=bands)
     assert system.head in ("rigid", "atom") and isinstance(system.stochastic, bool)
-    assert system.num_bands == (2 if name.endswith("K2") else 1) and system.default_steps >= 1
+    assert system.num_bands == bands and system.default_steps >= 1
     model = models[system.head]
     model.zero_grad()
     loss, logs = system.loss(model, batch, draws=StepDraws(seed=0, step=1))
@@ -425,6 +390,7 @@ def test_stochastic_systems_are_scored_as_min_and_mean_over_draws():
 
 def test_registry_names_options_and_errors():
     assert set(SYSTEMS) == {
+        "kflow",
         "gnn_md",
         "crystalsde_ve",
         "crystalsde_vp",
@@ -432,21 +398,55 @@ def test_registry_names_options_and_errors():
         "crystalflow_vp",
         "crystalflow_lerp",
         "assembleflow",
+        "kflow_assembleflow",
     }
-    assert "kflow_assembleflow_K<n>" in system_names() and is_system("kflow_assembleflow_K4")
-    assert not is_system("kflow_K2")
+    assert system_names() == list(SYSTEMS)
+    assert [name for name in SYSTEMS if takes_bands(name)] == ["kflow", "kflow_assembleflow"]
     lerp = build_system("crystalflow_lerp", translation_scale=3.0)
     assert isinstance(lerp, AssemblyFlow) and lerp.mode == "cartesian" and not lerp.stochastic
+    assert (lerp.head, lerp.default_steps) == ("atom", 12)
     assert build_system("crystalsde_ve", translation_scale=1.0, sigma_max=20.0).sde.prior_std == 20.0
-    assert build_system("kflow_assembleflow_K3", translation_scale=1.0, num_bands=3).num_bands == 3
+    assert build_system("kflow_assembleflow", translation_scale=1.0, K=3).num_bands == 3
+    kflow = build_system("kflow", translation_scale=1.0, K=3, parametrization="endpose")
+    assert isinstance(kflow, AssemblyFlow) and (kflow.num_bands, kflow.head, kflow.default_steps) == (3, "pose", 30)
     with pytest.raises(ValueError, match="unknown system"):
         build_system("crystalsde", translation_scale=1.0)
     with pytest.raises(ValueError, match="one band"):
-        build_system("gnn_md", translation_scale=1.0, num_bands=2)
-    with pytest.raises(ValueError, match="contradicts"):
-        build_system("kflow_assembleflow_K3", translation_scale=1.0, num_bands=2)
+        build_system("gnn_md", translation_scale=1.0, K=2)
+    with pytest.raises(ValueError, match="num_bands \\(K\\) must be >= 1"):
+        build_system("kflow_assembleflow", translation_scale=1.0, K=0)
     with pytest.raises(ValueError, match="bad option"):
         build_system("gnn_md", translation_scale=1.0, sigma_max=3.0)
+
+
+def test_a_system_missing_part_of_the_contract_is_refused_when_built():
+    from kflow_mol.systems.base import AssemblySystem
+
+    class NoSampler(AssemblySystem):
+        head, stochastic, default_steps = "rigid", False, 1
+
+        def loss(self, model, batch, generator=None, draws=None):
+            return torch.zeros(()), {}
+
+    class NoSteps(NoSampler):
+        default_steps = None
+
+        def _sample(self, model, batch, method, steps_per_band, return_trajectory, generator):
+            raise AssertionError("never sampled")
+
+    class BadHead(NoSteps):
+        head, default_steps = "torso", 1
+
+    class Complete(BadHead):
+        head = "atom"
+
+    with pytest.raises(TypeError, match="system NoSampler must implement _sample"):
+        NoSampler()
+    with pytest.raises(TypeError, match="system NoSteps must set default_steps to an int >= 1"):
+        NoSteps()
+    with pytest.raises(TypeError, match="system BadHead must set head to one of"):
+        BadHead()
+    assert Complete().head == "atom"
 
 
 @pytest.mark.slow
