@@ -376,6 +376,7 @@ def reference_stats(
     keep_features: int = 0,
     max_items: int | None = None,
     num_workers: int = 0,
+    progress: bool = False,
 ) -> ReferenceStats:
     """Streamed statistics of a data set's features.
 
@@ -387,14 +388,21 @@ def reference_stats(
         keep_features: also keep the first this many features (float32) for precision/recall.
         max_items: use only the first this many images.
         num_workers: data-loader workers for data sets.
+        progress: a progress bar over the images (tqdm).
     """
+    from tqdm.auto import tqdm
+
     scorer, kept, n_kept = FrechetScorer(), [], 0
+    total = len(data) if max_items is None else min(max_items, len(data))
+    bar = tqdm(total=total, desc=f"features ({name or 'reference'})", unit="img", disable=not progress)
     for images in iterate_images(data, batch_size, max_items, num_workers):
+        bar.update(len(images))
         feats = features(images)
         scorer.add_reference(feats)
         if n_kept < keep_features:
             kept.append(feats[: keep_features - n_kept].float())
             n_kept += len(kept[-1])
+    bar.close()
     stats = scorer.reference_stats(name)
     stats.features = torch.cat(kept).numpy() if kept else None
     return stats
@@ -410,6 +418,7 @@ def save_folder_reference_stats(
     keep_features: int = 10_000,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
+    progress: bool = True,
 ) -> ReferenceStats:
     """Inception reference statistics of every image under ``folder`` (recursively), saved to ``out``.
 
@@ -426,6 +435,8 @@ def save_folder_reference_stats(
         raise ValueError(f"{root}: found {len(files)} images with suffixes {IMAGE_SUFFIXES}; need at least 2")
     inception = InceptionFeatures(weights_path, device=device, batch_size=batch_size)
     dataset = ImageFolderDataset(files, [0] * len(files), size, channels)
-    stats = reference_stats(dataset, inception, inception.name, batch_size, keep_features, num_workers=num_workers)
+    stats = reference_stats(
+        dataset, inception, inception.name, batch_size, keep_features, num_workers=num_workers, progress=progress
+    )
     stats.save(out)
     return stats

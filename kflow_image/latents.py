@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
 
 from kflow.transforms.base import KTransform
 from kflow_image.codecs import LatentCodec
@@ -122,7 +123,8 @@ def encode_to_store(
     )
     labels = np.zeros(rows, dtype=np.int64)
     start = 0
-    for images, batch_labels in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    for images, batch_labels in tqdm(loader, desc=f"encoding {n} images", unit="batch", leave=False):
         images = images.to(device)
         stop = start + len(images)
         latents[start:stop] = codec.encode(images).float().cpu().numpy()

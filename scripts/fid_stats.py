@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-features", type=int, default=10_000, help="features kept for precision/recall")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         stats = save_folder_reference_stats(
@@ -38,9 +39,11 @@ def main(argv: list[str] | None = None) -> None:
             args.keep_features,
             args.device,
             args.num_workers,
+            progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError, ImportError) as err:
-        sys.exit(f"fid_stats: {err}")
+        print(f"fid_stats: error: {err}", file=sys.stderr)
+        sys.exit(2)
     print(f"wrote {args.out}: {stats.num_samples} images, D={stats.mu.shape[0]}")
 
 

@@ -165,7 +165,7 @@ def write_pngs(folder: Path, count: int, size: int = 10) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_folder_reference_stats_and_their_script(tmp_path, inception_file):
+def test_folder_reference_stats_and_their_script(tmp_path, inception_file, capsys):
     write_pngs(tmp_path / "images", 6)
     stats = save_folder_reference_stats(
         tmp_path / "images", tmp_path / "ref.npz", inception_file, size=8, batch_size=4, keep_features=5
@@ -188,6 +188,7 @@ def test_folder_reference_stats_and_their_script(tmp_path, inception_file):
         ]
     )
     np.testing.assert_allclose(ReferenceStats.load(tmp_path / "cli.npz").mu, stats.mu, rtol=1e-6)
+    assert "6/6" in capsys.readouterr().err  # a progress bar over the images
     with pytest.raises(SystemExit) as exit_info:
         cli.main(
             [
@@ -198,8 +199,9 @@ def test_folder_reference_stats_and_their_script(tmp_path, inception_file):
                 str(tmp_path / "none.pt"),
             ]
         )
-    assert str(exit_info.value) == (
-        f"fid_stats: {tmp_path / 'none.pt'}: Inception weights file not found "
+    assert exit_info.value.code == 2 and not (tmp_path / "x.npz").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"fid_stats: error: {tmp_path / 'none.pt'}: Inception weights file not found "
         "(nothing is downloaded; give a local inception-2015-12-05.pt)"
     )
 
