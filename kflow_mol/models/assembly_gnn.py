@@ -141,6 +141,14 @@ class AssemblyVelocity:
     atom_offset: Tensor | None = None
 
 
+def _check_options(head: str, sh_lmax: int) -> None:
+    """Refuse an unknown head or spherical harmonics below degree 1."""
+    if sh_lmax < 1:
+        raise ValueError(f"sh_lmax must be >= 1, got {sh_lmax}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+
+
 class AssemblyGNN(nn.Module):
     """Equivariant two-level GNN mapping a cluster state and ``s = k/K`` to velocities.
 
@@ -206,10 +214,7 @@ class AssemblyGNN(nn.Module):
         self_condition: bool = False,
     ):
         super().__init__()
-        if sh_lmax < 1:
-            raise ValueError(f"sh_lmax must be >= 1, got {sh_lmax}")
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        _check_options(head, sh_lmax)
         self.head = head
         self.start_aware = bool(start_aware)
         self.self_condition = bool(self_condition)
@@ -232,6 +237,10 @@ class AssemblyGNN(nn.Module):
         self.mol_convs = nn.ModuleList(
             EquivariantConv(hidden, self.irreps_sh, num_radial, radial_hidden) for _ in range(mol_layers)
         )
+        self._build_heads(head, hidden, readout_irreps)
+
+    def _build_heads(self, head: str, hidden: o3.Irreps, readout_irreps: str) -> None:
+        """The molecule-level readouts of the rigid and pose heads (the atom head is always built)."""
         # Products of a molecule's own features (e.g. cross products of its 1o vectors give 1e):
         # message passing alone pairs features only with edge directions.
         if head in ("rigid", "pose"):
