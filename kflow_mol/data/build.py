@@ -7,6 +7,14 @@ layout. Bad entries become :class:`Rejection` rows; the batch always finishes: a
 of one entry becomes an ``error`` row (traceback in ``errors.log``), an entry over the time
 limit a ``timeout`` row (see :mod:`kflow_mol.data.isolation`), and every listed file is kept,
 rejected or skipped exactly once (:meth:`BuildReport.accounting`).
+
+Limits are recorded in the manifest but are not part of the cache key: after changing them,
+rebuild with ``force=True``. A build holds ``output/.lock`` (:mod:`kflow_mol.data.locking`:
+a second build of the same folder waits, then reuses the first one's result) and is
+resumable: entries are processed by ``workers`` processes, their results written in atomic
+parts under ``output/.parts`` (:mod:`kflow_mol.data.shards`) and merged in input order, so a
+killed or interrupted build continues where it stopped and gives the same result as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from kflow_mol.data import cod_cluster17 as csv_layout
 from kflow_mol.data.ase_source import ase_entries
@@ -37,11 +46,11 @@ from kflow_mol.data.dataset import (
     csv_cluster_data,
     load_assembly_dataset,
     open_clusters,
-    save_clusters,
     write_csv_layout,
 )
 from kflow_mol.data.dedup import CrystalRecord, find_duplicates, reduced_cell
-from kflow_mol.data.isolation import run_guarded
+from kflow_mol.data.isolation import Outcome, run_guarded
+from kflow_mol.data.locking import folder_lock
 from kflow_mol.data.real import (
     COLLECTIONS,
     evaluation_formulas,
@@ -50,6 +59,7 @@ from kflow_mol.data.real import (
     real_fingerprint,
     source_split_counts,
 )
+from kflow_mol.data.shards import PART_DIR, Done, Kept, Parts, parts_key
 from kflow_mol.data.sources import (
     EVALUATION_ONLY,
     SOURCE_TAGS,
@@ -73,6 +83,7 @@ from kflow_mol.data.splits import (
     write_splits_once,
 )
 from kflow_mol.data.start_states import StartScheme, start_scheme
+from kflow_mol.data.store import cluster_block
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_SPLITS = {"pyxtal": REPO_ROOT / "data" / "splits" / "pyxtal_testdb.json"}
@@ -168,13 +179,19 @@ def settings_hash(settings: dict, fingerprint: dict) -> str:
 
 @dataclass
 class _EntryOutput:
-    """The clusters of one entry and its Niggli-reduced cell (None for CSV input)."""
+    """One entry's clusters as container arrays (built in the worker) and what the merge needs."""
 
-    clusters: list[AssemblyData]
-    cell: tuple[float, ...] | None = None
+    block: dict
+    kept: Kept
 
 
-def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> _EntryOutput:
+def _entry_output(clusters: list[AssemblyData], cell: tuple[float, ...] | None = None) -> _EntryOutput:
+    first = clusters[0]
+    kept = Kept(len(clusters), first.crystal_id, first.formula, first.source, list(cell) if cell else None)
+    return _EntryOutput(cluster_block(clusters), kept)
+
+
+def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> _EntryOutput | None:
     molecular = perceive_molecules(entry.load(), settings["max_atoms"], use_rdkit=settings["rdkit_check"])
     clusters = cut_clusters(molecular, settings["num_mols"], settings["criterion"], settings["min_distance"])
     tag = entry.meta.get("source_tag") or SOURCE_TAGS[settings["source"]]
@@ -184,7 +201,9 @@ def _crystal_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -
         for repeat in range(settings["repeats"])
         for cluster in clusters
     ]
-    return _EntryOutput(data, reduced_cell(molecular.crystal.cell) if settings["source"] == "real" else None)
+    if not data:
+        return None
+    return _entry_output(data, reduced_cell(molecular.crystal.cell) if settings["source"] == "real" else None)
 
 
 def _entries(name: str, input: Path | None, settings: dict) -> tuple[list[SourceEntry], list[Skipped]]:
@@ -221,31 +240,50 @@ def _entry_clusters(entry: SourceEntry, settings: dict, scheme: StartScheme) -> 
         if size > limit_mb * 1e6:
             raise CrystalRejected("too_large", f"{entry.meta.get('file', path)}: {size / 1e6:.1f} MB > {limit_mb} MB")
     if settings["source"] == "cod_cluster17":
-        return _EntryOutput([csv_cluster_data(entry.load())])
+        return _entry_output([csv_cluster_data(entry.load())])
     data = _crystal_clusters(entry, settings, scheme)
-    if not data.clusters:
+    if data is None:
         raise CrystalRejected("unparsable", f"{entry.entry_id}: no cluster could be cut")
     return data
 
 
 @dataclass
 class _BatchResult:
-    """Per-entry results of one batch, in entry order once finished."""
+    """Per-entry results of one batch (clusters stay on disk in ``parts``), in entry order once finished."""
 
-    clusters: dict[int, list[AssemblyData]] = field(default_factory=dict)
-    cells: dict[int, tuple[float, ...] | None] = field(default_factory=dict)
+    clusters: dict[int, Kept] = field(default_factory=dict)
     rejected: dict[int, Rejection] = field(default_factory=dict)
+    tracebacks: dict[int, str] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
     complete: bool = False
+    parts: Parts | None = None
 
-    def ordered(self, entries: list[SourceEntry]) -> tuple[list[AssemblyData], dict[str, str], list[Rejection]]:
-        clusters = [c for i in sorted(self.clusters) for c in self.clusters[i]]
-        formulas = {self.clusters[i][0].crystal_id: self.clusters[i][0].formula for i in sorted(self.clusters)}
-        return clusters, formulas, [self.rejected[i] for i in sorted(self.rejected)]
+    def ordered(self) -> tuple[dict[str, str], list[Rejection]]:
+        formulas = {self.clusters[i].crystal_id: self.clusters[i].formula for i in sorted(self.clusters)}
+        return formulas, [self.rejected[i] for i in sorted(self.rejected)]
 
     def slowest(self, entries: list[SourceEntry], count: int = 5) -> list[list]:
-        ranked = sorted(self.seconds.items(), key=lambda kv: -kv[1])[:count]
+        ranked = sorted(self.seconds.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
         return [[entries[i].entry_id, round(t, 3)] for i, t in ranked]
+
+    def record(self, entries: list[SourceEntry], done: Done) -> Rejection | None:
+        """Take one entry's outcome; returns its rejection (None when kept)."""
+        self.seconds[done.index] = done.seconds
+        if done.kept is not None:
+            self.clusters[done.index] = done.kept
+            return None
+        rejection = Rejection(entries[done.index].entry_id, done.reason, _one_line(done.detail))
+        self.rejected[done.index] = rejection
+        if done.traceback or done.reason == "timeout":
+            self.tracebacks[done.index] = done.traceback or f"killed after {done.seconds:.1f} s\n"
+        return rejection
+
+
+def _done(outcome: Outcome, index: int) -> tuple[Done, dict | None]:
+    """An isolation outcome as a recorded entry outcome and its cluster arrays."""
+    if outcome.reason is None:
+        return Done(index, outcome.seconds, kept=outcome.value.kept), outcome.value.block
+    return Done(index, outcome.seconds, None, outcome.reason, outcome.detail, outcome.traceback), None
 
 
 def _run(
@@ -257,36 +295,68 @@ def _run(
     progress: bool,
     result: _BatchResult,
 ) -> None:
-    """Process every entry into ``result``: clusters, or a rejection (``error``/``timeout`` included).
+    """Process every entry not done yet into ``result``: clusters, or a rejection (``error``/``timeout`` included).
 
-    Rejections are appended to ``output/rejections.csv`` as they happen and tracebacks of
-    ``error`` rows to ``output/errors.log``.
+    Entries recorded in ``result.parts`` (default ``output/.parts``) by an earlier, interrupted
+    run are taken from there; new results are added to it. ``output/rejections.csv`` and
+    ``output/errors.log`` list rejections (and tracebacks) as they happen.
     """
     from tqdm.auto import tqdm
 
-    def task(index: int) -> _EntryOutput:
-        return _entry_clusters(entries[index], settings, scheme)
+    result.parts = result.parts or Parts(output / PART_DIR)
+    for done in result.parts.load():
+        result.record(entries, done)
+    todo = [i for i in range(len(entries)) if i not in result.seconds]
 
-    outcomes = run_guarded(task, len(entries), limits["time_limit"], limits["workers"], (CrystalRejected,))
-    with open(output / "rejections.csv", "w", newline="") as rows, open(output / "errors.log", "w") as log:
-        writer = csv.writer(rows)
-        writer.writerow(REJECTION_HEADER)
-        for outcome in tqdm(outcomes, total=len(entries), desc=f"prepare {settings['source']}", disable=not progress):
-            entry = entries[outcome.index]
-            result.seconds[outcome.index] = outcome.seconds
-            if outcome.reason is None:
-                result.clusters[outcome.index] = outcome.value.clusters
-                result.cells[outcome.index] = outcome.value.cell
-                continue
-            rejection = Rejection(entry.entry_id, outcome.reason, _one_line(outcome.detail))
-            result.rejected[outcome.index] = rejection
-            writer.writerow(_rejection_row(rejection))
-            rows.flush()
-            if outcome.traceback or outcome.reason == "timeout":
-                log.write(f"=== {entry.entry_id} ({entry.meta.get('file', '')}): {outcome.reason}: {outcome.detail}\n")
-                log.write(outcome.traceback or f"killed after {outcome.seconds:.1f} s\n")
-                log.flush()
+    def task(k: int) -> _EntryOutput:
+        return _entry_clusters(entries[todo[k]], settings, scheme)
+
+    outcomes = run_guarded(task, len(todo), limits["time_limit"], limits["workers"], (CrystalRejected,))
+    bar = tqdm(total=len(entries), initial=len(entries) - len(todo), unit="file", disable=not progress)
+    bar.set_description(f"prepare {settings['source']} ({limits['workers']} workers)")
+    with _RejectionLog(output, entries, result) as log, bar:
+        try:
+            for outcome in outcomes:
+                done, block = _done(outcome, todo[outcome.index])
+                result.parts.add(done, block)
+                log.write(done.index, result.record(entries, done))
+                bar.update()
+        finally:  # interrupted or not, what was done is on disk for a rerun
+            result.parts.flush()
     result.complete = True
+
+
+class _RejectionLog:
+    """``rejections.csv`` and ``errors.log``, rewritten with the recorded entries, then appended to."""
+
+    def __init__(self, output: Path, entries: list[SourceEntry], result: _BatchResult):
+        self.output, self.entries, self.result = output, entries, result
+
+    def __enter__(self) -> _RejectionLog:
+        self.rows = open(self.output / "rejections.csv", "w", newline="")
+        self.log = open(self.output / "errors.log", "w")
+        self.writer = csv.writer(self.rows)
+        self.writer.writerow(REJECTION_HEADER)
+        for index in sorted(self.result.rejected):
+            self.write(index, self.result.rejected[index])
+        return self
+
+    def write(self, index: int, rejection: Rejection | None) -> None:
+        if rejection is None:
+            return
+        self.writer.writerow(_rejection_row(rejection))
+        self.rows.flush()
+        if index in self.result.tracebacks:
+            entry = self.entries[index]
+            self.log.write(
+                f"=== {entry.entry_id} ({entry.meta.get('file', '')}): {rejection.reason}: {rejection.detail}\n"
+            )
+            self.log.write(self.result.tracebacks[index])
+            self.log.flush()
+
+    def __exit__(self, *exc) -> None:
+        self.rows.close()
+        self.log.close()
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -403,6 +473,26 @@ def _cached_report(output: Path, digest: str) -> BuildReport | None:
 # ------------------------------------------------------------------------------ build
 
 
+@dataclass
+class _Plan:
+    """What one build does: its source, input, output folder, settings, hash and limits."""
+
+    name: str
+    input: Path | str | None
+    output: Path
+    settings: dict
+    scheme: StartScheme
+    digest: str
+    limits: dict
+    ids: list[str] | None
+    progress: bool
+    write_csv: bool
+
+    @property
+    def entry_settings(self) -> dict:
+        return {**self.settings, "max_file_mb": self.limits["max_file_mb"], "time_limit": self.limits["time_limit"]}
+
+
 def build_assembly_dataset(
     source: str,
     input: str | Path | None = None,
@@ -431,33 +521,25 @@ def build_assembly_dataset(
 
     Args:
         source: ``cif`` | ``pyxtal`` | ``pyxtal_mech`` | ``pyxtal_random`` | ``cod_cluster17``.
-        input: CIF folder, ASE db, CSV-layout folder, or (``pyxtal_random``) a processed
-            dataset whose train molecules seed the synthetic crystals; None = the default.
+        input: CIF folder, ASE db, CSV-layout folder, or a prepared folder (``pyxtal_random``); None: default.
         output: dataset folder; None = ``default_cache_root()/<source>_<settings hash>``.
         start: start preset name (``local``/``scrambled``) or a :class:`StartScheme`.
         repeats: start states per cluster (augmentation).
         seed: base seed of the start states (and of the synthetic packings).
-        num_mols: molecules per cluster.
-        criterion: neighbour ranking, ``centroid`` or ``contact``.
+        num_mols, criterion: molecules per cluster; neighbour ranking, ``centroid`` or ``contact``.
         max_atoms: largest molecule kept (atoms, H included).
         min_distance: Å, crystal clusters with a closer intermolecular pair are rejected.
         rdkit_check: check each molecule's bonding with RDKit.
-        split_mode: default split, ``formula`` (formula-disjoint) or ``random``; ``all`` puts
-            every kept crystal in ``test`` (a folder built as one evaluation set).
-        split_seed: seed of the splits (used only when splits.json is first written).
-        fractions: train/val/test shares.
+        split_mode: default split, ``formula`` (formula-disjoint), ``random``, or ``all`` (all in ``test``).
+        split_seed, fractions: seed and train/val/test shares of the splits (used when splits.json is first written).
         ids: only these entry ids (subset builds, tests).
         synthetic_per_molecule: random crystals per training molecule (``pyxtal_random``).
         write_csv: also write the COD-Cluster17 CSV layout under ``output/raw``.
-        progress: show a progress bar.
+        progress: show a progress bar (rate, ETA).
         force: rebuild even when an up-to-date build exists.
-        time_limit: seconds per entry; an entry still running then is killed and rejected as
-            ``timeout``. None or 0: no limit, entries run in this process.
+        time_limit: seconds per entry, then it is killed (``timeout``); None or 0: no limit, run in this process.
         max_file_mb: input files larger than this are rejected as ``too_large`` unread; None: no limit.
-        workers: worker processes (with a time limit); results do not depend on it.
-
-    Limits are recorded in the manifest but are not part of the cache key: after changing them,
-    rebuild with ``force=True``.
+        workers: worker processes over the input files (with a time limit); results do not depend on it.
 
     Returns:
         The build report (also saved as ``manifest.json``).
@@ -465,56 +547,79 @@ def build_assembly_dataset(
     Raises:
         NoInputError: the input holds no entry (e.g. a folder without CIF files); nothing is written.
     """
-    name = canonical_source(source)
-    scheme = start_scheme(start)
+    plan = _plan(dict(locals()))
+    if (cached := _reused(plan, force)) is not None:
+        return cached
+    entries, skipped = _listed_entries(plan)
+    with folder_lock(plan.output, quiet=not progress):  # a second build of this folder waits here
+        return _reused(plan, force) or _build(plan, entries, skipped)  # ... and finds the first one's build
+
+
+def _plan(arguments: dict) -> _Plan:
+    """Check the arguments of :func:`build_assembly_dataset` and derive settings, hash and folder."""
+    name, scheme = canonical_source(arguments["source"]), start_scheme(arguments["start"])
+    repeats, num_mols, workers = arguments["repeats"], arguments["num_mols"], arguments["workers"]
     if repeats < 1 or num_mols < 2:
         raise ValueError(f"need repeats >= 1 and num_mols >= 2, got repeats={repeats}, num_mols={num_mols}")
-    if split_mode not in BUILD_SPLIT_MODES:
-        raise ValueError(f"split_mode must be one of {BUILD_SPLIT_MODES}, got {split_mode!r}")
+    if arguments["split_mode"] not in BUILD_SPLIT_MODES:
+        raise ValueError(f"split_mode must be one of {BUILD_SPLIT_MODES}, got {arguments['split_mode']!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    input = arguments["input"]
     if name == "pyxtal_random" and input is None:
-        input = build_assembly_dataset("pyxtal", progress=progress).output
+        input = build_assembly_dataset("pyxtal", progress=arguments["progress"]).output
+    ids = arguments["ids"]
+    keys = ("repeats", "seed", "num_mols", "criterion", "max_atoms", "min_distance", "rdkit_check", "split_mode")
     settings = {
         "source": name,
         "start": asdict(scheme),
-        "repeats": repeats,
-        "seed": seed,
-        "num_mols": num_mols,
-        "criterion": criterion,
-        "max_atoms": max_atoms,
-        "min_distance": min_distance,
-        "rdkit_check": rdkit_check,
-        "split_mode": split_mode,
-        "split_seed": split_seed,
-        "fractions": list(fractions),
+        **{key: arguments[key] for key in keys},
+        "split_seed": arguments["split_seed"],
+        "fractions": list(arguments["fractions"]),
         "ids": sorted(ids) if ids is not None else None,
-        "synthetic_per_molecule": synthetic_per_molecule if name == "pyxtal_random" else None,
+        "synthetic_per_molecule": arguments["synthetic_per_molecule"] if name == "pyxtal_random" else None,
     }
     fingerprint = real_fingerprint(input) if name == "real" else input_fingerprint(name, input)
     digest = settings_hash(settings, fingerprint)
+    output = arguments["output"]
     output = Path(output) if output is not None else default_cache_root() / f"{name}_{digest}"
-    cached = None if force else _cached_report(output, digest)
-    if cached is not None:
-        if write_csv and not (output / csv_layout.FINAL_DIR).exists():
-            write_csv_layout(output, open_clusters(output))
-        return cached
+    limits = {key: arguments[key] for key in ("time_limit", "max_file_mb", "workers")}
+    return _Plan(
+        name, input, output, settings, scheme, digest, limits, ids, arguments["progress"], arguments["write_csv"]
+    )
 
-    started = time.perf_counter()
-    entries, skipped = _entries(name, input, {**settings, "time_limit": time_limit, "max_file_mb": max_file_mb})
-    if ids is not None:
-        wanted = set(ids)
+
+def _reused(plan: _Plan, force: bool) -> BuildReport | None:
+    """The report of an up-to-date complete build of ``plan`` (None when forced or there is none)."""
+    cached = None if force else _cached_report(plan.output, plan.digest)
+    if cached is not None and plan.write_csv and not (plan.output / csv_layout.FINAL_DIR).exists():
+        write_csv_layout(plan.output, open_clusters(plan.output))
+    return cached
+
+
+def _listed_entries(plan: _Plan) -> tuple[list[SourceEntry], list[Skipped]]:
+    """The entries to build (only ``ids`` when given), or NoInputError with nothing written."""
+    entries, skipped = _entries(plan.name, plan.input, plan.entry_settings)
+    if plan.ids is not None:
+        wanted = set(plan.ids)
         entries, skipped = [e for e in entries if e.entry_id in wanted], []
     if not entries:
-        raise NoInputError(_no_input_message(name, input, ids, skipped))
-    limits = {"time_limit": time_limit, "max_file_mb": max_file_mb, "workers": workers}
-    entry_settings = {**settings, "max_file_mb": max_file_mb, "time_limit": time_limit}
-    output.mkdir(parents=True, exist_ok=True)
-    result = _BatchResult()
+        raise NoInputError(_no_input_message(plan.name, plan.input, plan.ids, skipped))
+    return entries, skipped
+
+
+def _build(plan: _Plan, entries: list[SourceEntry], skipped: list[Skipped]) -> BuildReport:
+    """Run the batch (resuming from ``output/.parts``) and write every output, even when interrupted."""
+    started = time.perf_counter()
+    plan.output.mkdir(parents=True, exist_ok=True)
+    key = parts_key(plan.digest, [e.entry_id for e in entries])
+    result = _BatchResult(parts=Parts(plan.output / PART_DIR, key))
     try:
-        _run(entries, entry_settings, scheme, limits, output, progress, result)
+        _run(entries, plan.entry_settings, plan.scheme, plan.limits, plan.output, plan.progress, result)
     finally:  # interrupted or not, write what was done (a partial build is marked incomplete)
-        report = _finish(output, name, input, entries, skipped, result, settings, limits, digest, started, write_csv)
+        report = _finish(plan, entries, skipped, result, started)
+    if report.complete:
+        result.parts.remove()
     return report
 
 
@@ -529,53 +634,55 @@ def _no_input_message(name: str, input, ids: list[str] | None, skipped: list[Ski
 
 
 def _finish(
-    output: Path,
-    name: str,
-    input,
-    entries: list[SourceEntry],
-    skipped: list[Skipped],
-    result: _BatchResult,
-    settings: dict,
-    limits: dict,
-    digest: str,
-    started: float,
-    write_csv: bool,
+    plan: _Plan, entries: list[SourceEntry], skipped: list[Skipped], result: _BatchResult, started: float
 ) -> BuildReport:
-    """Write every output of a (possibly interrupted) batch and return its report."""
-    if name == "real":
+    """Merge the parts in entry order into the container and write every other output."""
+    if plan.name == "real":
         _drop_duplicates(entries, result)
-    clusters, formulas, rejected = result.ordered(entries)
-    save_clusters(output / STORE_NAME, clusters)
-    (output / LEGACY_NAME).unlink(missing_ok=True)
-    input_is_default = input is None or Path(input) == default_input(name)
-    sources = {c.crystal_id: c.source for c in clusters}
-    splits = _write_splits(output, name, _splits_for(name, input_is_default, formulas, settings, sources))
+    formulas, rejected = result.ordered()
+    kept_clusters = result.parts.merge(plan.output / STORE_NAME, result.clusters)
+    (plan.output / LEGACY_NAME).unlink(missing_ok=True)
+    input_is_default = plan.input is None or Path(plan.input) == default_input(plan.name)
+    sources = {kept.crystal_id: kept.source for kept in result.clusters.values()}
+    splits = _splits_for(plan.name, input_is_default, formulas, plan.settings, sources)
+    if result.complete:  # splits.json is written once: not from a partial build that will be resumed
+        splits = _write_splits(plan.output, plan.name, splits)
     in_splits = set(splits["train"]) | set(splits["val"]) | set(splits["test"])
     counts: dict[str, int] = {}
     for r in rejected:
         counts[r.reason] = counts.get(r.reason, 0) + 1
     report = BuildReport(
-        name,
-        output,
+        plan.name,
+        plan.output,
         len(formulas),
-        len(clusters),
+        kept_clusters,
         rejected,
         counts,
         time.perf_counter() - started,
         False,
-        digest,
+        plan.digest,
         sorted(set(formulas) - in_splits),
         skipped,
         len(entries),
         result.complete,
         result.slowest(entries),
     )
-    _write_rejections(output, report)
-    _write_manifest(output, report, settings, input, formulas, limits, source_split_counts(clusters, splits))
-    if write_csv:
-        shutil.rmtree(output / "raw", ignore_errors=True)
-        write_csv_layout(output, clusters)
+    _write_rejections(plan.output, report)
+    per_source = source_split_counts(_cluster_sources(result), splits)
+    _write_manifest(plan.output, report, plan.settings, plan.input, formulas, plan.limits, per_source)
+    if plan.write_csv:
+        shutil.rmtree(plan.output / "raw", ignore_errors=True)
+        write_csv_layout(plan.output, open_clusters(plan.output))
     return report
+
+
+def _cluster_sources(result: _BatchResult) -> list[SimpleNamespace]:
+    """``crystal_id`` and ``source`` of every kept cluster, in order, without reading the clusters."""
+    records = []
+    for index in sorted(result.clusters):
+        kept = result.clusters[index]
+        records += [SimpleNamespace(crystal_id=kept.crystal_id, source=kept.source)] * kept.count
+    return records
 
 
 def _drop_duplicates(entries: list[SourceEntry], result: _BatchResult) -> None:
@@ -584,17 +691,17 @@ def _drop_duplicates(entries: list[SourceEntry], result: _BatchResult) -> None:
     indices = sorted(result.clusters, key=lambda i: (order.get(entries[i].meta.get("source_tag"), len(order)), i))
     records = [
         CrystalRecord(
-            result.clusters[i][0].crystal_id,
+            result.clusters[i].crystal_id,
             str(entries[i].meta.get("source_tag")),
-            result.clusters[i][0].formula,
-            result.cells.get(i),
+            result.clusters[i].formula,
+            tuple(result.clusters[i].cell) if result.clusters[i].cell is not None else None,
             entries[i].meta.get("refcode"),
         )
         for i in indices
     ]
     duplicates = find_duplicates(records)
     for index in indices:
-        detail = duplicates.get(result.clusters[index][0].crystal_id)
+        detail = duplicates.get(result.clusters[index].crystal_id)
         if detail is not None:
             del result.clusters[index]
             result.rejected[index] = Rejection(entries[index].entry_id, "duplicate", detail)

@@ -233,15 +233,16 @@ def test_an_unexpected_exception_is_an_error_row_with_its_traceback_logged(tmp_p
         "max_file_mb": None,
     }
     for time_limit in (None, 30):
-        result = _BatchResult()
+        result, out = _BatchResult(), tmp_path / str(time_limit)  # a fresh folder: no parts to resume from
+        out.mkdir()
         _run(
-            entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, tmp_path, False, result
+            entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, out, False, result
         )
         assert result.complete and sorted(result.clusters) == [1, 2]
         assert (result.rejected[0].reason, result.rejected[0].detail) == ("error", "ValueError: no such column")
-        log = (tmp_path / "errors.log").read_text()
+        log = (out / "errors.log").read_text()
         assert log.startswith("=== broken (broken.cif): error: ValueError") and "Traceback" in log and "fails" in log
-        with open(tmp_path / "rejections.csv") as handle:
+        with open(out / "rejections.csv") as handle:
             assert list(csv.reader(handle)) == [
                 ["entry_id", "reason", "detail"],
                 ["broken", "error", "ValueError: no such column"],
