@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from kflow.training import ConfigError
-from kflow_image.config import BenchmarkConfig, ImageRunConfig, RestorationConfig, from_dict
+from kflow.training.config import from_dict
+from kflow_image.config import BenchmarkConfig, ImageRunConfig, RestorationConfig
 from kflow_image.data import stack_dataset
 from kflow_image.evaluation import QUALITY_METRICS
 from kflow_image.experiment import load_run, run_experiment
@@ -75,11 +76,11 @@ def variant_config(cfg: BenchmarkConfig, variant: str, seed: int) -> ImageRunCon
     run = copy.deepcopy({k: v for k, v in dataclasses.asdict(cfg).items() if k in fields})
     run.update(
         transform=dict(cfg.variants[variant]),
-        seed=int(seed),
         output_dir=str(Path(cfg.benchmark_dir) / variant / f"seed{seed}"),
     )
+    run["train"]["seed"] = int(seed)
     try:
-        return ImageRunConfig.from_dict(run)
+        return from_dict(ImageRunConfig, run)
     except ConfigError as err:
         raise ConfigError(f"variants.{variant}: {err}") from None
 

@@ -15,20 +15,40 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from kflow.training import ConfigError
+from kflow.training.config import RUN_LEVEL_TRAIN_KEYS, from_dict
 from kflow_edge import cli
 from kflow_image.config import register_hydra_schemas
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "image"
+HIDDEN_KEYS = tuple(f"train.{key}" for key in RUN_LEVEL_TRAIN_KEYS)
+"""Keys of the train group that the config refuses (set from the top level): left out of ``--help``."""
+RENAMED_KEYS = {"seed": "train.seed", "train.resume": "resume"}
+"""Keys of ``train_image.py`` / ``benchmark_image.py`` before both branches used the same names."""
 
 
 def compose(config_name: str, overrides: Sequence[str] = (), schema: type | None = None) -> Any:
-    """Compose ``configs/image/<config_name>.yaml`` with ``overrides``: a plain dict, or ``schema.from_dict`` of it.
+    """Compose ``configs/image/<config_name>.yaml`` with ``overrides``: a plain dict, or the typed ``schema``.
 
     Raises:
         ConfigError: one line naming the bad override, key or value.
     """
     values = cli.to_plain(cli.compose(CONFIG_DIR, config_name, overrides, register_hydra_schemas))
-    return values if schema is None else schema.from_dict(values)
+    return values if schema is None else from_dict(schema, values)
+
+
+def renamed_keys(overrides: list[str]) -> list[str]:
+    """Refuse a key of :data:`RENAMED_KEYS` in one line naming its new name.
+
+    Raises:
+        ConfigError: ``seed is now train.seed (the same key in both branches): train.seed=...``.
+    """
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if key in RENAMED_KEYS:
+            new = RENAMED_KEYS[key]
+            raise ConfigError(f"{key} is now {new} (the same key in both branches): {new}=...")
+    return overrides
 
 
 def main(
@@ -44,7 +64,7 @@ def main(
     Args:
         prog: the script name used in error lines.
         config_name: its YAML file under ``configs/image/``.
-        schema: its dataclass in :mod:`kflow_image.config` (with ``from_dict``, which validates).
+        schema: its dataclass in :mod:`kflow_image.config` (built by ``kflow.training.config.from_dict``).
         run: the one library call, ``run(config)``.
         guard: a context manager factory around ``run`` (e.g. ``exit_on_training_error``).
     """
@@ -52,10 +72,12 @@ def main(
         prog,
         CONFIG_DIR,
         config_name,
-        lambda cfg: schema.from_dict(cli.to_plain(cfg)),
+        lambda cfg: from_dict(schema, cli.to_plain(cfg)),
         run,
         register=register_hydra_schemas,
         guard=guard,
         argv=argv,
         usage=f"usage: python scripts/{prog}.py [key=value ...]   (groups: see configs/image/)",
+        hidden=HIDDEN_KEYS,
+        edit_overrides=renamed_keys if config_name in ("train_image", "benchmark_image") else None,
     )

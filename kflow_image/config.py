@@ -3,9 +3,14 @@
 The Hydra scripts register these dataclasses as structured configs (:data:`HYDRA_SCHEMAS`), so
 the YAML files under ``configs/image/`` only *choose* (a data set, a transform, a model size,
 an experiment's settings) and document; an unknown key or a value of the wrong type is refused
-by OmegaConf before any work. :meth:`ImageRunConfig.from_dict` does the same for plain dicts
-(library use, old ``run_config.json`` files) and :meth:`ImageRunConfig.validate` checks
-choices and ranges, each failure one :class:`~kflow.training.ConfigError` line naming the key.
+by OmegaConf before any work. :func:`kflow.training.config.from_dict` (the one builder of both
+branches) does the same for plain dicts (library use, saved run configs), and each dataclass's
+``__post_init__`` checks its choices and ranges, each failure one
+:class:`~kflow.training.ConfigError` line naming the key.
+
+The run-level keys are those of the molecular branch: ``output_dir``, ``device`` and ``resume``
+at the top, the seed in ``train.seed``. :meth:`ImageRunConfig.from_saved` also reads the
+``run_config.json`` of older runs (top-level ``seed``, ``train.resume``).
 
 Defaults that belong to a library object are not restated: ``model.*`` ``None`` means the DiT
 preset's value, ``transform.grouping: None`` means :data:`kflow_image.train.DEFAULT_GROUPING`,
@@ -15,13 +20,20 @@ preset's value, ``transform.grouping: None`` means :data:`kflow_image.train.DEFA
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from kflow.training import ConfigError, TrainConfig
+from kflow.training.config import (
+    REQUIRED,
+    check_choice,
+    check_range,
+    check_run_level_keys,
+    from_dict,
+    run_train_config,
+)
 from kflow_image.codecs import CODECS
 from kflow_image.models import DIT_PRESETS
 from kflow_image.train import DEFAULT_GROUPING, TRANSFORMS, SamplerSpec, TransformSpec
@@ -31,7 +43,6 @@ DATA_KEYS = {
     "mnist": ("root", "pad_to"),
     "folder": ("root", "size", "channels", "reference_fraction", "seed"),
 }
-RUN_LEVEL_TRAIN_KEYS = ("seed", "out_dir", "device")  # set from the run's top-level seed/output_dir/device
 IMAGE_TRAIN_DEFAULTS = {
     "steps": 2000,
     "batch_size": 64,
@@ -71,6 +82,13 @@ class DataConfig:
     reference_fraction: float = 0.1
     seed: int = 0
 
+    def __post_init__(self):
+        check_choice("data.name", self.name, DATA_KEYS)
+        if self.name == "folder" and not self.root:
+            raise ConfigError("data=folder needs data.root=/path/to/images")
+        if not 0.0 <= self.reference_fraction < 1.0:
+            raise ConfigError(f"data.reference_fraction={self.reference_fraction} must be in [0, 1)")
+
     def loader_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of this data set's loader (unset optional keys left out)."""
         return {k: getattr(self, k) for k in DATA_KEYS[self.name] if getattr(self, k) is not None}
@@ -98,6 +116,10 @@ class ModelConfig:
     heads: int | None = None
     patch: int | None = None
     mlp_ratio: float | None = None
+
+    def __post_init__(self):
+        check_choice("model.preset", self.preset, DIT_PRESETS)
+        check_choice("model.mlp", self.mlp, ("dense", "moe"))
 
     def dit_kwargs(self) -> dict[str, Any]:
         """The overrides that are set (``mlp`` always)."""
@@ -128,6 +150,11 @@ class CodecConfig:
     cache_dir: str = "outputs/image/cache"
     batch_size: int = 256
 
+    def __post_init__(self):
+        check_choice("codec.name", self.name, CODECS)
+        if self.name != "pixel" and not self.path:
+            raise ConfigError(f"codec={self.name} needs codec.path=...")
+
 
 @dataclass
 class SampleConfig:
@@ -150,6 +177,15 @@ class SampleConfig:
     num_samples: int = 1000
     batch_size: int = 500
     use_ema: bool = True
+
+    def __post_init__(self):
+        check_choice("sample.method", self.method, SAMPLER_METHODS)
+        check_choice("sample.step_allocation", self.step_allocation, ("uniform", "energy"))
+        check_range("sample.total_steps", self.total_steps, minimum=1)
+        if self.drop_cond_after is not None:
+            check_range("sample.drop_cond_after", self.drop_cond_after, minimum=0.0, maximum=1.0)
+        check_range("sample.num_samples", self.num_samples, minimum=1)
+        check_range("sample.batch_size", self.batch_size, minimum=1)
 
 
 @dataclass
@@ -180,21 +216,9 @@ class EvalConfig:
     feature_cnn_max_side: int = 64
 
 
-def _image_train_fields() -> list[tuple[str, Any, Any]]:
-    hints = typing.get_type_hints(TrainConfig)
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in RUN_LEVEL_TRAIN_KEYS:
-            continue
-        out.append((f.name, hints[f.name], field(default=IMAGE_TRAIN_DEFAULTS.get(f.name, f.default))))
-    return out
-
-
-ImageTrainConfig = dataclasses.make_dataclass("ImageTrainConfig", _image_train_fields())
-ImageTrainConfig.__doc__ = (
-    "``train.*``: the fields of kflow.training.TrainConfig except seed/out_dir/device "
-    "(taken from the run), with the image defaults of IMAGE_TRAIN_DEFAULTS."
-)
+def image_train_defaults() -> TrainConfig:
+    """The image branch's optimisation defaults (:data:`IMAGE_TRAIN_DEFAULTS` over ``TrainConfig``'s)."""
+    return TrainConfig(**IMAGE_TRAIN_DEFAULTS)
 
 
 @dataclass
@@ -203,66 +227,54 @@ class ImageRunConfig:
 
     Attributes:
         output_dir: the run folder (required).
-        seed: seeds model init, training draws and sampling.
         device: ``cpu``, ``cuda``, ``cuda:N``.
+        resume: continue from ``<output_dir>/checkpoints/last.pt``.
         balance_weight: weight of the MoE load-balancing loss.
         figures: write samples.png / spectra.png / band_energy.png.
-        data, transform, model, codec, train, sample, eval: the groups above.
+        data, transform, model, codec, train, sample, eval: the groups above; ``train.seed``
+            seeds model init, training draws and sampling. ``train.out_dir`` / ``device`` /
+            ``resume`` are refused (set from the top level, as in the molecular branch).
     """
 
-    output_dir: str = "???"
-    seed: int = 0
+    output_dir: str = REQUIRED
     device: str = "cpu"
+    resume: bool = False
     balance_weight: float = 0.01
     figures: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     transform: TransformSpec = field(default_factory=TransformSpec)
     model: ModelConfig = field(default_factory=ModelConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
-    train: ImageTrainConfig = field(default_factory=ImageTrainConfig)  # type: ignore[valid-type]
+    train: TrainConfig = field(default_factory=image_train_defaults)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ConfigError("output_dir is required")
+        validate_transform(self.transform)
+        check_run_level_keys(self.train, TrainConfig())
+        run_train_config(self.train, self.output_dir, self.device, self.resume)  # checks device
+
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ImageRunConfig:
-        """Typed config from a plain dict; unknown keys and wrong types raise one ``ConfigError`` line."""
-        config = from_dict(cls, values)
-        config.validate()
-        return config
+    def from_saved(cls, values: dict[str, Any]) -> ImageRunConfig:
+        """The config saved in a run folder, also in the older layout (top-level ``seed``, ``train.resume``)."""
+        values = copy.deepcopy(values)
+        train = values.setdefault("train", {})
+        if "seed" in values:
+            train.setdefault("seed", values.pop("seed"))
+        if "resume" in train:
+            values.setdefault("resume", train.pop("resume"))
+        return from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def train_config(self, device: str | None = None) -> TrainConfig:
-        """The Trainer's config: ``train.*`` plus the run's seed, output folder and device."""
-        args = dataclasses.asdict(self.train)
-        if self.model.mlp == "moe":  # under DDP, experts no token was routed to get no gradient
-            args["find_unused_parameters"] = True
-        args.update(seed=self.seed, out_dir=self.output_dir, device=device or self.device)
-        return TrainConfig.from_dict(args)
-
-    def validate(self) -> None:
-        """Reject a config that cannot work, in one clear line (``ConfigError``), before any work."""
-        if not self.output_dir or self.output_dir == "???":
-            raise ConfigError("output_dir is required")
-        check_choice("data.name", self.data.name, DATA_KEYS)
-        if self.data.name == "folder" and not self.data.root:
-            raise ConfigError("data=folder needs data.root=/path/to/images")
-        if not 0.0 <= self.data.reference_fraction < 1.0:
-            raise ConfigError(f"data.reference_fraction={self.data.reference_fraction} must be in [0, 1)")
-        validate_transform(self.transform)
-        check_choice("model.preset", self.model.preset, DIT_PRESETS)
-        check_choice("model.mlp", self.model.mlp, ("dense", "moe"))
-        check_choice("codec.name", self.codec.name, CODECS)
-        if self.codec.name != "pixel" and not self.codec.path:
-            raise ConfigError(f"codec={self.codec.name} needs codec.path=...")
-        validate_sample(self.sample)
-        if self.sample.num_samples < 1 or self.sample.batch_size < 1:
-            raise ConfigError("sample.num_samples and sample.batch_size must be >= 1")
-        try:
-            self.train_config(device="cpu")
-        except ConfigError as err:
-            raise ConfigError(f"train.{err}") from None
+        """The Trainer's config: ``train.*`` plus the run's output folder, device and resume flag."""
+        moe = self.model.mlp == "moe"  # under DDP, experts no token was routed to get no gradient
+        changes = {"find_unused_parameters": True} if moe else {}
+        return run_train_config(self.train, self.output_dir, device or self.device, self.resume, **changes)
 
 
 def validate_transform(spec: TransformSpec) -> None:
@@ -285,76 +297,6 @@ def validate_transform(spec: TransformSpec) -> None:
     grouping = spec.grouping or DEFAULT_GROUPING[spec.name]
     if spec.name == "pca" and grouping == "equal_radius":
         raise ConfigError("transform=pca: grouping must be equal_count or equal_energy")
-
-
-def validate_sample(sample: SampleConfig) -> None:
-    """Choices and ranges of ``sample.*`` (one ``ConfigError`` line)."""
-    check_choice("sample.method", sample.method, SAMPLER_METHODS)
-    check_choice("sample.step_allocation", sample.step_allocation, ("uniform", "energy"))
-    if sample.total_steps < 1:
-        raise ConfigError(f"sample.total_steps={sample.total_steps} must be >= 1")
-    if sample.drop_cond_after is not None and not 0.0 <= sample.drop_cond_after <= 1.0:
-        raise ConfigError(f"sample.drop_cond_after={sample.drop_cond_after} must be in [0, 1] or null")
-
-
-def check_choice(key: str, value: Any, choices) -> None:
-    """``ConfigError`` ``key=value: choose one of [...]`` unless ``value in choices``."""
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r}: choose one of {sorted(choices)}")
-
-
-def from_dict(cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a (nested) dict, refusing unknown keys and wrong types.
-
-    Raises:
-        ConfigError: ``unknown key <prefix.key>`` or ``<prefix.key>=<value>: expected <type>``.
-    """
-    values = dict(values or {})
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]}; known keys of {prefix.rstrip('.') or 'the config'}: {names}"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{prefix}{name} must be a group of keys, got {value!r}")
-            kwargs[name] = from_dict(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
-    return cls(**kwargs)
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against a simple type hint (int/float/str/bool, ``X | None``, ``list[...]``)."""
-    options = (
-        typing.get_args(hint)
-        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-        else (hint,)
-    )
-    if value is None:
-        if type(None) in options:
-            return None
-        raise ConfigError(f"{key} must not be null")
-    for option in options:
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if option is str and isinstance(value, str):
-            return value
-        if typing.get_origin(option) in (list, tuple) and isinstance(value, (list, tuple)):
-            return list(value)
-        if typing.get_origin(option) is dict and isinstance(value, dict):
-            return dict(value)
-    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ConfigError(f"{key}={value!r}: expected {names}")
 
 
 @dataclass
@@ -390,18 +332,6 @@ class BenchmarkConfig(ImageRunConfig):
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     variants: dict[str, Any] = field(default_factory=dict)
     restoration: RestorationConfig = field(default_factory=RestorationConfig)
-
-
-def _overrides_of(cls: type, name: str) -> type:
-    """A dataclass with ``cls``'s fields, all optional with default ``None`` (= keep the run's value)."""
-    hints = typing.get_type_hints(cls)
-    fields = [(f.name, hints[f.name] | None, field(default=None)) for f in dataclasses.fields(cls)]
-    made = dataclasses.make_dataclass(name, fields)
-    made.__doc__ = f"Overrides of {cls.__name__}; null keeps the run's value."
-    return made
-
-
-SampleOverrides = _overrides_of(SampleConfig, "SampleOverrides")
 
 
 @dataclass
@@ -467,35 +397,32 @@ class SampleRunConfig:
         out_dir: where PNGs go (default ``<run_dir>/samples``).
         seed: noise seed.
         device: where to sample.
-        sample: overrides of the run's ``sample.*`` (null = the run's value).
+        sample: overrides of the run's ``sample.*`` (keys of :class:`SampleConfig`; null or
+            left out = the run's value).
     """
 
-    run_dir: str = "???"
+    run_dir: str = REQUIRED
     mode: str = "grid"
     out_dir: str | None = None
     seed: int = 0
     device: str = "cpu"
-    sample: SampleOverrides = field(default_factory=SampleOverrides)  # type: ignore[valid-type]
+    sample: dict[str, Any] = field(default_factory=dict)
     grid: GridMode = field(default_factory=GridMode)
     noise_split: NoiseSplitMode = field(default_factory=NoiseSplitMode)
     drop_cond: DropCondMode = field(default_factory=DropCondMode)
     restore: RestoreMode = field(default_factory=RestoreMode)
     edit: EditMode = field(default_factory=EditMode)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SampleRunConfig:
-        config = from_dict(cls, values)
-        check_choice("mode", config.mode, SAMPLE_MODES)
-        check_choice("noise_split.direction", config.noise_split.direction, ("share_high", "share_low"))
-        check_choice("restore.kind", config.restore.kind, ("super_resolution", "deblur"))
-        return config
+    def __post_init__(self):
+        check_choice("mode", self.mode, SAMPLE_MODES)
+        check_choice("noise_split.direction", self.noise_split.direction, ("share_high", "share_low"))
+        check_choice("restore.kind", self.restore.kind, ("super_resolution", "deblur"))
+        self.sample_config(SampleConfig())  # unknown keys and bad values, before any work
 
     def sample_config(self, run_sample: SampleConfig) -> SampleConfig:
         """The run's ``sample.*`` with this script's non-null overrides."""
-        changes = {k: v for k, v in dataclasses.asdict(self.sample).items() if v is not None}
-        merged = dataclasses.replace(run_sample, **changes)
-        validate_sample(merged)
-        return merged
+        changes = {key: value for key, value in self.sample.items() if value is not None}
+        return from_dict(SampleConfig, changes, "sample.", base=run_sample)
 
 
 def _autoencoder_settings() -> type:
@@ -524,13 +451,8 @@ class AutoencoderRunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: _autoencoder_settings() = field(default_factory=_autoencoder_settings())  # type: ignore[valid-type]
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AutoencoderRunConfig:
-        config = from_dict(cls, values)
-        check_choice("data.name", config.data.name, DATA_KEYS)
-        if config.autoencoder.steps < 1:
-            raise ConfigError(f"autoencoder.steps={config.autoencoder.steps} must be >= 1")
-        return config
+    def __post_init__(self):
+        check_range("autoencoder.steps", self.autoencoder.steps, minimum=1)
 
 
 HYDRA_SCHEMAS = {

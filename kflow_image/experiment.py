@@ -27,9 +27,11 @@ from tqdm.auto import tqdm
 
 from kflow.path import KAmplitudePath
 from kflow.training import ConfigError, DistributedContext, Trainer, TrainResult, load_checkpoint
+from kflow.training.config import REQUIRED, from_dict
+from kflow_edge import run_folder
 from kflow_image.classifier import PixelFeatures, feature_net_validity, train_classifier
 from kflow_image.codecs import LatentCodec, build_codec, encode_batches, is_pixel
-from kflow_image.config import DataConfig, ImageRunConfig, ModelConfig, SampleConfig, from_dict
+from kflow_image.config import DataConfig, ImageRunConfig, ModelConfig, SampleConfig
 from kflow_image.data import ImageSplits, load_dataset, stack_dataset
 from kflow_image.evaluation import evaluate_model, reference_floor
 from kflow_image.fid import check_fid_files, large_image_note
@@ -67,11 +69,12 @@ class RunData:
 
 
 def as_config(cfg: dict[str, Any] | ImageRunConfig) -> ImageRunConfig:
-    """The typed config (validated) from a dict or an :class:`ImageRunConfig`."""
+    """The typed config (checked by its ``__post_init__``) from a dict or an :class:`ImageRunConfig`."""
     if isinstance(cfg, ImageRunConfig):
-        cfg.validate()
+        if cfg.output_dir == REQUIRED:
+            raise ConfigError("output_dir is required (output_dir=...)")
         return cfg
-    return ImageRunConfig.from_dict(cfg)
+    return from_dict(ImageRunConfig, cfg)
 
 
 def load_splits(data: DataConfig | dict) -> ImageSplits:
@@ -81,7 +84,7 @@ def load_splits(data: DataConfig | dict) -> ImageSplits:
         FileNotFoundError: the data folder does not exist (one line naming it).
         ConfigError: the data cannot be used (a folder without images, a bad setting).
     """
-    data = data if isinstance(data, DataConfig) else DataConfig(**data)
+    data = data if isinstance(data, DataConfig) else from_dict(DataConfig, data, "data.")
     try:
         return load_dataset(data.name, **data.loader_kwargs())
     except FileNotFoundError:
@@ -119,7 +122,7 @@ def prepare_data(cfg: ImageRunConfig, device: torch.device, log=print) -> RunDat
 
 def build_model(model: ModelConfig | dict, data_shape: tuple[int, ...], num_classes: int) -> DiT:
     """A DiT for ``data_shape`` ``(c, h, w)`` and ``num_classes`` (unconditional if < 2)."""
-    model = model if isinstance(model, ModelConfig) else ModelConfig(**model)
+    model = model if isinstance(model, ModelConfig) else from_dict(ModelConfig, model, "model.")
     channels, height, width = data_shape
     try:
         return DiT.from_preset(
@@ -302,7 +305,7 @@ def write_figures(
 def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; writes everything into ``cfg.output_dir``.
 
-    Writes ``run_config.json``, ``train_log.csv``, ``loss_curve.png``, ``checkpoints/last.pt``,
+    Writes ``config.yaml`` (:mod:`kflow_edge.run_folder`), ``train_log.csv``, ``loss_curve.png``, ``checkpoints/last.pt``,
     ``metrics.json`` (``fd``, ``fd_net``, ``kid``, ``precision``, ``recall``, ``accuracy``,
     ``cdr``, ``nfe``, timings, ``reference_floor``; only training facts with
     ``eval.enabled=false``), figures, and ``pca_basis.pt`` for PCA.
@@ -327,10 +330,10 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
     data = prepare_data(cfg, device, log=print if is_main else (lambda _: None))  # bad data / codec: no folder yet
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        run_folder.write_config(out_dir, cfg.to_dict())
         dist.barrier()
     path = build_path(cfg.transform, data.data_shape, data.train, out_dir if is_main else None, device)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.data_shape, data.num_classes)
     loss_fn = ImageFlowLoss(path, conditional=data.num_classes > 1, balance_weight=cfg.balance_weight)
     signature = {
@@ -363,7 +366,7 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
     sampler = sampler_spec(cfg.sample, path, data.train)
     metrics: dict[str, Any] = {}
     if cfg.eval.enabled:
-        metrics.update(evaluate_run(cfg, net, path, data, sampler, device, cfg.seed))
+        metrics.update(evaluate_run(cfg, net, path, data, sampler, device, cfg.train.seed))
     metrics.update(
         data=data.splits.name,
         transform=cfg.transform.name,
@@ -376,11 +379,11 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
         train_steps=trained.step,
         train_time_s=trained.wall_time_s,
         final_loss=trained.final_loss,
-        seed=cfg.seed,
+        seed=cfg.train.seed,
         sampled_with_ema=net is trained.ema_model,
     )
     if cfg.figures:
-        write_figures(net, path, data, sampler, out_dir, device, cfg.seed)
+        write_figures(net, path, data, sampler, out_dir, device, cfg.train.seed)
     (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
     return metrics
 
@@ -419,19 +422,24 @@ class LoadedRun:
         return self.data.codec
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu", use_ema: bool | None = None) -> LoadedRun:
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", use_ema: bool | None = None, checkpoint: str = "last"
+) -> LoadedRun:
     """Rebuild model, path, codec and data of a run written by :func:`run_experiment`.
 
     Args:
-        run_dir: the run folder.
+        run_dir: the run folder (``config.yaml``, or the ``run_config.json`` of older runs).
         device: where to put the model and the transform.
         use_ema: sample with the EMA weights (``None``: the run's ``sample.use_ema``).
+        checkpoint: ``last`` or ``best`` (``checkpoints/<checkpoint>.pt``).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder (one line).
+        ConfigError: the saved config or the checkpoint cannot be used (one line).
     """
     run_dir = Path(run_dir)
-    config_path = run_dir / "run_config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path}: not a run folder of scripts/train_image.py")
-    cfg = ImageRunConfig.from_dict(json.loads(config_path.read_text()))
+    cfg = ImageRunConfig.from_saved(run_folder.read_config(run_dir))
+    weights = run_folder.checkpoint_path(run_dir, checkpoint)
     device = torch.device(device)
     cfg = replace(cfg, device=str(device))
     data = prepare_data(cfg, device, log=lambda _: None)
@@ -444,7 +452,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", use_ema: b
     else:
         path = build_path(spec, data.data_shape, data.train, None, device)
     model = build_model(cfg.model, data.data_shape, data.num_classes)
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=device)
+    state = load_checkpoint(weights, map_location=device)
     use_ema = cfg.sample.use_ema if use_ema is None else use_ema
     model.load_state_dict(state["ema"] if use_ema and state.get("ema") is not None else state["model"])
     return LoadedRun(model.to(device).eval(), path, data, cfg)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from kflow.training import ConfigError
+from kflow.training.config import RUN_LEVEL_TRAIN_KEYS
 from kflow_edge import cli
-from kflow_mol.config import RUN_LEVEL_TRAIN_KEYS, SCHEMAS, to_config
+from kflow_mol.config import SCHEMAS, to_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "assembly"
 HIDDEN_KEYS = tuple(f"train.{key}" for key in RUN_LEVEL_TRAIN_KEYS)

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kflow.training import ConfigError, TrainConfig
-from kflow.training.config import check_choice, check_range
+from kflow.training.config import (
+    check_choice,
+    check_range,
+    check_run_level_keys,
+    from_dict,
+    run_train_config,
+)
 
 DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "pyxtal_mech", "real", "ase")
 START_PRESETS = ("local", "scrambled")
@@ -229,9 +235,6 @@ def assembly_train_defaults() -> TrainConfig:
     return TrainConfig(steps=800, batch_size=8, lr=2e-3, warmup_steps=20, grad_clip=1.0, log_every=10, ckpt_every=100)
 
 
-RUN_LEVEL_TRAIN_KEYS = ("out_dir", "device", "resume")
-
-
 @dataclass
 class AssemblyConfig:
     """One training run of ``scripts/train_assembly.py`` (``make demo`` = the defaults).
@@ -268,17 +271,11 @@ class AssemblyConfig:
     def __post_init__(self):
         if self.cpu_threads is not None:
             check_range("cpu_threads", self.cpu_threads, minimum=1)
-        defaults = assembly_train_defaults()
-        for key in RUN_LEVEL_TRAIN_KEYS:
-            if getattr(self.train, key) != getattr(defaults, key):
-                top = "output_dir" if key == "out_dir" else key
-                raise ConfigError(f"train.{key} is set from the top level: use {top}=... instead")
+        check_run_level_keys(self.train, assembly_train_defaults())
 
     def train_config(self) -> TrainConfig:
         """The Trainer's config: the train group plus the run's folder, device and resume flag."""
-        return dataclasses.replace(
-            self.train, out_dir=str(self.output_dir), device=str(self.device), resume=bool(self.resume)
-        )
+        return run_train_config(self.train, self.output_dir, self.device, self.resume)
 
 
 @dataclass
@@ -405,18 +402,19 @@ SCHEMAS: dict[str, type] = {
 def to_config(cfg: Any, schema: type = AssemblyConfig):
     """The dataclass config of a composed Hydra/OmegaConf config or a plain dict.
 
+    Built by :func:`kflow.training.config.from_dict`, the typed-config builder of both branches.
+
     Raises:
         ConfigError: one line naming the first unknown key or bad value.
     """
-    from omegaconf import OmegaConf
+    if not isinstance(cfg, dict):  # a composed OmegaConf config
+        from omegaconf import OmegaConf
 
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
-        return OmegaConf.to_object(merged)
-    except ConfigError:
-        raise
-    except Exception as error:  # omegaconf's key and type errors: keep their first line
-        raise ConfigError(str(error).splitlines()[0]) from None
+        try:
+            cfg = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except Exception as error:  # omegaconf's missing-value and interpolation errors: their first line
+            raise ConfigError(str(error).splitlines()[0]) from None
+    return from_dict(schema, cfg)
 
 
 # ----- systems and method names ---------------------------------------------------------------

@@ -27,6 +27,7 @@ from torch_geometric.data import Batch
 
 from kflow.sampling import allocate_steps
 from kflow.training import ConfigError, Trainer, TrainResult, load_checkpoint
+from kflow_edge import run_folder
 from kflow_mol.config import AssemblyConfig, DataConfig, EvaluateConfig, run_name, system_options, to_config
 from kflow_mol.evaluate import (
     MethodScores,
@@ -306,7 +307,7 @@ def run_training(cfg: AssemblyConfig) -> dict:
     def announce(trainer, model, sigma):
         if trainer.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.yaml").write_text(_yaml({**run_config, "translation_scale": sigma}))
+            run_folder.write_config(out_dir, {**run_config, "translation_scale": sigma})
             print(
                 f"data: {len(train_set)} train / {len(test_set)} test clusters ({data.source}, start={data.start}); "
                 f"translation scale {sigma:.2f} Å; model {cfg.model.preset} "
@@ -393,18 +394,29 @@ def write_outputs(
     pm_bar_chart(summary, out_dir / "pm_bars.png", title=f"{cfg.data.source} test split ({len(test_set)} clusters)")
 
 
-def _yaml(values: dict) -> str:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_yaml(OmegaConf.create(values))
-
-
 # ----- evaluation of a checkpoint ----------------------------------------------------------
-def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyConfig, TrainedRun]:
-    """Rebuild a finished run (config, flow, network) from its checkpoint (``last.pt`` or ``best.pt``).
+def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str = "last") -> tuple[AssemblyConfig, TrainedRun]:
+    """Rebuild a finished run (config, flow, network) from its folder, as the image branch's ``load_run``.
 
-    The network gets the checkpoint's EMA weights when training kept them (what the run
-    itself sampled and validated), else its raw weights.
+    The folder format is :mod:`kflow_edge.run_folder`'s (``config.yaml``,
+    ``checkpoints/{last,best}.pt``); the config is the one saved in the checkpoint. The network
+    gets the checkpoint's EMA weights when training kept them (what the run itself sampled and
+    validated), else its raw weights.
+
+    Args:
+        checkpoint: ``last`` or ``best`` (``best.pt`` exists when the run validated).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder (no ``config.yaml``).
+        ConfigError: the checkpoint does not exist or its config is refused.
+    """
+    run_folder.read_config(run_dir)
+    return _load_checkpoint_run(run_folder.checkpoint_path(run_dir, checkpoint), device)
+
+
+def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyConfig, TrainedRun]:
+    """:func:`load_run` from a checkpoint file (kept for ``evaluate_assembly.py checkpoint=...`` and
+    checkpoints outside a run folder).
 
     Raises:
         ConfigError: when the checkpoint does not exist.
@@ -412,6 +424,11 @@ def load_trained(checkpoint: str | Path, device: str = "cpu") -> tuple[AssemblyC
     path = Path(checkpoint)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist")
+    return _load_checkpoint_run(path, device)
+
+
+def _load_checkpoint_run(path: Path, device: str) -> tuple[AssemblyConfig, TrainedRun]:
+    """Config, flow and network of one checkpoint file (its ``run_config`` and weights)."""
     state = load_checkpoint(path, map_location=device)
     saved = dict(state["run_config"])
     sigma = float(saved.pop("translation_scale"))

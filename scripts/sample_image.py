@@ -38,7 +38,7 @@ def class_rows(num_classes: int, per_class: int) -> torch.Tensor | None:
 
 
 def run_mode(cfg: SampleRunConfig) -> dict:
-    run = load_run(cfg.run_dir, cfg.device, use_ema=cfg.sample.use_ema)
+    run = load_run(cfg.run_dir, cfg.device, use_ema=cfg.sample.get("use_ema"))
     out_dir = Path(cfg.out_dir or Path(cfg.run_dir) / "samples")
     sampler = sampler_spec(cfg.sample_config(run.config.sample), run.path, run.data.train)
     shape, image_shape, device, seed = run.data.data_shape, run.splits.image_shape, cfg.device, cfg.seed

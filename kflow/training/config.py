@@ -1,9 +1,19 @@
-"""`TrainConfig` and small validators that scripts reuse to reject bad configs early."""
+"""`TrainConfig`, the one typed-config builder of both branches and the validators they share.
+
+:func:`from_dict` builds any (nested) config dataclass from plain dicts (a composed Hydra config
+turned into a container, a saved run's config): unknown keys are refused, values are checked
+against the type hints (ints become floats where a float is expected) and each dataclass's
+``__post_init__`` checks its own choices and ranges with :func:`check_choice` /
+:func:`check_range`. Every failure is one :class:`ConfigError` line naming the dotted key. No
+Hydra or OmegaConf here: the scripts' edge composes, the branches declare their dataclasses.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -116,11 +126,7 @@ class TrainConfig:
         Raises:
             ConfigError: on an unknown key or a bad value, naming it.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown train option(s) {unknown}; known options: {sorted(known)}")
-        return cls(**dict(values))
+        return from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,6 +164,113 @@ def check_range(
         raise ConfigError(f"{name} must be {relation} {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be <= {maximum}, got {value}")
+
+
+RUN_LEVEL_TRAIN_KEYS = ("out_dir", "device", "resume")
+"""``TrainConfig`` fields a run config sets from its top level (``output_dir``, ``device``,
+``resume``), the same in both branches; ``train.seed`` stays in the train group."""
+
+
+def check_run_level_keys(train: TrainConfig, defaults: TrainConfig) -> None:
+    """Refuse a ``train.<key>`` of :data:`RUN_LEVEL_TRAIN_KEYS` set away from ``defaults``.
+
+    Raises:
+        ConfigError: ``train.out_dir is set from the top level: use output_dir=... instead``.
+    """
+    for key in RUN_LEVEL_TRAIN_KEYS:
+        if getattr(train, key) != getattr(defaults, key):
+            top = "output_dir" if key == "out_dir" else key
+            raise ConfigError(f"train.{key} is set from the top level: use {top}=... instead")
+
+
+def run_train_config(train: TrainConfig, output_dir: str, device: str, resume: bool, **changes: Any) -> TrainConfig:
+    """The Trainer's config of a run: its train group plus the run's folder, device and resume flag."""
+    return dataclasses.replace(train, out_dir=str(output_dir), device=str(device), resume=bool(resume), **changes)
+
+
+REQUIRED = "???"
+"""The default of a key that must be given (as in OmegaConf)."""
+
+
+def from_dict(cls: type, values: Mapping[str, Any] | None, prefix: str = "", base: Any = None) -> Any:
+    """Build dataclass ``cls`` from a (nested) plain dict, refusing unknown keys and wrong types.
+
+    Keys left out keep ``base``'s values (an instance of ``cls``), else the field defaults; a
+    nested dataclass group starts from its field default (e.g. a ``default_factory`` with the
+    branch's own train defaults). ``__post_init__`` of each dataclass then runs its checks.
+
+    Args:
+        prefix: dotted path of ``cls`` in the whole config (``"train."``), used in messages.
+
+    Raises:
+        ConfigError: ``unknown key <prefix.key>; ...``, ``<prefix.key>=<value>: expected <type>``,
+            ``<prefix.key> is required`` or the first failed check of a ``__post_init__``.
+    """
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; known keys of {prefix.rstrip('.') or 'the config'}: {list(fields)}"
+        )
+    kwargs = {} if base is None else {name: getattr(base, name) for name in fields}
+    for name, value in values.items():
+        hint, key = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a group of keys, got {value!r}")
+            kwargs[name] = from_dict(hint, value, f"{key}.", kwargs.get(name, _field_default(fields[name])))
+        else:
+            kwargs[name] = _coerce(key, value, hint)
+    missing = [name for name in fields if kwargs.get(name, fields[name].default) == REQUIRED]
+    if missing:
+        raise ConfigError(f"{prefix}{missing[0]} is required ({prefix}{missing[0]}=...)")
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        text = str(error)
+        raise ConfigError(text if not prefix or prefix in text else f"{prefix.rstrip('.')}: {text}") from None
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    """A field's default value (``None`` when it has none)."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against a simple type hint (int/float/str/bool, ``X | None``, ``list[...]``, ``Any``)."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    options = typing.get_args(hint) if union else (hint,)
+    if value is None:
+        if type(None) in options or Any in options:
+            return None
+        raise ConfigError(f"{key} must not be null")
+    for option in options:
+        if option is Any:
+            return value
+        if isinstance(value, bool):
+            if option is bool:
+                return value
+            continue
+        if option is int and isinstance(value, int):
+            return value
+        if option is float and isinstance(value, (int, float)):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        origin = typing.get_origin(option)
+        if origin in (list, tuple) and isinstance(value, (list, tuple)):
+            item = (typing.get_args(option) or (Any,))[0]
+            return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+        if origin is dict and isinstance(value, Mapping):
+            return dict(value)
+    if str in options and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # as OmegaConf does: ``output_dir=2024``
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{key}={value!r}: expected {names}")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:

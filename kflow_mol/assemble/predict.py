@@ -262,7 +262,7 @@ def _predict(
     from kflow_mol.experiment import flow_predictor
 
     cfg = loaded.cfg
-    total = steps if steps is not None else (cfg.sample.steps if cfg.system == "kflow" else None)
+    total = steps  # None: the system's default_steps (kflow: the run's sample.steps, set by build_flow)
     generator = torch.Generator().manual_seed(1_000_003 * int(seed)) if loaded.run.stochastic else None
     predict = flow_predictor(
         loaded.run.flow, loaded.run.model, method or cfg.sample.method, total, True, generator=generator

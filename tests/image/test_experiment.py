@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from kflow_image.autoencoder import AutoencoderSettings, train_autoencoder
 from kflow_image.data import load_digits
@@ -38,7 +39,8 @@ def test_latent_run_trains_from_the_store_and_reloads(tmp_path, codec_path):
     out = tmp_path / "pca"
     for name in ("samples.png", "band_energy.png", "spectra.png", "pca_basis.pt", "metrics.json"):
         assert (out / name).exists(), name
-    assert json.loads((out / "run_config.json").read_text())["codec"]["name"] == "autoencoder"
+    saved = yaml.safe_load((out / "config.yaml").read_text())  # the run-folder format of both branches
+    assert saved["codec"]["name"] == "autoencoder" and saved["train"]["seed"] == 0 and saved["resume"] is False
     stores = list((tmp_path / "cache").glob("latents-autoencoder-*"))
     assert len(stores) == 1
     # LFM baseline: transform=none on the same latents reuses the store
@@ -51,3 +53,11 @@ def test_latent_run_trains_from_the_store_and_reloads(tmp_path, codec_path):
         torch.testing.assert_close(tensor, state["ema"][name])
         torch.testing.assert_close(raw.model.state_dict()[name], state["model"][name])
     assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in state["model"])
+    # a folder of the older layout (run_config.json, top-level seed, train.resume) still loads
+    saved["seed"], saved["train"]["resume"] = saved["train"].pop("seed"), saved.pop("resume")
+    (out / "run_config.json").write_text(json.dumps(saved))
+    (out / "config.yaml").unlink()
+    old = load_run(out)
+    assert old.config == ema.config
+    for name, tensor in old.model.state_dict().items():
+        torch.testing.assert_close(tensor, state["ema"][name])

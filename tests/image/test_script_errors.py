@@ -84,9 +84,11 @@ def test_corrupt_run_checkpoint_is_one_line_naming_the_file(tmp_path, cwd):
 @pytest.mark.parametrize(
     "script, overrides, message",
     [
-        ("sample_image.py", ["run_dir=somewhere", "mode=nope"], "mode='nope'"),
+        ("sample_image.py", ["run_dir=somewhere", "mode=nope"], "unknown mode 'nope'"),
         ("sample_image.py", [], "run_dir"),
-        ("train_autoencoder.py", ["autoencoder.steps=0", "output=out/ae.pt"], "autoencoder.steps=0"),
+        ("train_autoencoder.py", ["autoencoder.steps=0", "output=out/ae.pt"], "autoencoder.steps must be >= 1"),
+        ("train_image.py", ["seed=3", "output_dir=out/run"], "seed is now train.seed"),
+        ("train_image.py", ["train.resume=true", "output_dir=out/run"], "train.resume is now resume"),
         ("train_image.py", ["transform.foo=1", "output_dir=out/run"], "transform.foo"),
         ("benchmark_image.py", ["sample.method=leapfrog", "benchmark_dir=out/bench"], "sample.method"),
     ],

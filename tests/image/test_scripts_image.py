@@ -53,7 +53,7 @@ def test_bad_transform_is_a_clear_config_error(tmp_path):
         f"hydra.run.dir={tmp_path / 'hydra'}",
     )
     assert proc.returncode != 0
-    assert "transform.name='dct'" in proc.stderr
+    assert "unknown transform.name 'dct'" in proc.stderr
 
 
 @pytest.mark.slow
@@ -94,4 +94,4 @@ def test_unknown_key_is_refused_before_work(tmp_path):
         "train_image.py", "transform.foo=1", f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"
     )
     assert proc.returncode != 0 and "transform.foo" in proc.stderr
-    assert not (tmp_path / "run_config.json").exists()
+    assert not (tmp_path / "config.yaml").exists()

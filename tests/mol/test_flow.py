@@ -4,49 +4,18 @@ import math
 
 import pytest
 import torch
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
+from kflow_mol import testing
 from kflow_mol.flow import AssemblyFlow, cluster_layout, translation_scale_of
 from kflow_mol.metrics import pm_atom_batch
 from kflow_mol.models import build_model
-from kflow_mol.rigid import so3_exp
 
 
-class _Cluster(Data):
-    """Minimal stand-in for kflow_mol.data.AssemblyData (same fields, same batching rule)."""
-
-    def __inc__(self, key, value, *args, **kwargs):
-        if key == "mol_index":
-            return self.num_mols
-        return super().__inc__(key, value, *args, **kwargs)
-
-
-def synthetic_cluster(seed: int, num_mols: int = 17, atoms_per_mol: int = 5, shift: float = 2.0) -> _Cluster:
-    """Rigid random molecules on a grid (crystal) and randomly moved copies (start): shapes only."""
-    g = torch.Generator().manual_seed(seed)
-    body = torch.randn(atoms_per_mol, 3, generator=g) * 0.9
-    body -= body.mean(0)
-    grid = torch.stack(torch.meshgrid(*[torch.arange(3.0)] * 3, indexing="ij"), -1).reshape(-1, 3)[:num_mols]
-    trans_target = grid * 5.0
-    rand_rot = lambda: so3_exp(torch.randn(num_mols, 3, generator=g) * 0.8)  # noqa: E731
-    rot_target = rand_rot()
-    rot_start = rand_rot()
-    trans_start = trans_target + shift * torch.randn(num_mols, 3, generator=g)
-    mol_index = torch.arange(num_mols).repeat_interleave(atoms_per_mol)
-    b = body.repeat(num_mols, 1)
-    pos_target = (rot_target[mol_index] @ b.unsqueeze(-1)).squeeze(-1) + trans_target[mol_index]
-    pos_start = (rot_start[mol_index] @ b.unsqueeze(-1)).squeeze(-1) + trans_start[mol_index]
-    center = pos_start.mean(0)
-    z = torch.tensor([6, 6, 8, 7, 1] * atoms_per_mol)[:atoms_per_mol].repeat(num_mols)
-    return _Cluster(
-        z=z,
-        mol_index=mol_index,
-        num_mols=num_mols,
-        pos_start=pos_start - center,
-        pos_target=pos_target - center,
-        rot_start_to_target=rot_target @ rot_start.transpose(-1, -2),
-        num_nodes=len(z),
-    )
+def synthetic_cluster(seed: int, **options):
+    """A 17-molecule cluster of 5-atom molecules, float32 (:func:`kflow_mol.testing.synthetic_cluster`)."""
+    defaults = dict(num_mols=17, atoms_per_mol=5, dtype=torch.float32, body_scale=(0.9, 0.9, 0.9), start_turn=0.8)
+    return testing.synthetic_cluster(seed, **{**defaults, **options})
 
 
 @pytest.mark.parametrize("num_bands", [1, 2, 3])
@@ -194,14 +163,39 @@ def test_projected_sampling_keeps_pending_bands_at_the_start():
     assert coeffs[pending].abs().max() < 1e-6 and coeffs[~pending].abs().max() > 1e-4
 
 
-def test_current_band_loss_ignores_off_band_error():
-    torch.manual_seed(0)
+class _VelocityError(AssemblyFlow):
+    """The flow with a fixed error added to every predicted velocity: off the moving band, or on it."""
+
+    def __init__(self, on_band: bool, **options):
+        super().__init__(**options)
+        self.on_band = on_band
+
+    def velocity(self, model, batch, x, s, layout=None, context=None, k=None, previous=None):
+        v = super().velocity(model, batch, x, s, layout, context=context, k=k, previous=previous)
+        error = 3.0 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1), dtype=v.dtype)
+        on = self.path.project_to_band(error, k, context)
+        return v + (on if self.on_band else error - on)
+
+
+@pytest.mark.parametrize("loss_current_band", [True, False])
+def test_current_band_loss_ignores_off_band_error(loss_current_band):
+    """With ``loss_current_band`` an error off the moving band leaves the loss as it is, one on it
+    raises it; without, both raise it."""
     batch = Batch.from_data_list([synthetic_cluster(i) for i in range(2)])
-    flow = AssemblyFlow(num_bands=3, translation_scale=2.0, loss_current_band=True)
-    model = build_model("S", start_aware=True)
-    loss, _ = flow.loss(model, batch, generator=torch.Generator().manual_seed(0))
-    loss.backward()
-    assert torch.isfinite(loss) and loss > 0
+    options = dict(num_bands=3, translation_scale=2.0, loss_current_band=loss_current_band)
+    torch.manual_seed(0)
+    model = build_model("S", start_aware=True).eval()
+
+    def loss_of(flow):
+        return float(flow.loss(model, batch, generator=torch.Generator().manual_seed(0))[0].detach())
+
+    exact = loss_of(AssemblyFlow(**options))
+    off_band, on_band = loss_of(_VelocityError(False, **options)), loss_of(_VelocityError(True, **options))
+    assert math.isfinite(exact) and exact > 0 and on_band > exact + 1.0
+    if loss_current_band:
+        assert off_band == pytest.approx(exact, rel=1e-5)
+    else:
+        assert off_band > exact + 1.0
 
 
 @pytest.mark.parametrize("start_motion", ["settled", "full"])

@@ -8,7 +8,7 @@ import pytest
 
 from kflow.training import ConfigError, load_checkpoint, read_csv_log
 from kflow_mol.config import AssemblyConfig, EvalConfig, EvaluateConfig, SampleConfig
-from kflow_mol.experiment import load_split, load_trained, run_evaluation, run_training, validation_options
+from kflow_mol.experiment import load_run, load_split, load_trained, run_evaluation, run_training, validation_options
 from kflow_mol.validation import fixed_subset, orientation_metric
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,7 +56,8 @@ def test_tiny_assembly_run_validates_keeps_best_and_loads_it(tmp_path, data_pyxt
     best_path = tmp_path / "run" / "checkpoints" / "best.pt"
     assert load_checkpoint(best_path)["step"] == run["best_step"]
 
-    run_cfg, trained = load_trained(best_path)
+    run_cfg, trained = load_run(tmp_path / "run", checkpoint="best")  # the run-folder format of both branches
+    assert load_trained(best_path)[0] == run_cfg and (tmp_path / "run" / "config.yaml").is_file()
     validate = validation_options(run_cfg, trained.flow)["validate_fn"]
     first, again = validate(trained.model), validate(trained.model)
     assert first == again  # deterministic
