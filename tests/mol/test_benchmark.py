@@ -118,11 +118,12 @@ def test_method_variants_and_budget():
 def test_sampling_variants_share_one_training(tmp_path, monkeypatch, data_pyxtal_build):
     """``kflow_K2`` and ``kflow_K2+noproj`` differ only at sampling: one training, two scorings."""
     import kflow_mol.benchmark as benchmark
+    from kflow_mol.benchmark import run as running
 
     calls = []
-    real_train = benchmark.train
+    real_train = running.train
     monkeypatch.setattr(
-        benchmark, "train", lambda run, data, **kw: calls.append(run.output_dir) or real_train(run, data, **kw)
+        running, "train", lambda run, data, **kw: calls.append(run.output_dir) or real_train(run, data, **kw)
     )
     cfg = BenchmarkConfig(
         methods=["rigid_K1", "kflow_K2", "kflow_K2+noproj"],

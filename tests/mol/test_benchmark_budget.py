@@ -57,7 +57,7 @@ def test_measured_plan_is_saved_and_reused(tmp_path, monkeypatch, data_pyxtal_bu
     def no_measuring(*args):
         raise AssertionError("the saved plan should be reused")
 
-    monkeypatch.setattr(benchmark, "step_cpu_seconds", no_measuring)
+    monkeypatch.setattr(benchmark.plan, "step_cpu_seconds", no_measuring)
     assert benchmark.equal_cpu_plan(cfg, train_set, out_dir) == plan
     cfg.train_cpu_seconds = 3.0  # another budget: measured again
     with pytest.raises(AssertionError, match="reused"):
@@ -69,16 +69,16 @@ def test_methods_of_different_cost_get_different_steps(tmp_path, monkeypatch, da
     import kflow_mol.benchmark as benchmark
 
     costs = {"rigid_K1": 0.25, "crystalflow_lerp": 0.5}
-    monkeypatch.setattr(benchmark, "step_cpu_seconds", lambda cfg, method, *args: costs[method])
+    monkeypatch.setattr(benchmark.plan, "step_cpu_seconds", lambda cfg, method, *args: costs[method])
     trained_steps = {}
-    real_train = benchmark.train
+    real_train = benchmark.run.train
 
     def recording_train(run, data, **options):
         result = real_train(run, data, **options)
         trained_steps[Path(run.output_dir).name] = result.result.step
         return result
 
-    monkeypatch.setattr(benchmark, "train", recording_train)
+    monkeypatch.setattr(benchmark.run, "train", recording_train)
     cfg = tiny_config(tmp_path, data_pyxtal_build, ["identity", "rigid_K1", "crystalflow_lerp"], 1.0)
     table = benchmark.run_benchmark(cfg)
     assert trained_steps == {"rigid_K1_seed0": 4, "crystalflow_lerp_seed0": 2}
