@@ -11,6 +11,7 @@ Regenerate (only when a change of numbers is intended):
 ``OMP_NUM_THREADS=1 .venv/bin/python tests/mol/test_systems_numerics.py``.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def build(name: str):
     return build_system(system, translation_scale=2.0, K=bands, **options)
 
 
+@functools.cache
 def network(head: str):
+    """The float64 network of a head, built once from seed 0 (losses and sampling leave its weights as they are)."""
     torch.manual_seed(0)
     return build_model("S", head=head).double().eval()
 
