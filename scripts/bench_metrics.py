@@ -10,8 +10,9 @@ symmetry work to do. Timings are medians (wall clock and process CPU) over ``--r
     OMP_NUM_THREADS=1 python scripts/bench_metrics.py --clusters 1000 --repeats 3 --reference
     OMP_NUM_THREADS=1 python scripts/bench_metrics.py --clusters 1000 --repeats 5 --before 24d5bbe
 
-``--reference`` adds the per-cluster RMSD_17 loop (``rmsd17(..., vectorized=False)``), timed in
-the same process for a side-by-side ratio. ``--before REV`` adds the RMSD_17 of git revision
+``--reference`` adds the per-cluster RMSD_17 loop the batched path replaced (``rmsd17_loop`` of
+``tests/mol/_reference_rmsd.py``, the reference of the equality test; it needs the repository's
+``tests/`` folder), timed in the same process for a side-by-side ratio. ``--before REV`` adds the RMSD_17 of git revision
 REV (``kflow_mol/metrics/assembly_rmsd.py`` as it was there, loaded from ``git show`` next to
 the current helpers; its batched path and, with ``--reference``, its loop) on the same inputs,
 interleaved with the current one, and checks that both find the same correspondences.
@@ -20,16 +21,17 @@ interleaved with the current one, and checks that both find the same corresponde
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
 import torch
 
+from kflow.benchmarking import interleaved_times, markdown_table
 from kflow_mol.metrics import SymmetryCache, pm_atom, pm_center, rmsd17
 
 
@@ -114,19 +116,18 @@ def same_correspondences(a, b) -> bool:
     return True
 
 
-def time_once(fn) -> tuple[float, float]:
-    """Wall and process-CPU seconds of one call of ``fn``.
+def reference_loop():
+    """``rmsd17_loop`` of ``tests/mol/_reference_rmsd.py``: the per-cluster RMSD_17 loop."""
+    path = Path(__file__).resolve().parent.parent / "tests" / "mol" / "_reference_rmsd.py"
+    if not path.is_file():
+        raise SystemExit(f"bench_metrics: error: --reference needs {path} (the repository's tests folder)")
+    spec = importlib.util.spec_from_file_location("_reference_rmsd", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.rmsd17_loop
 
-    On a shared machine the CPU time (one thread) is the steadier measure of the work.
-    """
-    start, start_cpu = time.perf_counter(), time.process_time()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, time.process_time() - start_cpu
 
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--rmsd-clusters", type=int, default=None, help="clusters for RMSD_17 (default: --clusters)")
@@ -142,47 +143,33 @@ def main() -> None:
     parser.add_argument(
         "--reference", action="store_true", help="also time the original per-cluster RMSD_17 loop (same results)"
     )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+    return parser.parse_args(argv)
 
-    true, pred, z, mol_index = make_clusters(args.clusters, args.smiles, args.molecules, args.seed)
-    true, pred = true.to(args.device, dtype), pred.to(args.device, dtype)
-    mol_index = mol_index.to(args.device)
-    rmsd_clusters = args.rmsd_clusters or args.clusters
-    cache = SymmetryCache()
-    rmsd17(true[0], pred[0], z, mol_index, cache=cache)  # RDKit work once, as in evaluation
 
-    subset = (true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index)
+def timed_functions(args: argparse.Namespace, true, pred, subset: tuple, cache) -> tuple[list[tuple], object]:
+    """``[(name, fn, clusters)]`` to time, and the module of ``--before`` (or None)."""
+    rmsd_clusters = subset[0].shape[0]
+    mol_index = subset[3]
     timed = [
         ("PM-atom", lambda: pm_atom(true, pred), args.clusters),
         ("PM-center", lambda: pm_center(true, pred, mol_index), args.clusters),
         ("RMSD_17", lambda: rmsd17(*subset, cache=cache), rmsd_clusters),
     ]
     if args.reference:
-        timed.append(
-            ("RMSD_17 per-cluster loop", lambda: rmsd17(*subset, cache=cache, vectorized=False), rmsd_clusters)
-        )
-    if args.before:
-        before = module_at(args.before)
+        loop = reference_loop()
+        timed.append(("RMSD_17 per-cluster loop", lambda: loop(*subset, cache=cache), rmsd_clusters))
+    before = module_at(args.before) if args.before else None
+    if before is not None:
         timed.append((f"RMSD_17 at {args.before} (before)", lambda: before.rmsd17(*subset, cache=cache), rmsd_clusters))
-        if args.reference:
-            timed.append(
-                (
-                    f"RMSD_17 per-cluster loop at {args.before}",
-                    lambda: before.rmsd17(*subset, cache=cache, vectorized=False),
-                    rmsd_clusters,
-                )
-            )
-    for _, fn, _ in timed:
-        fn()  # warm-up
-    wall, cpu = [[] for _ in timed], [[] for _ in timed]
-    for _ in range(args.repeats):  # interleaved, so a change of machine load hits every row alike
-        for index, (_, fn, _) in enumerate(timed):
-            seconds, cpu_seconds = time_once(fn)
-            wall[index].append(seconds)
-            cpu[index].append(cpu_seconds)
-    rows = [
+        if args.reference:  # revisions of that time kept their loop behind vectorized=False
+            name = f"RMSD_17 per-cluster loop at {args.before}"
+            timed.append((name, lambda: before.rmsd17(*subset, cache=cache, vectorized=False), rmsd_clusters))
+    return timed, before
+
+
+def timing_rows(timed: list[tuple], wall: list[list[float]], cpu: list[list[float]]) -> list[dict]:
+    """One JSON row per timed function: medians of wall and CPU seconds, clusters per second, every time."""
+    return [
         {
             "metric": name,
             "clusters": count,
@@ -195,6 +182,37 @@ def main() -> None:
         for index, (name, _, count) in enumerate(timed)
     ]
 
+
+def print_rows(args: argparse.Namespace, atoms: int, rows: list[dict], summary: dict) -> None:
+    print(
+        f"{args.clusters} clusters of {args.molecules} x {atoms // args.molecules} "
+        f"atoms, {args.dtype}, device {args.device}, {args.threads} thread(s), "
+        f"median of {args.repeats}"
+    )
+    header = ["metric", "clusters", "median wall s", "median CPU s", "CPU s per 1,000 clusters"]
+    cells = [
+        [row["metric"], row["clusters"], f"{row['median_s']:.3f}", f"{row['median_cpu_s']:.3f}"]
+        + [f"{1000 * row['median_cpu_s'] / row['clusters']:.2f}"]
+        for row in rows
+    ]
+    print(markdown_table(header, cells))
+    print("values: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    true, pred, z, mol_index = make_clusters(args.clusters, args.smiles, args.molecules, args.seed)
+    true, pred = true.to(args.device, dtype), pred.to(args.device, dtype)
+    mol_index = mol_index.to(args.device)
+    rmsd_clusters = args.rmsd_clusters or args.clusters
+    cache = SymmetryCache()
+    rmsd17(true[0], pred[0], z, mol_index, cache=cache)  # RDKit work once, as in evaluation
+    subset = (true[:rmsd_clusters], pred[:rmsd_clusters], z, mol_index)
+    timed, before = timed_functions(args, true, pred, subset, cache)
+    wall, cpu = interleaved_times([fn for _, fn, _ in timed], args.repeats)
+    rows = timing_rows(timed, wall, cpu)
     result = rmsd17(*subset, cache=cache)
     summary = {
         "atoms_per_cluster": true.shape[1],
@@ -203,20 +221,8 @@ def main() -> None:
         "rmsd_17_mean": result.rmsd_17.mean().item(),
         "n_matched_mean": result.n_matched.float().mean().item(),
     }
-    print(
-        f"{args.clusters} clusters of {args.molecules} x {true.shape[1] // args.molecules} "
-        f"atoms, {args.dtype}, device {args.device}, {args.threads} thread(s), "
-        f"median of {args.repeats}"
-    )
-    print("| metric | clusters | median wall s | median CPU s | CPU s per 1,000 clusters |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print(
-            f"| {row['metric']} | {row['clusters']} | {row['median_s']:.3f} | "
-            f"{row['median_cpu_s']:.3f} | {1000 * row['median_cpu_s'] / row['clusters']:.2f} |"
-        )
-    print("values: " + ", ".join(f"{k}={v:.3f}" for k, v in summary.items()))
-    if args.before:
+    print_rows(args, true.shape[1], rows, summary)
+    if before is not None:
         summary["same_as_before"] = same_correspondences(result, before.rmsd17(*subset, cache=cache))
         print(f"same correspondences and values as {args.before}: {summary['same_as_before']}")
     if args.out:

@@ -151,10 +151,6 @@ class _Clusters:
         names = ("pos_true", "pos_pred", "c_true", "c_pred")
         return replace(self, **{name: getattr(self, name).index_select(0, index) for name in names})
 
-    def first(self) -> _Clusters:
-        """The one cluster of a batch of one, unbatched."""
-        return replace(self, **{name: getattr(self, name)[0] for name in ("pos_true", "pos_pred", "c_true", "c_pred")})
-
 
 def _prepare(
     pos_true: Tensor, pos_pred: Tensor, mol_index: Tensor, topology: ClusterTopology, max_iterations: int
@@ -216,98 +212,6 @@ def _superpose(pos_true: Tensor, moved: Tensor) -> tuple[RigidAlignment, Tensor]
     return alignment, (alignment.apply(moved) - pos_true).square().sum(-1).mean(-1)
 
 
-def _refine_atoms(cluster: _Clusters, assignment: Tensor, alignment: RigidAlignment) -> _Correspondence:
-    """Alternate best automorphisms, all-atom Kabsch and centroid Hungarian; keep the best.
-
-    Args:
-        cluster: one cluster (unbatched).
-        assignment: (M,) starting molecule assignment.
-        alignment: its superposition.
-    """
-    best = None
-    for _ in range(cluster.max_iterations):
-        aligned = alignment.apply(cluster.pos_pred)
-        permutation = _best_automorphisms(cluster.pos_true, aligned, cluster.topology, assignment)
-        alignment, msd = _superpose(cluster.pos_true, cluster.pos_pred[permutation])
-        msd = msd.item()
-        if best is None or msd < best.msd:
-            best = _Correspondence(msd, assignment, permutation, alignment)
-        cost = _centroid_cost(cluster.c_true, alignment.apply(cluster.c_pred), cluster.same_group)
-        new_assignment = _hungarian(cost[None])[0]
-        if torch.equal(new_assignment, assignment):
-            break
-        assignment = new_assignment
-    return best
-
-
-def _best_automorphisms(
-    pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology, assignment: Tensor
-) -> Tensor:
-    """Atom correspondence (N,): each true atom's predicted atom under the best automorphism.
-
-    For fixed atom sets the squared deviation differs between automorphisms only through the
-    cross term, so the best automorphism maximises sum_t x_t . y_aut(t) (taken about the true
-    molecule's centroid, which changes no difference and keeps float32 exact enough); all copies
-    of a compound are scored at once from their (T, T) cross matrices.
-    """
-    permutation = torch.empty(pos_true.shape[0], dtype=torch.long, device=pos_true.device)
-    for compound in topology.compounds:
-        true_atoms = compound.atoms
-        pred_atoms = compound.atoms[topology.slot[assignment[compound.members]]]
-        true_points = pos_true[true_atoms]
-        centre = true_points.mean(1, keepdim=True)
-        cross = (true_points - centre) @ (aligned_pred[pred_atoms] - centre).transpose(-1, -2)
-        num_auts, size = compound.automorphisms.shape
-        flat = (compound.automorphisms + size * torch.arange(size, device=cross.device)).flatten()
-        score = cross.flatten(1).index_select(1, flat).view(-1, num_auts, size).sum(-1)
-        best = compound.automorphisms[score.argmax(-1)]
-        permutation[true_atoms] = pred_atoms.gather(1, best)
-    return permutation
-
-
-def _rmsd17_single(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    mol_index: Tensor,
-    topology: ClusterTopology,
-    distance_tolerance: float,
-    max_iterations: int,
-) -> dict[str, Tensor]:
-    """RMSD_17 of one cluster (N, 3): the original per-cluster loop, kept as the reference.
-
-    Preparation, molecule assignment and the final outputs are the batched steps run on a
-    batch of one; the atom refinement and the choice of starts are the original sequential code.
-    """
-    batch, data_order, rotations = _prepare(pos_true[None], pos_pred[None], mol_index, topology, max_iterations)
-    cluster = batch.first()
-    assignments, alignments, bounds = _assign_molecules_rows(
-        batch.c_true, batch.c_pred, batch.counts, batch.same_group, rotations, max_iterations
-    )
-    assignments, alignments, bounds = assignments[0], _rows(alignments, 0), bounds[0]
-    # The data order is always refined, so RMSD_17 never exceeds the plain aligned RMSD.
-    identity = torch.arange(cluster.c_true.shape[0], device=pos_true.device)
-    best = _refine_atoms(cluster, identity, _rows(data_order, 0))
-    # Crystal clusters are nearly symmetric, so several starts can fit the centroids equally
-    # well; refine each distinct one on all atoms, skipping those whose centroid bound already
-    # exceeds the best atom deviation found.
-    tried = set()
-    for start in torch.argsort(bounds).tolist():
-        key = tuple(assignments[start].tolist())
-        if key in tried or bounds[start].item() >= best.msd:
-            continue
-        tried.add(key)
-        candidate = _refine_atoms(cluster, assignments[start], _rows(alignments, start))
-        if candidate.msd < best.msd:
-            best = candidate
-    batched = _Correspondence(
-        torch.tensor([best.msd]),
-        best.assignment[None],
-        best.permutation[None],
-        RigidAlignment(*(t[None] for t in vars(best.alignment).values())),
-    )
-    return _finish_rows(batch, mol_index, batched, distance_tolerance)[0]
-
-
 def _rows(alignment: RigidAlignment, rows: Tensor) -> RigidAlignment:
     """The alignments of ``rows`` (K,) of a batch of shape (R,)."""
     return RigidAlignment(alignment.rotation[rows], alignment.translation[rows], alignment.reflection[rows])
@@ -354,10 +258,14 @@ _INCIDENCE = WeakIdKeyDictionary()
 def _best_automorphisms_rows(
     pos_true: Tensor, aligned_pred: Tensor, topology: ClusterTopology, assignment: Tensor
 ) -> Tensor:
-    """:func:`_best_automorphisms` for R rows at once: (R, N, 3), (R, N, 3), (R, M) -> (R, N).
+    """Atom correspondence of R rows at once: (R, N, 3), (R, N, 3), (R, M) -> (R, N), each true
+    atom's predicted atom under the best automorphism of its molecule.
 
-    Same cross matrices; the automorphisms are scored as one matrix product over the distinct
-    (atom, image) pairs (:func:`_automorphism_incidence`) instead of a gather of S * T terms.
+    For fixed atom sets the squared deviation differs between automorphisms only through the
+    cross term, so the best automorphism maximises sum_t x_t . y_aut(t) (taken about the true
+    molecule's centroid, which changes no difference and keeps float32 exact enough); all copies
+    of a compound are scored at once from their (T, T) cross matrices, as one matrix product over
+    the distinct (atom, image) pairs (:func:`_automorphism_incidence`).
     """
     rows = pos_true.shape[0]
     permutation = torch.empty(pos_true.shape[:2], dtype=torch.long, device=pos_true.device)
@@ -376,7 +284,9 @@ def _best_automorphisms_rows(
 
 
 def _refine_atoms_rows(clusters: _Clusters, assignment: Tensor, alignment: RigidAlignment) -> _Correspondence:
-    """:func:`_refine_atoms` for R independent rows (each row stops when its assignment does).
+    """Alternate best automorphisms, all-atom Kabsch and centroid Hungarian; keep the best.
+
+    R independent rows; each row stops when its assignment is a fixed point.
 
     Args:
         clusters: R rows (a cluster may appear in several, with different starts).
@@ -523,20 +433,22 @@ def _rmsd17_group(
     distance_tolerance: float,
     max_iterations: int,
 ) -> list[dict[str, Tensor]]:
-    """:func:`_rmsd17_single` for B clusters sharing one topology: (B, N, 3) each.
+    """RMSD_17 of B clusters sharing one topology: (B, N, 3) each.
 
-    The tensor work of all clusters runs together (Hungarian assignments stay one SciPy call
-    per cluster and start where the assignment is not obvious); the data-dependent control flow
-    of :func:`_rmsd17_single` is kept row by row (each refinement stops when its own assignment
-    does; starts are tried in the order of their bounds while a bound is below the cluster's
-    best deviation; only strict improvements are kept), so the result is the same.
+    The data order of every cluster is refined (so RMSD_17 never exceeds the plain aligned
+    RMSD); crystal clusters are nearly symmetric, so several starts can fit the centroids equally
+    well, and each distinct one is refined on all atoms in the order of its centroid bound while
+    that bound is below the cluster's best atom deviation; only strict improvements are kept.
+    The tensor work of all clusters runs together (Hungarian assignments stay one SciPy call per
+    cluster and start where the assignment is not obvious); the control flow is row by row, so
+    the result is that of the per-cluster loop (``tests/mol/_reference_rmsd.py``).
     """
     clusters, data_order, rotations = _prepare(pos_true, pos_pred, mol_index, topology, max_iterations)
     assignments, alignments, bounds = _assign_molecules_rows(
         clusters.c_true, clusters.c_pred, clusters.counts, clusters.same_group, rotations, max_iterations
     )
     # Refine the data order of every cluster, then in rounds the next start of every cluster
-    # that the sequential rule of _rmsd17_single would try.
+    # that the sequential rule would try.
     num_molecules = clusters.c_true.shape[1]
     identity = torch.arange(num_molecules, device=pos_true.device).expand(pos_true.shape[0], -1)
     best = _refine_atoms_rows(clusters, identity, data_order)
@@ -656,6 +568,26 @@ _CHUNK = 64
 """Clusters refined together by the vectorised path (bounds the memory of the candidate rows)."""
 
 
+def _check_batch(pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor, topologies: _TopologyFinder):
+    """What every evaluation of a batch (B, N, 3) needs first.
+
+    Returns:
+        ``(mol_index (N,) long, num_molecules, valid (B,) list of bool (finite inputs),
+        topologies (B,) list)``.
+    """
+    mol_index = torch.as_tensor(mol_index, device=pos_true.device).long()
+    num_molecules = int(molecule_centroids(pos_true[0], mol_index).shape[0])
+    valid = (torch.isfinite(pos_true).flatten(1).all(1) & torch.isfinite(pos_pred).flatten(1).all(1)).tolist()
+    return mol_index, num_molecules, valid, topologies(pos_true, z, mol_index)
+
+
+def _flag(result: dict[str, Tensor], ok: bool, topology: ClusterTopology, device) -> dict[str, Tensor]:
+    """Add the ``automorphisms_truncated`` and ``valid`` flags to one cluster's result."""
+    result["automorphisms_truncated"] = torch.tensor(ok and topology.truncated, device=device)
+    result["valid"] = torch.tensor(ok, device=device)
+    return result
+
+
 @torch.no_grad()
 def _evaluate(
     pos_true: Tensor,
@@ -665,44 +597,30 @@ def _evaluate(
     topologies: _TopologyFinder,
     distance_tolerance: float,
     max_iterations: int,
-    vectorized: bool = True,
 ) -> list[dict[str, Tensor]]:
     """Evaluate a batch (B, N, 3) of clusters sharing z and mol_index.
 
-    ``vectorized`` runs the clusters that share a topology together (:func:`_rmsd17_group`);
-    otherwise one cluster at a time (:func:`_rmsd17_single`, the original implementation,
-    kept as the reference of the tests and benchmarks).
+    The clusters that share a topology run together (:func:`_rmsd17_group`, in chunks of
+    :data:`_CHUNK`); clusters with non-finite inputs get :func:`_invalid_single`.
     """
-    mol_index = torch.as_tensor(mol_index, device=pos_true.device).long()
-    num_molecules = int(molecule_centroids(pos_true[0], mol_index).shape[0])
-    valid = (torch.isfinite(pos_true).flatten(1).all(1) & torch.isfinite(pos_pred).flatten(1).all(1)).tolist()
-    cluster_topologies = topologies(pos_true, z, mol_index)
+    mol_index, num_molecules, valid, cluster_topologies = _check_batch(pos_true, pos_pred, z, mol_index, topologies)
     results: list[dict[str, Tensor] | None] = [None] * len(valid)
-    if vectorized:
-        groups: dict[int, list[int]] = {}
-        for index, (ok, topology) in enumerate(zip(valid, cluster_topologies)):
-            if ok:
-                groups.setdefault(id(topology), []).append(index)
-        for members in groups.values():
-            topology = cluster_topologies[members[0]]
-            for first in range(0, len(members), _CHUNK):
-                chunk = torch.tensor(members[first : first + _CHUNK], device=pos_true.device)
-                outs = _rmsd17_group(
-                    pos_true[chunk], pos_pred[chunk], mol_index, topology, distance_tolerance, max_iterations
-                )
-                for index, out in zip(chunk.tolist(), outs):
-                    results[index] = out
-    for index, (cluster_true, cluster_pred, ok, topology) in enumerate(
-        zip(pos_true, pos_pred, valid, cluster_topologies)
-    ):
-        if not ok:
-            results[index] = _invalid_single(cluster_true, num_molecules)
-        elif results[index] is None:
-            results[index] = _rmsd17_single(
-                cluster_true, cluster_pred, mol_index, topology, distance_tolerance, max_iterations
+    groups: dict[int, list[int]] = {}
+    for index, (ok, topology) in enumerate(zip(valid, cluster_topologies)):
+        if ok:
+            groups.setdefault(id(topology), []).append(index)
+    for members in groups.values():
+        topology = cluster_topologies[members[0]]
+        for first in range(0, len(members), _CHUNK):
+            chunk = torch.tensor(members[first : first + _CHUNK], device=pos_true.device)
+            outs = _rmsd17_group(
+                pos_true[chunk], pos_pred[chunk], mol_index, topology, distance_tolerance, max_iterations
             )
-        results[index]["automorphisms_truncated"] = torch.tensor(ok and topology.truncated, device=pos_true.device)
-        results[index]["valid"] = torch.tensor(ok, device=pos_true.device)
+            for index, out in zip(chunk.tolist(), outs):
+                results[index] = out
+    for index, (cluster_true, ok, topology) in enumerate(zip(pos_true, valid, cluster_topologies)):
+        result = results[index] if ok else _invalid_single(cluster_true, num_molecules)
+        results[index] = _flag(result, ok, topology, pos_true.device)
     return results
 
 
@@ -717,7 +635,6 @@ def rmsd17(
     max_automorphisms: int = 4096,
     bond_factor: float = RDKIT_BOND_FACTOR,
     cache: SymmetryCache | None = None,
-    vectorized: bool = True,
 ) -> AssemblyRMSD:
     """Permutation- and symmetry-invariant cluster RMSD (see module docstring).
 
@@ -732,8 +649,10 @@ def rmsd17(
         max_automorphisms: cap on graph automorphisms per molecule.
         bond_factor: bond perception factor on the sum of covalent radii.
         cache: reuse a SymmetryCache across calls (RDKit work is done once per graph).
-        vectorized: process the clusters of the batch together (default, ~6x faster on CPU);
-            ``False`` runs the original per-cluster loop, which gives the same result.
+
+    The clusters of a batch are processed together (about 6x faster on CPU than the original
+    per-cluster loop, which is kept as the tests' reference in ``tests/mol/_reference_rmsd.py``
+    and gives the same result).
 
     Returns:
         AssemblyRMSD (no batch dim for (N, 3) input).
@@ -743,7 +662,7 @@ def rmsd17(
     if unbatched:
         pos_true, pos_pred = pos_true[None], pos_pred[None]
     topologies = _TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
-    results = _evaluate(pos_true, pos_pred, z, mol_index, topologies, distance_tolerance, max_iterations, vectorized)
+    results = _evaluate(pos_true, pos_pred, z, mol_index, topologies, distance_tolerance, max_iterations)
     return _stack(results, unbatched)
 
 

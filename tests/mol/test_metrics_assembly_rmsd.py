@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from _reference_rmsd import rmsd17_loop
 
 from kflow.testing import random_rotation
 from kflow_mol.metrics import aligned_rmsd, pm_atom, rmsd17, rmsd17_batch
@@ -195,7 +196,8 @@ def test_never_worse_than_data_order_alignment(asym_cluster):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_vectorized_batch_equals_the_per_cluster_loop(dtype):
-    """The clusters of a batch run together; the result is the original loop's, field by field."""
+    """The clusters of a batch run together; the result is the original per-cluster loop's
+    (``tests/mol/_reference_rmsd.py``), field by field."""
     g = torch.Generator().manual_seed(7)
     molecules = [benzene() if m % 3 else anthranilic_acid() for m in range(NUM_MOLECULES)]
     pos, z, mol = make_cluster(molecules, g)
@@ -212,7 +214,7 @@ def test_vectorized_batch_equals_the_per_cluster_loop(dtype):
     trues, preds = torch.stack(trues).to(dtype), torch.stack(preds).to(dtype)
     preds[5, 3, 1] = float("nan")
     fast = rmsd17(trues, preds, z, mol)
-    loop = rmsd17(trues, preds, z, mol, vectorized=False)
+    loop = rmsd17_loop(trues, preds, z, mol)
     for name in fast.__dataclass_fields__:
         a, b = getattr(fast, name), getattr(loop, name)
         if a.is_floating_point():  # batched and single small matrix products may differ in the last bit

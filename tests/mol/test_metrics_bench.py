@@ -31,3 +31,12 @@ def test_bench_clusters_are_rigid_copies(monkeypatch, tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
     # molecules move by ~0.9 Å against a 1.8 Å tolerance (0.2 x 9 Å neighbour distance)
     assert values["n_matched_mean"] >= 4
+
+
+def test_bench_times_the_reference_loop_of_the_tests(tmp_path):
+    bench = load_bench()
+    out = tmp_path / "bench.json"
+    argv = ["--clusters", "2", "--molecules", "5", "--smiles", "c1ccccc1", "--repeats", "1", "--reference"]
+    bench.main([*argv, "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [row["metric"] for row in report["timings"]][-1] == "RMSD_17 per-cluster loop"
