@@ -165,126 +165,174 @@ def evaluate_model(
 ) -> dict:
     """Generate ``num_samples`` images batch by batch and score them as they come.
 
-    Class-conditional data sets get balanced labels, ``accuracy`` (classifier agreement with
-    the requested label) and, if ``cdr``, the class-drop ratio from a second pass with the
-    same noise and the label dropped after ``cdr_drop_after`` K. The source noise of sample i
-    depends on ``seed`` and i only (not on ``batch_size``).
+    Class-conditional data sets get balanced labels, ``accuracy`` (classifier agreement with the
+    requested label) and, if ``cdr``, the class-drop ratio from a second pass with the same noise
+    and the label dropped after ``cdr_drop_after`` K. Sample i's source noise depends on ``seed``
+    (also the KID subsets') and i only, not on ``batch_size`` (samples generated at once).
 
     Args:
-        model, path: the trained network and its K-amplitude path.
-        splits: the data set (``reference`` is the comparison set of FD-<net>).
+        model, path, splits: the trained network, its K-amplitude path and the data set
+            (``splits.reference`` is the comparison set of FD-<net>).
         feature_net: the in-project feature network (or pixel features); ``None`` scores only
             the Inception FID (256² data: no CNN is trained there).
-        num_samples: N (50,000 for the paper's protocol).
-        sampler: integration settings (default ``SamplerSpec()``).
-        seed: seed of the source noise and KID subsets.
-        device: where to sample and run the networks.
-        cdr, cdr_drop_after: class-drop ratio pass.
-        inception_weights: local Inception file; ``None`` skips FID (nothing is downloaded).
-        batch_size: samples generated (and scored) at once.
-        progress: a progress bar over sample batches.
-        inception_reference_stats: ``.npz`` of reference statistics (``scripts/fid_stats.py``);
-            ``None`` computes them from ``splits.reference``.
-        pr_k: k of precision/recall.
-        pr_samples: points per set used by precision/recall (and Inception features kept).
-        codec: latent codec; samples are decoded before scoring (default pixel space).
-        sample_shape: shape the model samples in (latent shape with a codec; default the images').
+        num_samples, sampler: N (50,000 for the paper's protocol) and the integration settings.
+        inception_weights: local Inception file (``None``: no FID; nothing is downloaded), with
+            ``inception_reference_stats`` its reference ``.npz`` (``None``: computed here).
+        pr_k, pr_samples, codec, sample_shape: k of precision/recall and the points per set it uses;
+            the latent codec (samples are decoded before scoring) and the shape the model samples in.
 
     Returns:
-        Plain dict: ``fd``, ``fd_net``, ``kid``, ``kid_std``, ``precision``, ``recall``,
-        ``accuracy``, ``cdr``, ``fd_per_class_kept/dropped``, ``nfe``, ``cfg_scale``,
-        ``num_samples``, ``sample_time_s``, ``eval_time_s``, ``inception_fid``,
-        ``inception_precision``, ``inception_recall`` (None without Inception weights),
-        ``classifier_test_accuracy``, ``classifier_from_cache``.
+        ``fd`` (+ ``fd_ci_*``), ``fd_net``, ``kid(_std)``, ``precision``, ``recall``, ``accuracy``, ``cdr``,
+        ``fd_per_class_kept/dropped``, ``nfe``, ``cfg_scale``, ``num_samples``, timings, ``inception_*``
+        (None without Inception), ``classifier_test_accuracy``, ``classifier_from_cache``.
+    """
+    start_eval = time.perf_counter()
+    sampler = sampler or SamplerSpec()
+    conditional = splits.num_classes > 1
+    labels = balanced_labels(num_samples, splits.num_classes) if conditional else None
+    drop_after = cdr_drop_after if cdr and conditional and feature_net is not None else None  # None: no CDR pass
+    scores = _SampleScores.create(
+        splits, feature_net, inception_weights, inception_reference_stats, device, pr_samples, batch_size
+    )
+    shape = tuple(sample_shape or splits.image_shape)
+    nfe, sample_time = _sample_and_score(
+        model, path, shape, sampler, labels, num_samples, batch_size, seed, device, codec, progress, drop_after, scores
+    )  # fmt: skip
+    metrics: dict = {"nfe": nfe, "cfg_scale": sampler.cfg_scale, "num_samples": num_samples}
+    metrics.update(scores.feature_scores(labels, drop_after is not None, pr_k, seed, pr_samples))
+    metrics.update(scores.inception_scores(pr_k))
+    metrics.update(sample_time_s=sample_time, eval_time_s=time.perf_counter() - start_eval)
+    return metrics
+
+
+class _SampleScores:
+    """What :func:`evaluate_model` accumulates over the sample batches, and the scores it makes of it.
+
+    Args:
+        feature_net: the in-project features (``None``: Inception FID only).
+        classify: predict each sample's class (class-conditional data with a feature net).
+        inception: the Inception network (``None``: no FID) and ``inc_stats`` its reference statistics.
+        pr_samples: Inception features kept for precision/recall.
+    """
+
+    def __init__(self, feature_net, classify: bool, inception, inc_stats: ReferenceStats | None, pr_samples: int):
+        self.feature_net, self.classify, self.inception, self.inc_stats = feature_net, classify, inception, inc_stats
+        self.reference, self.reference_labels = None, None
+        self.fake, self.dropped, self.predicted, self.predicted_dropped = _KeptFeatures(), _KeptFeatures(), [], []
+        if inception is not None:
+            self.inc_scorer = FrechetScorer()
+            self.inc_scorer.load_reference(inc_stats)
+            self.inc_kept = _KeptFeatures(pr_samples)
+
+    @classmethod
+    def create(
+        cls, splits: ImageSplits, feature_net, inception_weights, stats_path, device, pr_samples: int, batch_size: int
+    ) -> _SampleScores:
+        """Reference features of ``feature_net`` and (with ``inception_weights``) the Inception reference statistics."""
+        classify = splits.num_classes > 1 and feature_net is not None
+        reference = features_in_batches(splits.reference, feature_net.features, batch_size) if feature_net else None
+        inception = InceptionFeatures(inception_weights, device=device) if inception_weights else None
+        inc_stats = None
+        if inception is not None:
+            inc_stats = inception_reference(splits, inception, stats_path, pr_samples, batch_size)
+        scores = cls(feature_net, classify, inception, inc_stats, pr_samples)
+        scores.reference, scores.reference_labels = reference if reference is not None else (None, None)
+        return scores
+
+    def add(self, images: torch.Tensor) -> None:
+        """Score a batch of samples ``(n, C, H, W)`` (features, predicted class, Inception features)."""
+        if self.feature_net is not None:
+            self.fake.add(self.feature_net.features(images))
+        if self.classify:
+            self.predicted.append(self.feature_net.predict(images))
+        if self.inception is not None:
+            feats = self.inception(images)
+            self.inc_scorer.add_samples(feats)
+            self.inc_kept.add(feats.float())
+
+    def add_dropped(self, images: torch.Tensor) -> None:
+        """Score a batch of the class-drop pass ``(n, C, H, W)``."""
+        self.dropped.add(self.feature_net.features(images))
+        self.predicted_dropped.append(self.feature_net.predict(images))
+
+    def feature_scores(self, labels: torch.Tensor | None, cdr: bool, pr_k: int, seed: int, pr_samples: int) -> dict:
+        """The feature net's test accuracy, FD (+ bootstrap CI), KID, precision/recall, accuracy and class-drop ratio."""
+        metrics: dict = {
+            "classifier_test_accuracy": getattr(self.feature_net, "test_accuracy", None),
+            "classifier_from_cache": bool(getattr(self.feature_net, "from_cache", False)),
+        }
+        reference, reference_labels = self.reference, self.reference_labels
+        fake_features = self.fake.tensor()
+        if self.feature_net is not None:
+            metrics.update(
+                feature_metrics(reference, fake_features, self.feature_net.name, pr_k, seed=seed, pr_samples=pr_samples)
+            )
+            ci = frechet_bootstrap(reference, fake_features, seed=seed)
+            metrics.update(fd_ci_low=ci.low, fd_ci_high=ci.high, fd_ci_level=ci.level)
+        metrics["accuracy"] = classifier_accuracy(torch.cat(self.predicted), labels) if self.classify else None
+        metrics["cdr"] = None
+        if cdr:
+            ratio = class_drop_ratio(reference, reference_labels, fake_features, self.dropped.tensor(), labels)
+            metrics.update(
+                cdr=ratio.cdr,
+                accuracy_dropped=classifier_accuracy(torch.cat(self.predicted_dropped), labels),
+                fd_per_class_kept=ratio.fd_kept,
+                fd_per_class_dropped=ratio.fd_dropped,
+            )
+        return metrics
+
+    def inception_scores(self, pr_k: int) -> dict:
+        """``inception_fid``, ``inception_precision``, ``inception_recall`` (``None`` without Inception)."""
+        metrics: dict = dict(inception_fid=None, inception_precision=None, inception_recall=None)
+        if self.inception is not None:
+            metrics["inception_fid"] = self.inc_scorer.compute()
+            if self.inc_stats.features is not None:
+                pr = precision_recall(torch.from_numpy(self.inc_stats.features), self.inc_kept.tensor(), pr_k)
+                metrics.update(inception_precision=pr.precision, inception_recall=pr.recall)
+        return metrics
+
+
+def _sample_and_score(
+    model: nn.Module,
+    path: KAmplitudePath,
+    shape: tuple[int, ...],
+    sampler: SamplerSpec,
+    labels: torch.Tensor | None,
+    num_samples: int,
+    batch_size: int,
+    seed: int,
+    device: str | torch.device,
+    codec,
+    progress: bool,
+    drop_after: float | None,
+    scores: _SampleScores,
+) -> tuple[int, float]:
+    """Generate ``num_samples`` batch by batch into ``scores`` (and the class-drop pass unless ``drop_after`` is None).
+
+    Returns:
+        The NFE per sample and the seconds spent sampling.
     """
     from tqdm.auto import tqdm
 
-    start_eval = time.perf_counter()
-    sampler = sampler or SamplerSpec()
-    shape = tuple(sample_shape or splits.image_shape)
-    conditional = splits.num_classes > 1
-    labels = balanced_labels(num_samples, splits.num_classes) if conditional else None
-    scored, cdr = feature_net is not None, cdr and feature_net is not None  # None: Inception FID only (256²)
-    classify = conditional and scored
-    reference, reference_labels = (
-        features_in_batches(splits.reference, feature_net.features, batch_size) if scored else (None, None)
-    )
-    inception = InceptionFeatures(inception_weights, device=device) if inception_weights else None
-    if inception is not None:
-        inc_stats = inception_reference(splits, inception, inception_reference_stats, pr_samples, batch_size)
-        inc_scorer = FrechetScorer()
-        inc_scorer.load_reference(inc_stats)
-        inc_kept = _KeptFeatures(pr_samples)
-    fake, dropped, predicted, predicted_dropped = _KeptFeatures(), _KeptFeatures(), [], []
     generator = torch.Generator().manual_seed(seed)
     sample_time, nfe = 0.0, 0
+    specs = [sampler] if drop_after is None else [sampler, replace(sampler, drop_cond_after=drop_after)]
     for start in tqdm(range(0, num_samples, batch_size), desc="evaluating", disable=not progress, leave=False):
         n = min(batch_size, num_samples - start)
         noise = draw_noise(generator, n, shape)
-        y = labels[start : start + n] if conditional else None
-        tick = time.perf_counter()
-        result = generate(
-            model, path, n, shape, sampler, labels=y, noise=noise, batch_size=n, device=device, codec=codec
-        )
-        sample_time += time.perf_counter() - tick
-        nfe = result.nfe
-        if scored:
-            fake.add(feature_net.features(result.images))
-        if classify:
-            predicted.append(feature_net.predict(result.images))
-        if inception is not None:
-            feats = inception(result.images)
-            inc_scorer.add_samples(feats)
-            inc_kept.add(feats.float())
-        if conditional and cdr:
+        y = labels[start : start + n] if labels is not None else None
+        for index, spec in enumerate(specs):
             tick = time.perf_counter()
-            other = generate(
-                model,
-                path,
-                n,
-                shape,
-                replace(sampler, drop_cond_after=cdr_drop_after),
-                labels=y,
-                noise=noise,
-                batch_size=n,
-                device=device,
-                codec=codec,
+            result = generate(
+                model, path, n, shape, spec, labels=y, noise=noise, batch_size=n, device=device, codec=codec
             )
             sample_time += time.perf_counter() - tick
-            dropped.add(feature_net.features(other.images))
-            predicted_dropped.append(feature_net.predict(other.images))
-    metrics: dict = {
-        "nfe": nfe,
-        "cfg_scale": sampler.cfg_scale,
-        "num_samples": num_samples,
-        "classifier_test_accuracy": getattr(feature_net, "test_accuracy", None),
-        "classifier_from_cache": bool(getattr(feature_net, "from_cache", False)),
-    }
-    fake_features = fake.tensor()
-    if scored:
-        metrics.update(
-            feature_metrics(reference, fake_features, feature_net.name, pr_k, seed=seed, pr_samples=pr_samples)
-        )
-        ci = frechet_bootstrap(reference, fake_features, seed=seed)
-        metrics.update(fd_ci_low=ci.low, fd_ci_high=ci.high, fd_ci_level=ci.level)
-    metrics["accuracy"] = classifier_accuracy(torch.cat(predicted), labels) if classify else None
-    metrics["cdr"] = None
-    if conditional and cdr:
-        ratio = class_drop_ratio(reference, reference_labels, fake_features, dropped.tensor(), labels)
-        metrics.update(
-            cdr=ratio.cdr,
-            accuracy_dropped=classifier_accuracy(torch.cat(predicted_dropped), labels),
-            fd_per_class_kept=ratio.fd_kept,
-            fd_per_class_dropped=ratio.fd_dropped,
-        )
-    metrics.update(inception_fid=None, inception_precision=None, inception_recall=None)
-    if inception is not None:
-        metrics["inception_fid"] = inc_scorer.compute()
-        if inc_stats.features is not None:
-            pr = precision_recall(torch.from_numpy(inc_stats.features), inc_kept.tensor(), pr_k)
-            metrics.update(inception_precision=pr.precision, inception_recall=pr.recall)
-    metrics.update(sample_time_s=sample_time, eval_time_s=time.perf_counter() - start_eval)
-    return metrics
+            if index == 0:
+                nfe = result.nfe
+                scores.add(result.images)
+            else:
+                scores.add_dropped(result.images)
+    return nfe, sample_time
 
 
 def reference_floor(
