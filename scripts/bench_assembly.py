@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch
 
+from kflow.benchmarking import markdown_table
 from kflow_mol.config import DataConfig
 from kflow_mol.experiment import load_split
 from kflow_mol.flow import AssemblyFlow, translation_scale_of
@@ -91,7 +92,7 @@ def sampling_time(
     return statistics.median(times)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["S", "M"])
     parser.add_argument("--reference", action="store_true", help="also time REFERENCE_PRESETS side by side")
@@ -102,7 +103,64 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps per model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="outputs/bench_assembly.json")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def device_rows(args: argparse.Namespace, clusters: list, flow: AssemblyFlow, name: str) -> list[dict]:
+    """Training rate (and sampling times) of every preset (and its reference) on device ``name``."""
+    device = torch.device(name)
+    batches = [
+        Batch.from_data_list(clusters[i : i + args.batch_size]).to(device)
+        for i in range(0, len(clusters) - args.batch_size + 1, args.batch_size)
+    ]
+    models = {}
+    for preset in args.presets:
+        models[(preset, "current")] = build(preset, "current", device)
+        if args.reference and preset in REFERENCE_PRESETS:
+            models[(preset, "reference")] = build(preset, "reference", device)
+    rates = train_rates(models, batches, flow, device, args.repeats)
+    rows = []
+    for (preset, variant), model in models.items():
+        row = {
+            "device": name,
+            "preset": preset,
+            "variant": variant,
+            "clock": "wall" if name == "cuda" else "cpu",
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_clusters_per_s": rates[(preset, variant)],
+        }
+        for steps in args.sample_steps:
+            row[f"sample_s_per_cluster@{steps}"] = sampling_time(
+                model, batches[0], flow, device, steps, max(1, args.repeats // 2)
+            )
+        reference = rates.get((preset, "reference"))
+        if reference is not None:
+            row["speed_up_vs_reference"] = rates[(preset, variant)] / reference
+        rows.append(row)
+    return rows
+
+
+def table(results: list[dict], sample_steps: list[int]) -> str:
+    """The Markdown table of the results."""
+    header = ["device", "preset", "variant", "parameters", "train clusters/s", "x reference"]
+    header += [f"sample s/cluster @{s} steps" for s in sample_steps]
+    cells = [
+        [
+            row["device"],
+            row["preset"],
+            row["variant"],
+            f"{row['parameters']:,}",
+            f"{row['train_clusters_per_s']:.2f}",
+            f"{row.get('speed_up_vs_reference', float('nan')):.1f}",
+        ]
+        + [f"{row[f'sample_s_per_cluster@{s}']:.3f}" for s in sample_steps]
+        for row in results
+    ]
+    return markdown_table(header, cells)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     clusters = load_split(DataConfig(), "train")
@@ -112,50 +170,8 @@ def main() -> None:
         f"batch {args.batch_size}, K={args.K}, threads {torch.get_num_threads()}"
     )
     flow = AssemblyFlow(num_bands=args.K, translation_scale=translation_scale_of(clusters))
-    results = []
-    for name in devices:
-        device = torch.device(name)
-        batches = [
-            Batch.from_data_list(clusters[i : i + args.batch_size]).to(device)
-            for i in range(0, len(clusters) - args.batch_size + 1, args.batch_size)
-        ]
-        models = {}
-        for preset in args.presets:
-            models[(preset, "current")] = build(preset, "current", device)
-            if args.reference and preset in REFERENCE_PRESETS:
-                models[(preset, "reference")] = build(preset, "reference", device)
-        rates = train_rates(models, batches, flow, device, args.repeats)
-        for (preset, variant), model in models.items():
-            row = {
-                "device": name,
-                "preset": preset,
-                "variant": variant,
-                "clock": "wall" if name == "cuda" else "cpu",
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "train_clusters_per_s": rates[(preset, variant)],
-            }
-            for steps in args.sample_steps:
-                row[f"sample_s_per_cluster@{steps}"] = sampling_time(
-                    model, batches[0], flow, device, steps, max(1, args.repeats // 2)
-                )
-            reference = rates.get((preset, "reference"))
-            if reference is not None:
-                row["speed_up_vs_reference"] = rates[(preset, variant)] / reference
-            results.append(row)
-    header = ["device", "preset", "variant", "parameters", "train clusters/s", "x reference"]
-    header += [f"sample s/cluster @{s} steps" for s in args.sample_steps]
-    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for row in results:
-        cells = [
-            row["device"],
-            row["preset"],
-            row["variant"],
-            f"{row['parameters']:,}",
-            f"{row['train_clusters_per_s']:.2f}",
-            f"{row.get('speed_up_vs_reference', float('nan')):.1f}",
-        ]
-        cells += [f"{row[f'sample_s_per_cluster@{s}']:.3f}" for s in args.sample_steps]
-        print("| " + " | ".join(cells) + " |")
+    results = [row for name in devices for row in device_rows(args, clusters, flow, name)]
+    print(table(results, args.sample_steps))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))
 
