@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -90,40 +92,53 @@ def build_transform(
         train_data = batch_source(train_data)
     if grouping == "equal_energy" and train_data is None:
         raise ValueError(f"transform: {spec.name} with equal_energy grouping needs train_data")
-    if spec.name == "none":
-        from kflow.transforms.matrix import IdentityTransform
+    return _TRANSFORM_BUILDERS[spec.name](spec, data_shape, grouping, train_data, save_dir, device)
 
-        return IdentityTransform(data_shape)
-    if spec.name == "fourier":
-        from kflow.transforms import FourierTransform
 
-        energy = None
-        if grouping == "equal_energy":
-            energy = streaming_coefficient_energy(
-                FourierTransform(data_shape, num_bands=1, device=device), train_data, device
-            )
-        return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=grouping, energy=energy, device=device)
-    if spec.name == "wavelet":
-        from kflow.transforms.wavelet import WaveletTransform
+def _identity(spec: TransformSpec, data_shape: tuple[int, ...], grouping, train_data, save_dir, device) -> KTransform:
+    """``none``: one band holding every coefficient (plain flow matching)."""
+    from kflow.transforms.matrix import IdentityTransform
 
-        if spec.num_bands is not None and spec.num_bands > spec.levels + 1:
-            raise ValueError(
-                f"transform: wavelet with levels={spec.levels} has at most {spec.levels + 1} bands, "
-                f"got num_bands={spec.num_bands}"
-            )
-        energy = None
-        if grouping == "equal_energy":
-            probe = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels, device=device)
-            energy = streaming_coefficient_energy(probe, train_data, device)
-        return WaveletTransform(
-            data_shape,
-            wavelet=spec.wavelet,
-            levels=spec.levels,
-            num_bands=spec.num_bands,
-            grouping=grouping,
-            energy=energy,
-            device=device,
+    return IdentityTransform(data_shape)
+
+
+def _fourier(spec: TransformSpec, data_shape: tuple[int, ...], grouping, train_data, save_dir, device) -> KTransform:
+    """``fourier``: radial-frequency bands (``equal_energy`` edges from the data's coefficient energy)."""
+    from kflow.transforms import FourierTransform
+
+    energy = None
+    if grouping == "equal_energy":
+        probe = FourierTransform(data_shape, num_bands=1, device=device)
+        energy = streaming_coefficient_energy(probe, train_data, device)
+    return FourierTransform(data_shape, num_bands=spec.num_bands, grouping=grouping, energy=energy, device=device)
+
+
+def _wavelet(spec: TransformSpec, data_shape: tuple[int, ...], grouping, train_data, save_dir, device) -> KTransform:
+    """``wavelet``: periodized ``spec.wavelet`` with ``spec.levels`` levels, at most ``levels + 1`` bands."""
+    from kflow.transforms.wavelet import WaveletTransform
+
+    if spec.num_bands is not None and spec.num_bands > spec.levels + 1:
+        raise ValueError(
+            f"transform: wavelet with levels={spec.levels} has at most {spec.levels + 1} bands, "
+            f"got num_bands={spec.num_bands}"
         )
+    energy = None
+    if grouping == "equal_energy":
+        probe = WaveletTransform(data_shape, wavelet=spec.wavelet, levels=spec.levels, device=device)
+        energy = streaming_coefficient_energy(probe, train_data, device)
+    return WaveletTransform(
+        data_shape,
+        wavelet=spec.wavelet,
+        levels=spec.levels,
+        num_bands=spec.num_bands,
+        grouping=grouping,
+        energy=energy,
+        device=device,
+    )
+
+
+def _pca(spec: TransformSpec, data_shape: tuple[int, ...], grouping, train_data, save_dir, device) -> KTransform:
+    """``pca``: the basis fitted by streaming second moments over ``train_data`` (saved in ``save_dir``)."""
     from kflow.transforms.pca import PCATransform
 
     if train_data is None:
@@ -144,6 +159,10 @@ def build_transform(
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         transform.save(Path(save_dir) / "pca_basis.pt")
     return transform
+
+
+_TRANSFORM_BUILDERS = {"none": _identity, "fourier": _fourier, "wavelet": _wavelet, "pca": _pca}
+"""``TransformSpec.name`` -> its builder (``TRANSFORMS`` names the same keys)."""
 
 
 class ImageFlowLoss:
@@ -319,34 +338,52 @@ def generate(
         noise = share_bands(noise.to(device), path.transform, shared_bands).cpu()
     steps = allocate_steps(sampler.total_steps, sampler.band_weights or [1.0] * path.num_bands)
     velocity = velocity_fn_for(model, sampler.cfg_scale, path if sampler.project_to_band else None)
-    kflow_sampler = KFlowSampler(path)
-    images, latents, nfe, trajectories, latent_trajectories, ks = [], [], 0, [], [], None
-    for start in tqdm(range(0, num_samples, batch_size), desc="sampling", disable=not progress, leave=False):
-        x0 = noise[start : start + batch_size].to(device)
-        y = None if labels is None else labels[start : start + batch_size].to(device)
-        result = kflow_sampler.sample(
-            velocity,
-            x0,
-            cond=y,
-            method=sampler.method,
-            steps_per_band=steps,
-            drop_cond_after=sampler.drop_cond_after,
-            return_trajectory=return_trajectory,
-        )
-        latents.append(result.x.cpu())
-        images.append(codec.decode(result.x).clamp(-1, 1).cpu())
-        nfe = result.nfe
-        if return_trajectory:
-            states = torch.stack([state.cpu() for state in result.trajectory], dim=1)
-            latent_trajectories.append(states)
-            trajectories.append(
-                states
-                if is_pixel(codec)
-                else torch.stack([codec.decode(state).cpu() for state in result.trajectory], dim=1)
-            )
-            ks = result.ks
-    trajectory = torch.cat(trajectories) if return_trajectory else None
-    latent_trajectory = torch.cat(latent_trajectories) if return_trajectory else None
-    return GenerationResult(
-        torch.cat(images), labels, nfe, noise, trajectory, ks, torch.cat(latents), latent_trajectory
+    run = partial(_sample_batch, KFlowSampler(path), velocity, sampler, steps, codec, return_trajectory)
+    batches = [
+        run(noise[start : start + batch_size].to(device), None if labels is None else labels[start : start + batch_size].to(device))
+        for start in tqdm(range(0, num_samples, batch_size), desc="sampling", disable=not progress, leave=False)
+    ]  # fmt: skip
+    trajectory = torch.cat([b.trajectory for b in batches]) if return_trajectory else None
+    latent_trajectory = torch.cat([b.latent_trajectory for b in batches]) if return_trajectory else None
+    images, latents = torch.cat([b.images for b in batches]), torch.cat([b.latents for b in batches])
+    last = batches[-1]
+    return GenerationResult(images, labels, last.nfe, noise, trajectory, last.ks, latents, latent_trajectory)
+
+
+class _Batch(NamedTuple):
+    """One batch of :func:`generate`: latents and decoded images ``(n, ...)``, NFE, trajectories ``(n, T, ...)``."""
+
+    latents: torch.Tensor
+    images: torch.Tensor
+    nfe: int
+    latent_trajectory: torch.Tensor | None
+    trajectory: torch.Tensor | None
+    ks: Any
+
+
+def _sample_batch(
+    kflow_sampler: KFlowSampler,
+    velocity,
+    sampler: SamplerSpec,
+    steps: list[int],
+    codec: LatentCodec,
+    return_trajectory: bool,
+    x0: torch.Tensor,
+    y: torch.Tensor | None,
+) -> _Batch:
+    """Integrate one batch of source draws ``x0`` ``(n, *data_shape)`` (labels ``y``) and decode it."""
+    result = kflow_sampler.sample(
+        velocity,
+        x0,
+        cond=y,
+        method=sampler.method,
+        steps_per_band=steps,
+        drop_cond_after=sampler.drop_cond_after,
+        return_trajectory=return_trajectory,
     )
+    images = codec.decode(result.x).clamp(-1, 1).cpu()
+    if not return_trajectory:
+        return _Batch(result.x.cpu(), images, result.nfe, None, None, None)
+    states = torch.stack([state.cpu() for state in result.trajectory], dim=1)
+    decoded = states if is_pixel(codec) else torch.stack([codec.decode(x).cpu() for x in result.trajectory], dim=1)
+    return _Batch(result.x.cpu(), images, result.nfe, states, decoded, result.ks)
