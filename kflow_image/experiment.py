@@ -314,14 +314,7 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
         The metrics dict (empty on DDP ranks other than 0).
     """
     cfg = as_config(cfg)
-    if cfg.eval.enabled:
-        try:
-            check_fid_files(cfg.eval.inception_weights, cfg.eval.inception_reference)
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(str(err)) from None
-        note = large_image_note(cfg.data.name, cfg.data.size, cfg.data.pad_to, cfg.eval)
-        if note:
-            print(note, flush=True)
+    check_eval_files(cfg)
     out_dir = Path(cfg.output_dir)
     dist = DistributedContext.from_env(cfg.device)
     device, is_main = dist.device, dist.is_main
@@ -333,6 +326,41 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
         run_folder.write_config(out_dir, cfg.to_dict())
         dist.barrier()
     path = build_path(cfg.transform, data.data_shape, data.train, out_dir if is_main else None, device)
+    trained = train_model(cfg, data, path, dist)
+    if not is_main:  # rank 0 alone samples, scores and writes files
+        return {}
+    net = sampling_weights(trained, cfg.sample.use_ema)
+    sampler = sampler_spec(cfg.sample, path, data.train)
+    metrics: dict[str, Any] = {}
+    if cfg.eval.enabled:
+        metrics.update(evaluate_run(cfg, net, path, data, sampler, device, cfg.train.seed))
+    metrics.update(run_facts(cfg, data, path, net, trained))
+    if cfg.figures:
+        write_figures(net, path, data, sampler, out_dir, device, cfg.train.seed)
+    (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
+    return metrics
+
+
+def check_eval_files(cfg: ImageRunConfig) -> None:
+    """With ``eval.enabled``: refuse missing or unusable Inception files before any work; say when large
+    images are scored by the Inception FID alone.
+
+    Raises:
+        ConfigError: the Inception weights or reference statistics cannot be used (one line).
+    """
+    if not cfg.eval.enabled:
+        return
+    try:
+        check_fid_files(cfg.eval.inception_weights, cfg.eval.inception_reference)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    note = large_image_note(cfg.data.name, cfg.data.size, cfg.data.pad_to, cfg.eval)
+    if note:
+        print(note, flush=True)
+
+
+def train_model(cfg: ImageRunConfig, data: RunData, path: KAmplitudePath, dist: DistributedContext) -> TrainResult:
+    """Build the DiT (seeded by ``train.seed``) and train it on ``data.train`` along ``path``; shuts ``dist`` down."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.data_shape, data.num_classes)
     loss_fn = ImageFlowLoss(path, conditional=data.num_classes > 1, balance_weight=cfg.balance_weight)
@@ -349,7 +377,7 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
         model,
         loss_fn,
         data.train,
-        cfg.train_config(str(device)),
+        cfg.train_config(str(dist.device)),
         run_config=cfg.to_dict(),
         signature=signature,
         dist_context=dist,
@@ -360,14 +388,14 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
         dist.shutdown(barrier=False)
         raise
     dist.shutdown()
-    if not is_main:  # rank 0 alone samples, scores and writes files
-        return {}
-    net = sampling_weights(trained, cfg.sample.use_ema)
-    sampler = sampler_spec(cfg.sample, path, data.train)
-    metrics: dict[str, Any] = {}
-    if cfg.eval.enabled:
-        metrics.update(evaluate_run(cfg, net, path, data, sampler, device, cfg.train.seed))
-    metrics.update(
+    return trained
+
+
+def run_facts(
+    cfg: ImageRunConfig, data: RunData, path: KAmplitudePath, net: nn.Module, trained: TrainResult
+) -> dict[str, Any]:
+    """The training facts of ``metrics.json`` (data, transform, model, steps, time, loss, seed, EMA use)."""
+    return dict(
         data=data.splits.name,
         transform=cfg.transform.name,
         num_bands=path.num_bands,
@@ -382,10 +410,6 @@ def run_experiment(cfg: dict[str, Any] | ImageRunConfig) -> dict[str, Any]:
         seed=cfg.train.seed,
         sampled_with_ema=net is trained.ema_model,
     )
-    if cfg.figures:
-        write_figures(net, path, data, sampler, out_dir, device, cfg.train.seed)
-    (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
-    return metrics
 
 
 def _finite(value: Any) -> Any:

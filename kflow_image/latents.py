@@ -121,9 +121,25 @@ def encode_to_store(
     latents = np.lib.format.open_memmap(
         folder / "latents.npy", mode="w+", dtype=np.float32, shape=(rows, *latent_shape)
     )
-    labels = np.zeros(rows, dtype=np.int64)
-    start = 0
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    labels = _encode_rows(codec, loader, latents, flip, device)
+    latents.flush()
+    del latents
+    np.save(folder / "labels.npy", labels)
+    info["complete"] = True
+    (folder / "meta.json").write_text(json.dumps(info, indent=2))
+    return LatentDataset(folder)
+
+
+def _encode_rows(codec: LatentCodec, loader: DataLoader, latents: np.ndarray, flip: bool, device) -> np.ndarray:
+    """Fill ``latents`` ``(rows, *latent_shape)``: rows ``0..N-1`` the images, then (``flip``) their mirrors.
+
+    Returns:
+        The labels ``(rows,)`` in the same row order.
+    """
+    n = len(loader.dataset)
+    labels = np.zeros(len(latents), dtype=np.int64)
+    start = 0
     for images, batch_labels in tqdm(loader, desc=f"encoding {n} images", unit="batch", leave=False):
         images = images.to(device)
         stop = start + len(images)
@@ -133,12 +149,7 @@ def encode_to_store(
             latents[n + start : n + stop] = codec.encode(images.flip(-1)).float().cpu().numpy()
             labels[n + start : n + stop] = batch_labels.numpy()
         start = stop
-    latents.flush()
-    del latents
-    np.save(folder / "labels.npy", labels)
-    info["complete"] = True
-    (folder / "meta.json").write_text(json.dumps(info, indent=2))
-    return LatentDataset(folder)
+    return labels
 
 
 def cached_latents(
