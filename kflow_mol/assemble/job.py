@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 
 from kflow.training import ConfigError
-from kflow.training.config import check_choice, check_range
-from kflow_mol.assemble.common import STARTS, AssembleError
+from kflow.training.config import check_range
+from kflow_mol.assemble.common import AssembleError
 from kflow_mol.assemble.inputs import input_kind
 from kflow_mol.assemble.model import LoadedModel, load_model
 from kflow_mol.assemble.outputs import _safe, check_output_folder, check_writable, write_result
-from kflow_mol.assemble.predict import AssemblyResult, assemble
+from kflow_mol.assemble.predict import AssemblyResult, assemble, check_options
 
 
 @dataclass
@@ -58,11 +58,7 @@ class AssembleConfig:
     cpu_threads: int | None = 1
 
     def __post_init__(self):
-        check_choice("start", self.start, STARTS)
-        check_range("num_mols", self.num_mols, minimum=2)
-        check_range("samples", self.samples, minimum=1)
-        if self.steps is not None:
-            check_range("steps", self.steps, minimum=1)
+        check_options(self.start, self.num_mols, self.samples, self.steps)
         if self.cpu_threads is not None:
             check_range("cpu_threads", self.cpu_threads, minimum=1)
 

@@ -97,8 +97,8 @@ def assemble(
         ((357, 3), 0.0)
     """
     tic = time.perf_counter()
+    check_options(start, num_mols, samples, steps)
     request = _Request(num_mols, start, samples, seed, relax)
-    _check_options(request, steps)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device, start)
     molecule = _as_input(molecule_or_path, loaded, seed, num_mols)
     vdw = van_der_waals_volume(molecule.numbers, molecule.positions)
@@ -125,11 +125,12 @@ class _Request:
         return _draw_seeds(self.seed, self.samples)
 
 
-def _check_options(request: _Request, steps: int | None) -> None:
-    """Refuse a bad start preset, cluster size, sample count or step count (one line)."""
-    check_choice("start", request.start, STARTS)
-    check_range("num_mols", request.num_mols, minimum=2)
-    check_range("samples", request.samples, minimum=1)
+def check_options(start: str, num_mols: int, samples: int, steps: int | None) -> None:
+    """Refuse a bad start preset, cluster size, sample count or step count (one line; :func:`assemble`
+    and :class:`~kflow_mol.assemble.job.AssembleConfig` check the same)."""
+    check_choice("start", start, STARTS)
+    check_range("num_mols", num_mols, minimum=2)
+    check_range("samples", samples, minimum=1)
     if steps is not None:
         check_range("steps", steps, minimum=1)
 

@@ -34,43 +34,35 @@ from kflow_mol.models.layers import (
     full_molecule_edges,
 )
 
+
+def _preset(irreps_hidden: str, layers: tuple, width: int, radial: tuple, neighbours: tuple, **extra) -> dict:
+    """The :class:`AssemblyGNN` keywords of one preset.
+
+    Args:
+        irreps_hidden: hidden irreps.
+        layers: ``(atom_layers, mol_layers)``.
+        width: width of the atom-type and of the ``s`` embeddings (``z_dim = time_dim``).
+        radial: ``(num_radial, radial_hidden)``: Gaussians of the radial bases, radial MLP width.
+        neighbours: ``(k_intra, k_inter)`` neighbours per atom.
+        **extra: further keywords (``atom_channels``, ``readout_irreps``). The atom block is ``contact``.
+    """
+    (atom_layers, mol_layers), (num_radial, radial_hidden), (k_intra, k_inter) = layers, radial, neighbours
+    sizes = dict(irreps_hidden=irreps_hidden, atom_layers=atom_layers, mol_layers=mol_layers, z_dim=width)
+    edges = dict(num_radial=num_radial, radial_hidden=radial_hidden, k_intra=k_intra, k_inter=k_inter)
+    return {**sizes, "time_dim": width, **edges, "atom_conv": "contact", **extra}
+
+
 PRESETS: dict[str, dict] = {
-    "S": dict(
-        irreps_hidden="32x0e+8x1o+8x1e+4x2e",
-        atom_layers=0,
-        mol_layers=2,
-        z_dim=16,
-        time_dim=16,
-        num_radial=12,
-        radial_hidden=32,
-        k_intra=6,
-        k_inter=6,
-        atom_conv="contact",
+    "S": _preset("32x0e+8x1o+8x1e+4x2e", layers=(0, 2), width=16, radial=(12, 32), neighbours=(6, 6)),
+    "M": _preset(
+        "64x0e+16x1o+16x1e+8x2e", layers=(1, 2), width=32, radial=(16, 16), neighbours=(4, 8), atom_channels=16
     ),
-    "M": dict(
-        irreps_hidden="64x0e+16x1o+16x1e+8x2e",
-        atom_layers=1,
-        mol_layers=2,
-        z_dim=32,
-        time_dim=32,
-        num_radial=16,
-        radial_hidden=16,
-        k_intra=4,
-        k_inter=8,
-        atom_conv="contact",
-        atom_channels=16,
-    ),
-    "L": dict(
-        irreps_hidden="128x0e+32x1o+32x1e+16x2e",
-        atom_layers=2,
-        mol_layers=6,
-        z_dim=64,
-        time_dim=64,
-        num_radial=16,
-        radial_hidden=64,
-        k_intra=4,
-        k_inter=12,
-        atom_conv="contact",
+    "L": _preset(
+        "128x0e+32x1o+32x1e+16x2e",
+        layers=(2, 6),
+        width=64,
+        radial=(16, 64),
+        neighbours=(4, 12),
         atom_channels=32,
         readout_irreps="80x0e+40x1o+40x1e",
     ),

@@ -10,6 +10,7 @@ field, and ``scripts/bench_metrics.py --reference`` times it. Importable from th
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 
 import torch
@@ -17,34 +18,34 @@ from torch import Tensor
 
 from kflow_mol.metrics import assembly_rmsd as lib
 from kflow_mol.metrics.rmsd import RigidAlignment
-from kflow_mol.metrics.symmetry import RDKIT_BOND_FACTOR, ClusterTopology, SymmetryCache
+from kflow_mol.metrics.symmetry import ClusterTopology, SymmetryCache
 
 
 @torch.no_grad()
-def rmsd17_loop(
-    pos_true: Tensor,
-    pos_pred: Tensor,
-    z: Tensor,
-    mol_index: Tensor,
-    *,
-    distance_tolerance: float = 0.2,
-    max_iterations: int = 10,
-    max_automorphisms: int = 4096,
-    bond_factor: float = RDKIT_BOND_FACTOR,
-    cache: SymmetryCache | None = None,
-) -> lib.AssemblyRMSD:
-    """:func:`kflow_mol.metrics.rmsd17` (same arguments and result), one cluster at a time."""
+def rmsd17_loop(pos_true: Tensor, pos_pred: Tensor, z: Tensor, mol_index: Tensor, **options) -> lib.AssemblyRMSD:
+    """:func:`kflow_mol.metrics.rmsd17` (same arguments, keyword options and defaults, same result),
+    one cluster at a time."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(lib.rmsd17).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY
+    }
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"rmsd17_loop() got unexpected keyword arguments {unknown}")
+    settings = {**defaults, **options}
     pos_true, pos_pred = lib._check_pair(pos_true, pos_pred)
     unbatched = pos_true.dim() == 2
     if unbatched:
         pos_true, pos_pred = pos_true[None], pos_pred[None]
-    topologies = lib._TopologyFinder(cache or SymmetryCache(max_automorphisms), bond_factor)
+    cache = settings["cache"] or SymmetryCache(settings["max_automorphisms"])
+    topologies = lib._TopologyFinder(cache, settings["bond_factor"])
     mol_index, num_molecules, valid, cluster_topologies = lib._check_batch(pos_true, pos_pred, z, mol_index, topologies)
+    refinement = (settings["distance_tolerance"], settings["max_iterations"])
     results = []
     for cluster_true, cluster_pred, ok, topology in zip(pos_true, pos_pred, valid, cluster_topologies):
         if ok:
-            options = (distance_tolerance, max_iterations)
-            result = _single(cluster_true, cluster_pred, mol_index, topology, options)
+            result = _single(cluster_true, cluster_pred, mol_index, topology, refinement)
         else:
             result = lib._invalid_single(cluster_true, num_molecules)
         results.append(lib._flag(result, ok, topology, pos_true.device))
