@@ -552,7 +552,7 @@ def build_assembly_dataset(
         return cached
     entries, skipped = _listed_entries(plan)
     with folder_lock(plan.output, quiet=not progress):  # a second build of this folder waits here
-        return _reused(plan, force) or _build(plan, entries, skipped)  # ... and finds the first one's build
+        return _reused(plan, force) or _build(plan, entries, skipped, force)  # ... and finds the first one's build
 
 
 def _plan(arguments: dict) -> _Plan:
@@ -608,12 +608,12 @@ def _listed_entries(plan: _Plan) -> tuple[list[SourceEntry], list[Skipped]]:
     return entries, skipped
 
 
-def _build(plan: _Plan, entries: list[SourceEntry], skipped: list[Skipped]) -> BuildReport:
-    """Run the batch (resuming from ``output/.parts``) and write every output, even when interrupted."""
+def _build(plan: _Plan, entries: list[SourceEntry], skipped: list[Skipped], force: bool = False) -> BuildReport:
+    """Run the batch (resuming from ``output/.parts`` unless ``force``) and write every output, even when interrupted."""
     started = time.perf_counter()
     plan.output.mkdir(parents=True, exist_ok=True)
     key = parts_key(plan.digest, [e.entry_id for e in entries])
-    result = _BatchResult(parts=Parts(plan.output / PART_DIR, key))
+    result = _BatchResult(parts=Parts(plan.output / PART_DIR, key, fresh=force))
     try:
         _run(entries, plan.entry_settings, plan.scheme, plan.limits, plan.output, plan.progress, result)
     finally:  # interrupted or not, write what was done (a partial build is marked incomplete)

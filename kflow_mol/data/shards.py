@@ -66,15 +66,16 @@ class Parts:
     Args:
         folder: ``<output>/.parts``.
         key: identifies the build (settings hash + entry ids); parts of another key are removed.
+        fresh: remove every existing part (a forced rebuild redoes every entry).
     """
 
-    def __init__(self, folder: Path, key: str | None = None):
+    def __init__(self, folder: Path, key: str | None = None, fresh: bool = False):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         key_path = self.folder / "key.json"
         if key is not None:
             old = json.loads(key_path.read_text()).get("key") if key_path.exists() else None
-            if old != key:
+            if old != key or fresh:
                 for path in self.folder.glob("part_*"):
                     path.unlink()
                 _json_write(key_path, {"key": key})
@@ -90,7 +91,7 @@ class Parts:
             number = int(path.stem.split("_")[1])
             self.next_part = max(self.next_part, number + 1)
             for record in json.loads(path.read_text())["entries"]:
-                kept, row = record.pop("kept"), record.pop("row", None)
+                kept, row = record.pop("kept", None), record.pop("row", None)
                 entry = Done(**record, kept=Kept(**kept) if kept else None)
                 if entry.kept is not None:
                     self.rows[entry.index] = (number, row)

@@ -85,6 +85,10 @@ def test_parts_of_other_settings_are_not_reused(csv_folder, tmp_path):
     (parts.folder / "part_000000.json").write_text(json.dumps({"entries": [{"index": 0, "seconds": 0.0}]}))
     Parts(tmp_path / PART_DIR, "new-key")
     assert not list((tmp_path / PART_DIR).glob("part_*"))
+    (parts.folder / "part_000000.json").write_text(json.dumps({"entries": [{"index": 0, "seconds": 0.0}]}))
+    assert len(Parts(tmp_path / PART_DIR, "new-key").load()) == 1  # same key: resumed
+    Parts(tmp_path / PART_DIR, "new-key", fresh=True)  # force=true: every entry redone
+    assert not list((tmp_path / PART_DIR).glob("part_*"))
 
 
 BUILD = textwrap.dedent(
