@@ -28,6 +28,7 @@ restores the record's dtypes, so a cluster read back is bit-identical to the one
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -68,6 +69,7 @@ LAYOUT: dict[str, tuple[str, tuple[int, ...]]] = {
     "meta": ("|u1", ()),
 }
 SAFETENSORS_DTYPE = {"<i8": "I64", "<f4": "F32", "<i4": "I32", "|u1": "U8"}
+RELEASE_EVERY = 1024  # clusters read between two releases of the mapped pages (see ClusterStore.release)
 READ_DTYPE = {"z": torch.long, "mol_index": torch.long}  # others keep the stored dtype
 
 
@@ -119,6 +121,7 @@ class ClusterStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._arrays: dict[str, np.ndarray] | None = None
+        self._reads = 0
         arrays = self.arrays
         self.ptr = {group: _ptr(arrays[f"{group}_count"]) for group in ("atom", "mol", "meta")}
 
@@ -151,6 +154,9 @@ class ClusterStore:
         if not -len(self) <= k < len(self):
             raise IndexError(f"cluster {k} out of range for {len(self)} clusters")
         k = k % len(self)
+        self._reads += 1
+        if self._reads % RELEASE_EVERY == 0:
+            self.release()
         fields = {}
         for name in PER_ATOM + PER_MOLECULE:
             array = torch.from_numpy(np.array(self.slice(name, k)))
@@ -163,6 +169,19 @@ class ClusterStore:
             mol_batch=torch.zeros(num_mols, dtype=torch.long),
             **self.meta(k),
         )
+
+    def release(self) -> None:
+        """Drop the mapped pages from this process's resident set (they stay in the page cache).
+
+        Read pages of a file mapping count as resident until the kernel needs the memory; a
+        training run that reads every cluster would otherwise show the whole file in its RSS.
+        """
+        base = self._arrays["z"] if self._arrays else None
+        while base is not None and getattr(base, "_mmap", None) is None:
+            base = base.base
+        mapping = getattr(base, "_mmap", None)
+        if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _map_arrays(path: Path) -> dict[str, np.ndarray]:
