@@ -18,9 +18,11 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kflow.training.config import from_dict
 from kflow.training.errors import CheckpointError, ConfigError
 
 EXIT_USAGE = 2
@@ -173,3 +175,70 @@ def main(
                 raise ConfigError(first_line(error)) from None
             fail(prog, error)
     return None
+
+
+@dataclass(frozen=True)
+class BranchEdge:
+    """The script edge of one branch: its config folder, its schemas and the ``--help`` text.
+
+    Both branches' ``cli`` modules are one of these (``main`` and ``compose`` are its methods);
+    the typed config is :func:`kflow.training.config.from_dict` of the composed config.
+
+    Attributes:
+        config_dir: the branch's YAML folder (``configs/assembly``, ``configs/image``).
+        register: stores the branch's structured schemas in Hydra's ``ConfigStore``.
+        usage: the ``--help`` usage line (``{prog}`` is the script name).
+        hidden: dotted keys ``--help`` leaves out (keys that the config refuses).
+    """
+
+    config_dir: Path
+    register: Callable[[Any], None]
+    usage: str = "usage: python scripts/{prog}.py [key=value ...]"
+    hidden: tuple[str, ...] = ()
+
+    def compose(
+        self,
+        config_name: str,
+        overrides: Sequence[str] = (),
+        schema: type | None = None,
+        config_dir: Path | None = None,
+    ) -> Any:
+        """``<config_dir>/<config_name>.yaml`` with ``overrides``: the typed ``schema``, or plain dicts without one.
+
+        Raises:
+            ConfigError: one line naming the bad override, key or value.
+        """
+        values = to_plain(compose(config_dir or self.config_dir, config_name, overrides, self.register))
+        return values if schema is None else from_dict(schema, values)
+
+    def main(
+        self,
+        prog: str,
+        config_name: str,
+        schema: type,
+        run: Callable[[Any], Any],
+        guard: Callable[[str], AbstractContextManager] | None = None,
+        argv: Sequence[str] | None = None,
+        edit_overrides: Callable[[list[str]], list[str]] | None = None,
+    ) -> Any:
+        """:func:`main` of ``<config_dir>/<config_name>.yaml`` into ``schema``, then ``run(config)``.
+
+        Args:
+            prog: the script name used in error lines; ``config_name``: its YAML file.
+            schema: its dataclass; ``run``: the one library call.
+            guard: a context manager factory around ``run`` (e.g. ``exit_on_training_error``).
+            edit_overrides: checks or completes the overrides before composition.
+        """
+        return main(
+            prog,
+            self.config_dir,
+            config_name,
+            lambda cfg: from_dict(schema, to_plain(cfg)),
+            run,
+            register=self.register,
+            guard=guard,
+            argv=argv,
+            usage=self.usage.format(prog=prog),
+            hidden=self.hidden,
+            edit_overrides=edit_overrides,
+        )

@@ -10,13 +10,10 @@ folder, no ``.log`` file). ``--help`` prints every key with its default as compo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 from kflow.training import ConfigError
-from kflow.training.config import RUN_LEVEL_TRAIN_KEYS, from_dict
+from kflow.training.config import RUN_LEVEL_TRAIN_KEYS
 from kflow_edge import cli
 from kflow_image.config import register_hydra_schemas
 
@@ -25,16 +22,6 @@ HIDDEN_KEYS = tuple(f"train.{key}" for key in RUN_LEVEL_TRAIN_KEYS)
 """Keys of the train group that the config refuses (set from the top level): left out of ``--help``."""
 RENAMED_KEYS = {"seed": "train.seed", "train.resume": "resume"}
 """Keys of ``train_image.py`` / ``benchmark_image.py`` before both branches used the same names."""
-
-
-def compose(config_name: str, overrides: Sequence[str] = (), schema: type | None = None) -> Any:
-    """Compose ``configs/image/<config_name>.yaml`` with ``overrides``: a plain dict, or the typed ``schema``.
-
-    Raises:
-        ConfigError: one line naming the bad override, key or value.
-    """
-    values = cli.to_plain(cli.compose(CONFIG_DIR, config_name, overrides, register_hydra_schemas))
-    return values if schema is None else from_dict(schema, values)
 
 
 def renamed_keys(overrides: list[str]) -> list[str]:
@@ -51,33 +38,14 @@ def renamed_keys(overrides: list[str]) -> list[str]:
     return overrides
 
 
-def main(
-    prog: str,
-    config_name: str,
-    schema: type,
-    run: Callable[[Any], Any],
-    guard: Callable[[str], AbstractContextManager] | None = None,
-    argv: Sequence[str] | None = None,
-) -> Any:
-    """Compose the config from ``argv`` (default ``sys.argv[1:]``) into ``schema`` and call ``run`` on it.
-
-    Args:
-        prog: the script name used in error lines.
-        config_name: its YAML file under ``configs/image/``.
-        schema: its dataclass in :mod:`kflow_image.config` (built by ``kflow.training.config.from_dict``).
-        run: the one library call, ``run(config)``.
-        guard: a context manager factory around ``run`` (e.g. ``exit_on_training_error``).
-    """
-    return cli.main(
-        prog,
-        CONFIG_DIR,
-        config_name,
-        lambda cfg: from_dict(schema, cli.to_plain(cfg)),
-        run,
-        register=register_hydra_schemas,
-        guard=guard,
-        argv=argv,
-        usage=f"usage: python scripts/{prog}.py [key=value ...]   (groups: see configs/image/)",
-        hidden=HIDDEN_KEYS,
-        edit_overrides=renamed_keys if config_name in ("train_image", "benchmark_image") else None,
-    )
+EDGE = cli.BranchEdge(
+    CONFIG_DIR,
+    register_hydra_schemas,
+    usage="usage: python scripts/{prog}.py [key=value ...]   (groups: see configs/image/)",
+    hidden=HIDDEN_KEYS,
+)
+compose = EDGE.compose
+"""``compose(config_name, overrides=(), schema=None)``: the composed config, typed as ``schema`` (plain dicts without)."""
+main = EDGE.main
+"""``main(prog, config_name, schema, run, guard=None, argv=None, edit_overrides=None)``: compose from
+``argv`` into ``schema`` and call ``run`` on it (:meth:`kflow_edge.cli.BranchEdge.main`)."""

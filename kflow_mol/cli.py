@@ -9,15 +9,13 @@ of ``kflow_mol`` takes plain dataclasses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from kflow.training import ConfigError
 from kflow.training.config import RUN_LEVEL_TRAIN_KEYS
 from kflow_edge import cli
-from kflow_mol.config import SCHEMAS, to_config
+from kflow_mol.config import SCHEMAS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "assembly"
 HIDDEN_KEYS = tuple(f"train.{key}" for key in RUN_LEVEL_TRAIN_KEYS)
@@ -34,49 +32,19 @@ def register_configs(store: Any = None) -> None:
         store.store(name=name, node=schema)
 
 
-def compose(config_name: str, overrides: Sequence[str], schema: type, config_dir: Path = CONFIG_DIR) -> Any:
-    """Compose ``configs/assembly/<config_name>.yaml`` with command-line ``overrides`` into ``schema``.
-
-    Raises:
-        ConfigError: one line naming the bad override, key or value.
-    """
-    return to_config(cli.compose(config_dir, config_name, overrides, register_configs), schema)
-
-
-def main(
-    prog: str,
-    config_name: str,
-    schema: type,
-    run: Callable[[Any], Any],
-    guard: Callable[[str], AbstractContextManager] | None = None,
-    argv: Sequence[str] | None = None,
-    edit_overrides: Callable[[list[str]], list[str]] | None = None,
-) -> None:
-    """Compose the config from ``argv`` (default ``sys.argv[1:]``) and call ``run`` on it.
-
-    Args:
-        prog: the script name used in error lines.
-        config_name: its YAML file under ``configs/assembly/``.
-        schema: its dataclass in :mod:`kflow_mol.config`.
-        run: the one library call, ``run(config)``.
-        guard: a context manager factory around ``run`` (e.g. ``exit_on_training_error``);
-            without it, configuration and file errors exit 2 with one line.
-        edit_overrides: checks or completes the overrides before composition
-            (:func:`evaluate_overrides`).
-    """
-    cli.main(
-        prog,
-        CONFIG_DIR,
-        config_name,
-        lambda cfg: to_config(cfg, schema),
-        run,
-        register=register_configs,
-        guard=guard,
-        argv=argv,
-        usage=f"usage: python scripts/{prog}.py [key=value ...]   (groups: data=..., model=S|M|L)",
-        hidden=HIDDEN_KEYS,
-        edit_overrides=edit_overrides,
-    )
+EDGE = cli.BranchEdge(
+    CONFIG_DIR,
+    register_configs,
+    usage="usage: python scripts/{prog}.py [key=value ...]   (groups: data=..., model=S|M|L)",
+    hidden=HIDDEN_KEYS,
+)
+compose = EDGE.compose
+"""``compose(config_name, overrides, schema, config_dir=CONFIG_DIR)``: the composed config as ``schema``."""
+main = EDGE.main
+"""``main(prog, config_name, schema, run, guard=None, argv=None, edit_overrides=None)``: compose from
+``argv`` into ``schema`` and call ``run`` on it; without ``guard``, configuration and file errors
+exit 2 with one line (:meth:`kflow_edge.cli.BranchEdge.main`; ``evaluate_overrides`` for
+``evaluate_assembly.py``)."""
 
 
 def evaluate_overrides(overrides: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kflow_image.benchmark import run_benchmark
-from kflow_image.cli import main
+from kflow_image.cli import main, renamed_keys
 from kflow_image.config import BenchmarkConfig
 
 
@@ -21,4 +21,4 @@ def benchmark(cfg: BenchmarkConfig) -> None:
 
 
 if __name__ == "__main__":
-    main("benchmark_image", "benchmark_image", BenchmarkConfig, benchmark)
+    main("benchmark_image", "benchmark_image", BenchmarkConfig, benchmark, edit_overrides=renamed_keys)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from kflow.training import exit_on_training_error
-from kflow_image.cli import main
+from kflow_image.cli import main, renamed_keys
 from kflow_image.config import ImageRunConfig
 from kflow_image.experiment import run_experiment
 
@@ -33,4 +33,4 @@ def train(cfg: ImageRunConfig) -> None:
 
 
 if __name__ == "__main__":
-    main("train_image", "train_image", ImageRunConfig, train, guard=exit_on_training_error)
+    main("train_image", "train_image", ImageRunConfig, train, guard=exit_on_training_error, edit_overrides=renamed_keys)

@@ -9,10 +9,17 @@ from kflow_image.evaluation import QUALITY_METRICS
 from kflow_image.experiment import run_experiment
 
 
+def run_ok(script: str, *overrides: str) -> dict | None:
+    """Run ``scripts/<script>``, which must succeed; the first JSON object it printed (None if none)."""
+    proc = run_script(script, *overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])[0] if "{" in proc.stdout else None
+
+
 @pytest.mark.slow
 def test_train_then_sample(tmp_path):
     out = tmp_path / "run"
-    proc = run_script(
+    run_ok(
         "train_image.py",
         *TINY_IMAGE_RUN,
         "train.steps=3",
@@ -22,7 +29,6 @@ def test_train_then_sample(tmp_path):
         f"output_dir={out}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in QUALITY_METRICS:
         assert isinstance(metrics[key], float), key
@@ -31,17 +37,10 @@ def test_train_then_sample(tmp_path):
     for name in ("samples.png", "spectra.png", "band_energy.png", "loss_curve.png", "checkpoints/last.pt"):
         assert (out / name).exists(), name
 
-    proc = run_script(
-        "sample_image.py",
-        f"run_dir={out}",
-        "mode=noise_split",
-        "noise_split.rows=2",
-        "noise_split.per_row=3",
-        "sample.total_steps=3",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "samples" / "noise_split_share_high.png").exists()
-    assert json.loads(proc.stdout[proc.stdout.index("{") :])["nfe"] == 3
+    printed = run_ok(
+        "sample_image.py", f"run_dir={out}", "mode=noise_split", "noise_split.rows=2", "noise_split.per_row=3", "sample.total_steps=3"
+    )  # fmt: skip
+    assert (out / "samples" / "noise_split_share_high.png").exists() and printed["nfe"] == 3
 
 
 def test_bad_transform_is_a_clear_config_error(tmp_path):
@@ -59,16 +58,9 @@ def test_bad_transform_is_a_clear_config_error(tmp_path):
 @pytest.mark.slow
 def test_autoencoder_then_latent_run_then_edit(tmp_path):
     codec = tmp_path / "ae.pt"
-    proc = run_script(
-        "train_autoencoder.py",
-        "data=digits",
-        "autoencoder.steps=3",
-        "autoencoder.num_down=1",
-        "autoencoder.hidden=8",
-        f"output={codec}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout[proc.stdout.index("{") :])["latent_shape"] == [4, 4, 4]
+    ae_settings = ["autoencoder.steps=3", "autoencoder.num_down=1", "autoencoder.hidden=8"]
+    printed = run_ok("train_autoencoder.py", "data=digits", *ae_settings, f"output={codec}")
+    assert printed["latent_shape"] == [4, 4, 4]
     out = tmp_path / "run"  # training in-process (train_image.py itself is run above); the CLI samples from it
     run_experiment(
         {
@@ -84,8 +76,7 @@ def test_autoencoder_then_latent_run_then_edit(tmp_path):
         }
     )
     assert json.loads((out / "metrics.json").read_text())["data_shape"] == [4, 4, 4]
-    proc = run_script("sample_image.py", f"run_dir={out}", "mode=edit", "edit.num_samples=2", "edit.amounts=[-1,0,1]")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ok("sample_image.py", f"run_dir={out}", "mode=edit", "edit.num_samples=2", "edit.amounts=[-1,0,1]")
     assert (out / "samples" / "edit.png").exists()
 
 
