@@ -155,6 +155,10 @@ def test_a_run_config_json_of_the_older_layout_still_loads():
 
 
 def test_sample_overrides_are_checked_against_the_sample_group():
+    from kflow_image.config import SampleConfig
+
+    listed = composed("sample_image", "run_dir=x")["sample"]  # every key overridable without '+', all null
+    assert set(listed) == {f.name for f in dataclasses.fields(SampleConfig)} and set(listed.values()) == {None}
     with pytest.raises(ConfigError, match="unknown key sample.steps"):
         from_dict(SampleRunConfig, {"run_dir": "x", "sample": {"steps": 3}})
     with pytest.raises(ConfigError, match="sample.total_steps must be >= 1"):
