@@ -29,7 +29,10 @@ from kflow.training.config import (
 )
 
 DATA_SOURCES = ("pyxtal", "cif", "prepared", "pyxtal_random", "cod_cluster17", "pyxtal_mech", "real", "ase")
-START_PRESETS = ("local", "scrambled")
+START_PRESETS = ("local", "scrambled", "sites")
+"""Start-state presets (:data:`kflow_mol.data.start_states.START_PRESETS`); ``sites`` is the
+orientation-only diagnostic (centroids on their crystal sites), not a benchmark default."""
+BENCHMARK_STARTS = ("local", "scrambled")
 SAMPLE_METHODS = ("euler", "heun", "rk4", "dopri5", "pc", "ode")  # pc / ode: the score-based systems
 EDGE_MODES = ("knn", "radius")
 TEST_SETS = ("testdb", "cod", "mech")
@@ -309,7 +312,7 @@ class BenchmarkConfig(AssemblyConfig):
     methods: list[str] = field(
         default_factory=lambda: ["identity", "crystalflow_lerp", "rigid_K1", "kflow_K2", "kflow_K3"]
     )
-    starts: list[str] = field(default_factory=lambda: list(START_PRESETS))
+    starts: list[str] = field(default_factory=lambda: list(BENCHMARK_STARTS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     test_sets: list[str] = field(default_factory=lambda: list(TEST_SETS))
     test_repeats: int = 4

@@ -58,6 +58,10 @@ START_PRESETS: dict[str, dict] = {
     "local": dict(displacement="gaussian", scale=3.0),
     # Molecules anywhere in a cube of half-width 1.5 cluster radii: published-scale PM.
     "scrambled": dict(displacement="box", scale=1.5),
+    # Diagnostic: molecules (almost) on their crystal sites, uniform rotation. A 0.25 Å shift
+    # that grows only where a random rotation clashes (1.0 Å minimum atom distance): what a
+    # model can learn of orientations once the centroids are known.
+    "sites": dict(displacement="gaussian", scale=0.25, min_distance=1.0, max_rounds=60),
 }
 
 

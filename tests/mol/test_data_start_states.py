@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from kflow_mol.config import START_PRESETS as config_presets
 from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
 from kflow_mol.data.clusters import min_intermolecular_distance
-from kflow_mol.data.start_states import START_PRESETS, StartScheme, random_rotation, start_rng, start_scheme
+from kflow_mol.data.start_states import (
+    START_PRESETS,
+    StartScheme,
+    draw_start_state,
+    random_rotation,
+    start_rng,
+    start_scheme,
+)
 
 
 def _pm(p, q):
@@ -37,6 +45,7 @@ def test_seeding_depends_only_on_the_cluster():
 
 def test_presets_and_validation():
     assert set(START_PRESETS) >= {"local", "scrambled"}
+    assert set(config_presets) == set(START_PRESETS)  # the config accepts exactly the presets that exist
     assert start_scheme("local").displacement == "gaussian" and start_scheme("local").scale == 3.0
     assert start_scheme("scrambled", scale=2.0).scale == 2.0
     with pytest.raises(ValueError, match="unknown start preset"):
@@ -60,3 +69,16 @@ def test_local_and_scrambled_scales(data_pyxtal_build, tmp_path):
         assert c.start_scheme in ("local", "scrambled")
     shifts = torch.cat([(c.trans_start - c.trans_target).norm(dim=1) for c in local])
     assert 3.0 < shifts.mean().item() < 6.0  # 3 Å Gaussian in 3D: mean norm 4.8 Å before clash growth
+
+
+def test_sites_preset_keeps_centroids_near_their_sites(data_pyxtal_build):
+    """The orientation-only diagnostic: uniform rotations, centroids within about 1 Å of the crystal."""
+    scheme = start_scheme("sites")
+    for cluster in load_assembly_dataset(data_pyxtal_build.output)[:3]:
+        m = cluster.num_mols
+        body = cluster.body.double().view(m, -1, 3).numpy()
+        rot, trans = cluster.rot_target.double().numpy(), cluster.trans_target.double().numpy()
+        rot_start, trans_start = draw_start_state(body, rot, trans, scheme, start_rng(0, "x", 0, 0))
+        assert np.linalg.norm(trans_start - trans, axis=1).mean() < 1.5
+        atoms = np.einsum("mij,mnj->mni", rot_start, body) + trans_start[:, None]
+        assert min_intermolecular_distance(atoms) >= 1.0 - 1e-6
