@@ -122,14 +122,39 @@ class ClusterStore:
         self.path = Path(path)
         self._arrays: dict[str, np.ndarray] | None = None
         self._reads = 0
+        self._fd: tuple[int, int] | None = None  # (pid, descriptor): one per process
         arrays = self.arrays
         self.ptr = {group: _ptr(arrays[f"{group}_count"]) for group in ("atom", "mol", "meta")}
+        self.offsets = {name: _file_offset(array) for name, array in arrays.items()}
 
     def __len__(self) -> int:
         return len(self.ptr["atom"]) - 1
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_arrays": None}  # a spawned worker maps the file itself
+        return {**self.__dict__, "_arrays": None, "_fd": None}  # a spawned worker maps / opens the file itself
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._fd[0] == os.getpid():
+            os.close(self._fd[1])
+
+    def read(self, name: str, k: int) -> np.ndarray:
+        """The rows of array ``name`` of cluster ``k``, read into a fresh array (``pread``).
+
+        Reading through the mapping would map ~1 MB of neighbouring pages per random cluster
+        (the kernel's fault-around and read-ahead), which then counts in the RSS; ``pread``
+        copies exactly the bytes asked for, so memory stays at the clusters in use.
+        """
+        if not hasattr(os, "preadv") or self.offsets[name] is None:
+            return np.array(self.slice(name, k))
+        if self._fd is None or self._fd[0] != os.getpid():
+            self._fd = (os.getpid(), os.open(self.path, os.O_RDONLY))
+        dtype, tail = LAYOUT[name]
+        ptr = self.ptr[_group(name)]
+        out = np.empty((int(ptr[k + 1] - ptr[k]), *tail), dtype=dtype)
+        row_bytes = out.itemsize * int(np.prod(tail, dtype=np.int64))
+        if out.nbytes and os.preadv(self._fd[1], [out], self.offsets[name] + int(ptr[k]) * row_bytes) != out.nbytes:
+            raise StoreFormatError(f"{self.path}: short read of {name} for cluster {k}")
+        return out
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -145,7 +170,7 @@ class ClusterStore:
 
     def meta(self, k: int) -> dict:
         """The metadata fields of cluster ``k``."""
-        return json.loads(self.slice("meta", k).tobytes())
+        return json.loads(self.read("meta", k).tobytes())
 
     def cluster(self, k: int):
         """Cluster ``k`` as an ``AssemblyData`` (fresh tensors; nothing stays mapped)."""
@@ -159,7 +184,7 @@ class ClusterStore:
             self.release()
         fields = {}
         for name in PER_ATOM + PER_MOLECULE:
-            array = torch.from_numpy(np.array(self.slice(name, k)))
+            array = torch.from_numpy(self.read(name, k))
             fields[name] = array.to(READ_DTYPE[name]) if name in READ_DTYPE else array
         num_mols = int(self.ptr["mol"][k + 1] - self.ptr["mol"][k])
         return AssemblyData(
@@ -176,12 +201,27 @@ class ClusterStore:
         Read pages of a file mapping count as resident until the kernel needs the memory; a
         training run that reads every cluster would otherwise show the whole file in its RSS.
         """
-        base = self._arrays["z"] if self._arrays else None
-        while base is not None and getattr(base, "_mmap", None) is None:
-            base = base.base
-        mapping = getattr(base, "_mmap", None)
-        if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            mapping.madvise(mmap.MADV_DONTNEED)
+        if self._arrays:
+            release_pages(self._arrays["z"])
+
+
+def release_pages(array: np.ndarray) -> None:
+    """``madvise(MADV_DONTNEED)`` on the file mapping under ``array`` (nothing for an in-memory array)."""
+    root = array
+    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
+        root = root.base
+    if isinstance(root, np.ndarray) and hasattr(mmap, "MADV_DONTNEED"):
+        root.base.madvise(mmap.MADV_DONTNEED)
+
+
+def _file_offset(array: np.ndarray) -> int | None:
+    """Byte offset in the file of a mapped array (None for an empty or unmapped one)."""
+    root = array
+    while isinstance(root, np.ndarray) and not isinstance(root.base, mmap.mmap):
+        root = root.base
+    if not isinstance(root, np.ndarray) or not array.size:
+        return None
+    return root.offset + array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
 
 
 def _map_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -244,6 +284,7 @@ def write_store(path: str | Path, parts: Iterable[tuple[dict[str, np.ndarray], S
                 ptr = _block_ptr(block, name)
                 for a, b in runs:
                     handle.write(np.ascontiguousarray(block[name][ptr[a] : ptr[b]], dtype=dtype).tobytes())
+                release_pages(block[name])  # a mapped part: its pages leave the RSS once copied
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
