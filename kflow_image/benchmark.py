@@ -57,12 +57,20 @@ def restoration_scores(
         results = {
             "observation": obs.estimate,
             "kflow": kflow_restore(
-                run.model, run.path, obs.estimate, observed, noise, labels, steps, codec=run.codec
+                run.model, run.path, obs.estimate, observed, noise, labels, steps, codec=run.codec, observation=obs
             ).cpu(),
         }
         if fm is not None:
             results["fm_projection"] = fm_projection_restore(
-                fm.model, run.path.transform, obs.estimate, observed, noise, labels, steps, codec=run.codec
+                fm.model,
+                run.path.transform,
+                obs.estimate,
+                observed,
+                noise,
+                labels,
+                steps,
+                codec=run.codec,
+                observation=obs,
             ).cpu()
         for method, images in results.items():
             s = score(images, clean)

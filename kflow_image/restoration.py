@@ -66,21 +66,52 @@ class Observation:
         degraded: what was observed: ``(B, C, H/f, W/f)`` low-res, or ``(B, C, H, W)`` blurred.
         estimate: full-resolution estimate ``(B, C, H, W)`` (bicubic upsample / the blurred image);
             its low bands are the ones K-Flow keeps.
+        factor: the super-resolution factor (average pooling).
+        sigma: the width of the Gaussian blur.
     """
 
     kind: str
     degraded: torch.Tensor
     estimate: torch.Tensor
+    factor: int = 1
+    sigma: float = 0.0
+
+
+def project_to_observation(x: torch.Tensor, obs: Observation, reg: float = 1e-3) -> torch.Tensor:
+    """Pixel-space data consistency: the part of ``x`` the degradation sees is replaced by the observation.
+
+    Range/null-space decomposition (DDNM, Wang et al. 2023): ``x + A⁺ (y - A x)``. For average
+    pooling ``A⁺`` is nearest upsampling, so ``downsample(result) == degraded`` exactly; for the
+    circular blur it is the Tikhonov inverse ``g / (g² + reg)`` per frequency, which sets every
+    frequency the blur keeps (``g² >> reg``) to the observed one and leaves the rest generated.
+    A latent codec only keeps the low *latent* bands, which the nonlinear decoder does not map
+    to the low *pixel* frequencies; this step puts the observation back after decoding.
+
+    Args:
+        x: restored images ``(B, C, H, W)`` in pixel space.
+        obs: the observation (:func:`observe`).
+        reg: Tikhonov weight of the deblurring inverse.
+    """
+    x = x.to(obs.degraded.device)
+    if obs.kind == "super_resolution":
+        residual = obs.degraded - downsample(x, obs.factor)
+        return x + F.interpolate(residual, scale_factor=obs.factor, mode="nearest")
+    h, w = x.shape[-2:]
+    fy = torch.fft.fftfreq(h, device=x.device, dtype=torch.float64)
+    fx = torch.fft.fftfreq(w, device=x.device, dtype=torch.float64)
+    gain = torch.exp(-2 * (torch.pi * obs.sigma) ** 2 * (fy[:, None] ** 2 + fx[None] ** 2))
+    residual = torch.fft.fft2((obs.degraded - gaussian_blur(x, obs.sigma)).double())
+    return x + torch.fft.ifft2(residual * gain / (gain**2 + reg)).real.to(x.dtype)
 
 
 def observe(clean: torch.Tensor, kind: str, factor: int = 2, sigma: float = 1.0) -> Observation:
     """Degrade clean images ``(B, C, H, W)`` by ``kind`` (``super_resolution`` or ``deblur``)."""
     if kind == "super_resolution":
         low = downsample(clean, factor)
-        return Observation(kind, low, upsample_bicubic(low, tuple(clean.shape[-2:])))
+        return Observation(kind, low, upsample_bicubic(low, tuple(clean.shape[-2:])), factor=factor)
     if kind == "deblur":
         blurred = gaussian_blur(clean, sigma)
-        return Observation(kind, blurred, blurred)
+        return Observation(kind, blurred, blurred, sigma=sigma)
     raise ValueError(f"restoration: unknown degradation {kind!r}; choose from {DEGRADATIONS}")
 
 
@@ -106,6 +137,7 @@ def kflow_restore(
     method: str = "euler",
     cfg_scale: float = 1.0,
     codec: LatentCodec | None = None,
+    observation: Observation | None = None,
 ) -> torch.Tensor:
     """K-Flow restoration: fix bands ``< num_observed_bands`` to those of ``estimate``, generate the rest.
 
@@ -120,6 +152,8 @@ def kflow_restore(
         method: sampler method.
         cfg_scale: guidance scale.
         codec: latent codec (default pixel space): the estimate is encoded, the result decoded.
+        observation: when given, the decoded result is made consistent with it
+            (:func:`project_to_observation`).
 
     Returns:
         Restored images ``(B, C, H, W)``; in pixel space their observed coefficients equal the
@@ -143,7 +177,8 @@ def kflow_restore(
         fixed_coeffs=fixed,
         fixed_mask=mask,
     )
-    return codec.decode(result.x)
+    images = codec.decode(result.x)
+    return images if observation is None else project_to_observation(images, observation)
 
 
 @torch.no_grad()
@@ -157,6 +192,7 @@ def fm_projection_restore(
     steps: int = 30,
     cfg_scale: float = 1.0,
     codec: LatentCodec | None = None,
+    observation: Observation | None = None,
 ) -> torch.Tensor:
     """Plain-FM baseline: Euler from t = 0 to 1 with ILVR-style projection of the observed bands.
 
@@ -170,6 +206,8 @@ def fm_projection_restore(
         steps: Euler steps.
         cfg_scale: guidance scale.
         codec: latent codec (default pixel space): the estimate is encoded, the result decoded.
+        observation: when given, the decoded result is made consistent with it
+            (:func:`project_to_observation`).
 
     Returns:
         Restored images ``(B, C, H, W)`` whose observed coefficients (of the encoded estimate,
@@ -189,7 +227,8 @@ def fm_projection_restore(
         t_next = (i + 1) / steps
         target = (1 - t_next) * c_noise + t_next * c_obs
         x = transform.inverse(torch.where(mask, target, transform.forward(x)))
-    return codec.decode(x)
+    images = codec.decode(x)
+    return images if observation is None else project_to_observation(images, observation)
 
 
 @dataclass

@@ -142,7 +142,7 @@ def restore_mode(ctx: ModeContext, options: RestoreMode) -> dict[str, Any]:
     sampler, run = ctx.sampler, ctx.run
     restored = kflow_restore(
         run.model, run.path, obs.estimate, options.observed_bands, noise, labels,
-        sampler.total_steps, sampler.method, sampler.cfg_scale, codec=ctx.codec,
+        sampler.total_steps, sampler.method, sampler.cfg_scale, codec=ctx.codec, observation=obs,
     ).cpu()  # fmt: skip
     panels, names = [clean, obs.estimate, restored], ["clean", "observed", "K-Flow"]
     info = {"kflow": asdict(score(restored, clean)), "observation": asdict(score(obs.estimate, clean))}
@@ -150,7 +150,7 @@ def restore_mode(ctx: ModeContext, options: RestoreMode) -> dict[str, Any]:
         fm = load_run(options.fm_run_dir, ctx.device)
         baseline = fm_projection_restore(
             fm.model, run.path.transform, obs.estimate, options.observed_bands, noise, labels,
-            sampler.total_steps, sampler.cfg_scale, codec=ctx.codec,
+            sampler.total_steps, sampler.cfg_scale, codec=ctx.codec, observation=obs,
         ).cpu()  # fmt: skip
         panels.append(baseline)
         names.append("FM-proj")
