@@ -161,6 +161,55 @@ def classifier_cache_key(
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def fit_classifier(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    max_shift: int,
+    device: torch.device,
+    desc: str = "feature CNN",
+    progress: bool = True,
+    verbose: bool = False,
+) -> None:
+    """Adam with cosine decay and random shifts of up to ``max_shift`` pixels, in place.
+
+    Args:
+        model: the classifier, on ``device``.
+        images, labels: ``(N, C, H, W)`` and ``(N,)``.
+        epochs, batch_size, lr, seed: the optimisation.
+        max_shift: augmentation shift in pixels.
+        device: where to train.
+        desc, progress: the progress bar's text, and whether to show it.
+        verbose: print the per-epoch loss.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(images) + batch_size - 1) // batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    start = time.time()
+    bar = tqdm(range(epochs), desc=desc, disable=not progress)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(images), generator=generator)
+        total = 0.0
+        for i in range(0, len(images), batch_size):
+            idx = order[i : i + batch_size]
+            x = random_shift(images[idx], max_shift, generator).to(device)
+            loss = F.cross_entropy(model(x), labels[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{total / len(images):.4f}")
+        if verbose:
+            print(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f} ({time.time() - start:.1f}s)")
+
+
 def train_classifier(
     splits: ImageSplits,
     epochs: int = 30,
@@ -213,29 +262,9 @@ def train_classifier(
         model.eval()
         return FeatureNet(model, name, float(state["test_accuracy"]), from_cache=True)
 
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * ((len(images) + batch_size - 1) // batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    desc = f"feature CNN ({splits.name}, {len(images)} images)"
     max_shift = max(1, splits.image_shape[-1] // 14)
-    start = time.time()
-    bar = tqdm(range(epochs), desc=f"feature CNN ({splits.name}, {len(images)} images)", disable=not progress)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(len(images), generator=generator)
-        total = 0.0
-        for i in range(0, len(images), batch_size):
-            idx = order[i : i + batch_size]
-            x = random_shift(images[idx], max_shift, generator).to(device)
-            loss = F.cross_entropy(model(x), labels[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-        bar.set_postfix(loss=f"{total / len(images):.4f}")
-        if verbose:
-            print(f"classifier epoch {epoch + 1}/{epochs}: loss {total / len(images):.4f} ({time.time() - start:.1f}s)")
+    fit_classifier(model, images, labels, epochs, batch_size, lr, seed, max_shift, device, desc, progress, verbose)
     test_accuracy = accuracy(model, splits.reference, device)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
