@@ -32,6 +32,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def measured(command: list[str], first_row: Path | None = None) -> dict:
 
     before = os.times()
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty command must not block on a full buffer
+    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     main, peak_main, peak_tree, first = psutil.Process(proc.pid), 0, 0, None
     while proc.poll() is None:
         try:
@@ -124,7 +126,8 @@ def measured(command: list[str], first_row: Path | None = None) -> dict:
         if first is None and first_row is not None and first_row.exists() and first_row.read_text().count("\n") >= 2:
             first = time.perf_counter() - started
         time.sleep(0.05)
-    output = proc.stdout.read()
+    log.seek(0)
+    output = log.read()
     after = os.times()
     if proc.returncode:
         sys.exit(f"bench_data_scale: {' '.join(command)} failed ({proc.returncode}):\n{output[-3000:]}")

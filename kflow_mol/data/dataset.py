@@ -253,6 +253,21 @@ def load_clusters(path: Path) -> list[AssemblyData]:
     return list(open_clusters(path.parent))
 
 
+def _same_cluster(a: AssemblyData, b) -> bool:
+    """Same fields, equal tensors (dtype and values) and equal metadata."""
+    if not isinstance(b, Data) or sorted(a.keys()) != sorted(b.keys()):
+        return False
+    for key in a.keys():
+        x, y = a[key], b[key]
+        if torch.is_tensor(x) != torch.is_tensor(y):
+            return False
+        if torch.is_tensor(x) and not (x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)):
+            return False
+        if not torch.is_tensor(x) and x != y:
+            return False
+    return True
+
+
 class AssemblyDataset(Dataset):
     """Clusters of a container, built one at a time in ``__getitem__`` (a list-like torch Dataset).
 
@@ -294,7 +309,7 @@ class AssemblyDataset(Dataset):
         if isinstance(other, AssemblyDataset):
             return self.store.path == other.store.path and np.array_equal(self.indices, other.indices)
         if isinstance(other, (list, tuple)):
-            return len(other) == len(self) and all(a is b for a, b in zip(self, other))
+            return len(other) == len(self) and all(_same_cluster(a, b) for a, b in zip(self, other))
         return NotImplemented
 
     __hash__ = None

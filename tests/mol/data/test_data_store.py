@@ -75,6 +75,7 @@ def test_views_behave_like_lists(small_build):
     assert [clusters[[4, 0]][k].cluster_id for k in range(2)] == [ids[4], ids[0]]
     assert clusters[torch.tensor(2)].cluster_id == ids[2]
     assert len(clusters[:0]) == 0 and clusters[:0] == [] and clusters != []
+    assert clusters[:3] == list(clusters[:3]) and clusters[:3] != list(clusters[1:4])
     assert len(clusters[:2] + clusters[2:]) == len(ids)
     assert clusters.meta(0) == {key: clusters[0][key] for key in META_FIELDS}
     with pytest.raises(IndexError):
