@@ -1,7 +1,8 @@
 """Molecular assembly data: real crystals → 17-molecule clusters with rigid start states.
 
 Main entry points: :func:`build_assembly_dataset`, :func:`load_assembly_dataset`,
-:func:`load_embedded_dataset` and the record type :class:`AssemblyData`. They are imported
+:func:`load_embedded_dataset`, the record type :class:`AssemblyData` and the lazy, memory-mapped
+:class:`AssemblyDataset` that the loaders return. They are imported
 on first use, so ``kflow_mol.data.<module>`` stays cheap to import.
 """
 
@@ -9,6 +10,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "AssemblyData": "dataset",
+    "AssemblyDataset": "dataset",
     "BuildReport": "build",
     "NoInputError": "build",
     "collate_clusters": "dataset",
