@@ -42,6 +42,7 @@ from kflow_mol.data.dataset import (
     LEGACY_NAME,
     STORE_NAME,
     AssemblyData,
+    AssemblyDataset,
     crystal_cluster_data,
     csv_cluster_data,
     load_assembly_dataset,
@@ -709,7 +710,7 @@ def _drop_duplicates(entries: list[SourceEntry], result: _BatchResult) -> None:
 
 def load_embedded_dataset(
     split: str | None = "train", start: str = "local", repeats: int = 1, progress: bool = False, **settings
-) -> list[AssemblyData]:
+) -> AssemblyDataset:
     """The default dataset (pyxtal's test.db, committed splits), built into the cache once.
 
     Args:
