@@ -40,3 +40,48 @@ def pm_bar_chart(
     ax.set_title(title or "Packing Matching on the test split")
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def scaling_chart(
+    points: Mapping[float, Mapping[str, Mapping[str, float]]],
+    path: str | Path,
+    metrics: tuple[str, ...] = ("pm_atom", "pm_center", "orientation_median_deg"),
+    x_label: str = "training clusters",
+    title: str = "",
+) -> Path:
+    """One panel per metric: each method's pooled test mean against a scale (clusters, parameters).
+
+    Args:
+        points: ``{x: {method: {metric: value}}}`` (e.g. :func:`kflow_mol.benchmark.report.pooled_means`
+            of one benchmark run per training-set size).
+        path: output PNG.
+        metrics: the panels.
+        x_label: what ``x`` is (log scale).
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    labels = {
+        "pm_atom": "PM-atom (Å)",
+        "pm_center": "PM-center (Å)",
+        "orientation_median_deg": "orientation median (°)",
+    }
+    xs = sorted(points)
+    methods = sorted({m for x in xs for m in points[x]})
+    fig, _ = new_figure(figsize=(3.4 * len(metrics), 3.2))
+    fig.clear()
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        for method in methods:
+            pairs = [(x, points[x][method][metric]) for x in xs if metric in points[x].get(method, {})]
+            style = dict(linestyle="--", color="grey") if method == "identity" else {}
+            ax.plot(*zip(*pairs), marker="o", label=method, **style)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(labels.get(metric, metric))
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or f"Pooled test means against {x_label}")
+    return save_figure(fig, path)

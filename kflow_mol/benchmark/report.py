@@ -387,3 +387,22 @@ def write_outputs(
     table = "\n".join(lines) + "\n"
     (out_dir / "benchmark.md").write_text(table)
     return table
+
+
+def pooled_means(
+    records: list[dict], metrics: tuple[str, ...] = (*METRICS, *POSE_FORMATS)
+) -> dict[str, dict[str, float]]:
+    """``{method: {metric: mean over every test set's clusters}}`` of benchmark records.
+
+    A cluster's value is its mean over start states and seeds (:func:`per_cluster_means`), as in
+    ``benchmark.md``'s pooled rows. Used to put several benchmark runs side by side (scaling curves).
+    """
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_method[record["method"]].append(record)
+    means: dict[str, dict[str, float]] = {}
+    for method, runs in by_method.items():
+        set_names = sorted({name for r in runs for name in r["sets"]})
+        values = {m: per_cluster_means(runs, set_names, m) for m in metrics}
+        means[method] = {m: float(np.mean(list(v.values()))) for m, v in values.items() if v}
+    return means
