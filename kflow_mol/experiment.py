@@ -95,7 +95,7 @@ def set_cpu_threads(cfg: AssemblyConfig) -> None:
 
 def load_split(
     data: DataConfig, split: str, *, start: str | None = None, limit: int | None = None, progress: bool = False
-) -> list:
+) -> Sequence:
     """Clusters of one split of a data group (building it into the cache on first use).
 
     Args:
@@ -106,7 +106,8 @@ def load_split(
         progress: show the build progress bar.
 
     Returns:
-        A list of ``AssemblyData``.
+        The ``AssemblyData`` clusters: a lazy :class:`~kflow_mol.data.dataset.AssemblyDataset`
+        (list-like, each cluster read from the mapped cache when indexed).
     """
     from kflow_mol.data import build_assembly_dataset, load_assembly_dataset
 
@@ -125,7 +126,8 @@ def load_split(
         clusters = load_assembly_dataset(report.output, split)
     if limit is not None and split == "train" and data.subset_seed is not None:
         order = torch.randperm(len(clusters), generator=torch.Generator().manual_seed(data.subset_seed))
-        return [clusters[int(i)] for i in order[:limit]]
+        picked = order[:limit].tolist()
+        return clusters[picked] if hasattr(clusters, "indices") else [clusters[i] for i in picked]
     return clusters[:limit] if limit is not None else clusters
 
 
