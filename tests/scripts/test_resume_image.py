@@ -1,4 +1,4 @@
-"""scripts/train_image.py stopped part-way and continued with train.resume=true repeats the
+"""scripts/train_image.py stopped part-way and continued with resume=true repeats the
 unbroken run exactly (transform, data order, RNG streams and optimizer state all restored)."""
 
 import csv
@@ -45,7 +45,7 @@ def logged(out_dir: Path) -> list[tuple[int, float]]:
 def test_stopped_then_resumed_image_run_matches_the_unbroken_run(tmp_path):
     train_image(tmp_path / "whole", "train.steps=8")
     train_image(tmp_path / "split", "train.steps=4")
-    train_image(tmp_path / "split", "train.steps=8", "train.resume=true")
+    train_image(tmp_path / "split", "train.steps=8", "resume=true")
     split_log, whole_log = logged(tmp_path / "split"), logged(tmp_path / "whole")
     assert [step for step, _ in split_log] == [step for step, _ in whole_log] == [2, 4, 6, 8]
     assert [loss for _, loss in split_log] == pytest.approx([loss for _, loss in whole_log], abs=1e-6)
