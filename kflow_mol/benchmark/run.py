@@ -164,7 +164,9 @@ def run_start(
     an interrupted benchmark keeps what it did.
     """
     train_set, test_sets = data
-    run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
+    # the runs' own data group carries this start, so validation samples it too
+    start_data = cfg.data if start is None else dataclasses.replace(cfg.data, start=start)
+    run_cfg = dataclasses.replace(cfg, data=start_data, train=dataclasses.replace(cfg.train, steps=steps))
     trained_cache: dict[str, tuple[str, TrainedRun]] = {}  # one start's models, shared by sampling variants
     for method in [*cfg.methods, *(ORACLES if cfg.oracles else ())]:
         method_cfg = with_planned_steps(run_cfg, plan, method)

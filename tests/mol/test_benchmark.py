@@ -165,3 +165,21 @@ def test_training_key_ignores_sampling_only_settings():
         with_method(cfg, "kflow_K2", 0),
     ):
         assert training_key(other) != key
+
+
+def test_each_start_preset_trains_and_validates_on_its_own_start(tmp_path, monkeypatch):
+    """Runs of ``starts=[scrambled]`` carry ``data.start=scrambled``, so validation (which loads
+    the val split of the run's data group) samples scrambled starts, not the default local ones."""
+    from kflow_mol.benchmark import run as running
+
+    seen = []
+    monkeypatch.setattr(
+        running,
+        "run_method",
+        lambda cfg, method, seed, *a, **k: seen.append(cfg.data.start) or {"sets": {}, "cpu_s": 0.0},
+    )
+    monkeypatch.setattr(running, "say", lambda *a, **k: None)
+    cfg = BenchmarkConfig(methods=["rigid_K1"], seeds=[0], oracles=False, output_dir=str(tmp_path))
+    for start in ("scrambled", "sites"):
+        running.run_start(cfg, start, ([], {}), 2, None, tmp_path, [])
+    assert cfg.data.start == "local" and seen == ["scrambled", "sites"]
