@@ -235,9 +235,7 @@ def test_an_unexpected_exception_is_an_error_row_with_its_traceback_logged(tmp_p
     for time_limit in (None, 30):
         result, out = _BatchResult(), tmp_path / str(time_limit)  # a fresh folder: no parts to resume from
         out.mkdir()
-        _run(
-            entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, out, False, result
-        )
+        _run(entries, settings, start_scheme("local"), {"time_limit": time_limit, "workers": 1}, out, False, result)
         assert result.complete and sorted(result.clusters) == [1, 2]
         assert (result.rejected[0].reason, result.rejected[0].detail) == ("error", "ValueError: no such column")
         log = (out / "errors.log").read_text()
