@@ -255,12 +255,8 @@ def train_classifier(
     cache = Path(cache_dir) / f"classifier-{splits.name}-{key}.pt" if cache_dir is not None else None
     torch.manual_seed(seed)
     model = SmallCNN(channels, splits.num_classes).to(device)
-    cached = sorted(Path(cache_dir).glob(f"classifier-*-{key}.pt")) if cache_dir is not None else []
-    if cached:  # same content under another data-set name counts too
-        state = torch.load(cached[0], map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        model.eval()
-        return FeatureNet(model, name, float(state["test_accuracy"]), from_cache=True)
+    if (loaded := _load_cached(model, cache_dir, key, device)) is not None:
+        return FeatureNet(loaded[0], name, loaded[1], from_cache=True)
 
     desc = f"feature CNN ({splits.name}, {len(images)} images)"
     max_shift = max(1, splits.image_shape[-1] // 14)
@@ -273,6 +269,19 @@ def train_classifier(
         tmp.replace(cache)
     model.eval()
     return FeatureNet(model, name, test_accuracy)
+
+
+def _load_cached(
+    model: nn.Module, cache_dir: str | Path | None, key: str, device: torch.device
+) -> tuple[nn.Module, float] | None:
+    """``(model with the cached weights, its held-out accuracy)`` of a cache file with this content
+    key (under any data-set name), or ``None`` when there is none."""
+    cached = sorted(Path(cache_dir).glob(f"classifier-*-{key}.pt")) if cache_dir is not None else []
+    if not cached:
+        return None
+    state = torch.load(cached[0], map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval(), float(state["test_accuracy"])
 
 
 class PixelFeatures:

@@ -9,8 +9,6 @@ and ``kflow_edge/``. Scripts and tests are not library code. ruff's ``C901`` (co
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("kflow", "kflow_mol", "kflow_image", "kflow_edge")
 MAX_LINES = 60
@@ -46,11 +44,6 @@ def test_the_counter_counts_docstrings_and_nested_functions(tmp_path):
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 22: helpers are still splitting the image branch's long functions (run_experiment, "
-    "train_classifier, encode_to_store); the lead removes this mark once they land",
-)
 def test_no_library_function_is_over_60_lines():
     found = long_functions()
     assert not found, f"{len(found)} library function(s) over {MAX_LINES} lines:\n" + "\n".join(found)
