@@ -126,8 +126,7 @@ def load_split(
         clusters = load_assembly_dataset(report.output, split)
     if limit is not None and split == "train" and data.subset_seed is not None:
         order = torch.randperm(len(clusters), generator=torch.Generator().manual_seed(data.subset_seed))
-        picked = order[:limit].tolist()
-        return clusters[picked] if hasattr(clusters, "indices") else [clusters[i] for i in picked]
+        return clusters[order[:limit].tolist()]  # a view of the same mapped cache
     return clusters[:limit] if limit is not None else clusters
 
 

@@ -23,15 +23,14 @@ METRICS = ("pm_atom", "pm_center", "orientation_median_deg", "centroid_error")
 
 def read_run(parser: argparse.ArgumentParser, spec: str) -> tuple[float, list[dict]]:
     """``X=PATH`` -> ``(X, records)``; a bad spec or file ends the script with one line (exit 2)."""
-    scale, sep, where = spec.partition("=")
+    scale, _, where = spec.partition("=")
     path = Path(where) / "benchmark.json" if Path(where).is_dir() else Path(where)
     try:
         return float(scale), json.loads(path.read_text())
-    except ValueError:
-        parser.error(f"--run {spec!r}: expected X=PATH with a number X and a benchmark.json") if not sep else None
-        parser.error(f"--run {spec!r}: {path} is not a number=benchmark.json pair of readable JSON")
     except OSError as error:
         parser.error(f"--run {spec!r}: cannot read {path}: {error.strerror}")
+    except ValueError:  # float() of the scale or json.loads of the file
+        parser.error(f"--run {spec!r}: expected X=PATH, a number X and a readable benchmark.json")
 
 
 def main(argv: list[str] | None = None) -> None:
