@@ -432,11 +432,19 @@ LERP_ALIASES = ("crystalflow_lerp", "allatom_lerp")
 """Method names of the all-atom linear FM arm of ``kflow`` (``flow.mode=cartesian``, atom head)."""
 
 
+FLOW_KEYS_OF_SYSTEMS: dict[str, tuple[str, ...]] = {
+    "assembleflow": ("symmetric_targets",),
+    "kflow_assembleflow": ("symmetric_targets",),
+}
+"""Table-5 systems that take single keys of the ``flow`` group (the ``+sym`` variant), nothing else of it."""
+
+
 def system_options(cfg: AssemblyConfig) -> dict[str, Any]:
-    """Constructor options of ``cfg.system`` that the config sets (``{}`` unless :data:`CONFIGURED_SYSTEMS`)."""
-    if cfg.system not in CONFIGURED_SYSTEMS:
-        return {}
-    return {"bump": cfg.bump, "default_steps": cfg.sample.steps, **dataclasses.asdict(cfg.flow)}
+    """Constructor options of ``cfg.system`` that the config sets: everything for
+    :data:`CONFIGURED_SYSTEMS`, the keys of :data:`FLOW_KEYS_OF_SYSTEMS` for those, else ``{}``."""
+    if cfg.system in CONFIGURED_SYSTEMS:
+        return {"bump": cfg.bump, "default_steps": cfg.sample.steps, **dataclasses.asdict(cfg.flow)}
+    return {key: getattr(cfg.flow, key) for key in FLOW_KEYS_OF_SYSTEMS.get(cfg.system, ())}
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,9 @@ def validate(cfg: AssemblyConfig) -> None:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if flow.head != cfg.model.head:
-        what = f"system={cfg.system} with flow.mode={cfg.flow.mode}" if system_options(cfg) else f"system={cfg.system}"
+        what = (
+            f"system={cfg.system} with flow.mode={cfg.flow.mode}" if cfg.system == "kflow" else f"system={cfg.system}"
+        )
         raise ConfigError(f"{what} needs model.head={flow.head}, got model.head={cfg.model.head}")
     check_data(cfg.data)
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():

@@ -79,6 +79,7 @@ from kflow.sampling import KFlowSampler, allocate_steps
 from kflow.training import StepDraws
 from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.matrix import IdentityTransform
+from kflow_mol.body_symmetry import SymmetricTargets
 from kflow_mol.rigid import apply_rigid_motion, centroids, so3_log
 from kflow_mol.systems.base import (
     BAND_EDGE_TOLERANCE,
@@ -123,6 +124,10 @@ class AssembleFlowSystem(AssemblySystem):
         kernel_width: graph kernel width (Å) or ``"median"`` (K > 1).
         grouping: eigenvalue grouping, ``"equal_count"`` or ``"equal_radius"`` (K > 1).
         reverse: move local (high) bands first (K > 1).
+        symmetric_targets: train on each molecule's symmetry-equivalent start -> crystal
+            rotation of smallest angle (:class:`~kflow_mol.body_symmetry.SymmetricTargets`, as
+            ``AssemblyFlow``'s option of the same name) instead of the one the file's atom
+            order picks. Not in the original; off by default.
     """
 
     head = "rigid"
@@ -139,6 +144,7 @@ class AssembleFlowSystem(AssemblySystem):
         kernel_width: float | str = "median",
         grouping: str = "equal_count",
         reverse: bool = False,
+        symmetric_targets: bool = False,
     ):
         if num_bands < 1:
             raise ValueError(f"num_bands (K) must be >= 1, got {num_bands}")
@@ -153,6 +159,7 @@ class AssembleFlowSystem(AssemblySystem):
         )
         self.path = KAmplitudePath(transform, bump=bump, reverse=reverse)
         self.sampler = KFlowSampler(self.path)
+        self.symmetric_targets = SymmetricTargets() if symmetric_targets else None
 
     # ----- states ------------------------------------------------------------------------------
     def context(self, batch: Any, layout: ClusterLayout):
@@ -170,7 +177,10 @@ class AssembleFlowSystem(AssemblySystem):
         """The crystal as a flow state ``x1``, ``(B, M, 6)``."""
         centroid_target = centroids(batch.pos_target, batch.mol_index, layout.mol_batch.shape[0])
         delta_c = (centroid_target - layout.centroid_start) / self.translation_scale
-        omega = so3_log(batch.rot_start_to_target.double()).to(delta_c.dtype)
+        rotation = batch.rot_start_to_target.double()
+        if self.symmetric_targets is not None:
+            rotation = self.symmetric_targets(batch)
+        omega = so3_log(rotation).to(delta_c.dtype)
         return torch.cat([delta_c, omega], -1).reshape(layout.num_clusters, layout.mols_per_cluster, 6)
 
     def positions(self, batch: Any, x: Tensor, layout: ClusterLayout) -> Tensor:

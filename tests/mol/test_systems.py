@@ -1,6 +1,7 @@
 """The Table-5 systems (kflow_mol.systems): exact transport, equivariance, draws, registry, overfitting."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -468,3 +469,24 @@ def test_gnn_md_overfits_one_cluster():
                 break
     assert best < 0.1, f"GNN-MD reached PM-atom {best:.3f} Å on its one training cluster"
     assert float(pm(batch, batch.pos_start)) > 1.0
+
+
+def test_assembleflow_symmetric_targets_are_the_rigid_kflow_ones(data_pyxtal_build):
+    """``+sym`` reaches the AssembleFlow family through the config, and turns no molecule more."""
+    from kflow_mol.config import AssemblyConfig, with_method
+    from kflow_mol.experiment import build_flow, load_split
+
+    data = dataclasses.replace(
+        AssemblyConfig().data, source="prepared", folder=str(data_pyxtal_build.output), start=None
+    )
+    batch = Batch.from_data_list(list(load_split(data, "train", limit=12)))
+    layout = cluster_layout(batch)
+    cfg = dataclasses.replace(AssemblyConfig(), data=data)
+    plain, sym = (build_flow(with_method(cfg, f"kflow_assembleflow_K2{v}"), 2.0) for v in ("", "+sym"))
+    assert plain.symmetric_targets is None and sym.symmetric_targets is not None
+    reference = AssemblyFlow(num_bands=2, translation_scale=2.0, symmetric_targets=True)
+    x_sym, x_plain = sym.target(batch, layout), plain.target(batch, layout)
+    torch.testing.assert_close(x_sym, reference.target(batch, layout).to(x_sym.dtype), atol=1e-6, rtol=0)
+    angle_sym, angle_plain = x_sym[..., 3:].norm(dim=-1), x_plain[..., 3:].norm(dim=-1)
+    assert bool((angle_sym <= angle_plain + 1e-4).all()) and float(angle_sym.sum()) < float(angle_plain.sum()) - 1.0
+    torch.testing.assert_close(x_sym[..., :3], x_plain[..., :3])  # the centroids are not touched
