@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
 
 def noise_split(args: argparse.Namespace) -> None:
     """Feature distances of low-band-sharing, high-band-sharing and independent pairs of one run."""
-    from kflow.stats import format_ci
+    from kflow.stats import BootstrapCI, format_ci
     from kflow_image.experiment import feature_network, load_run, sampler_spec
     from kflow_image.steering import noise_split_distances, noise_split_summary
 
@@ -125,7 +125,7 @@ def noise_split(args: argparse.Namespace) -> None:
     summary.update(run=str(run_dir), pairs=args.pairs, seed=args.seed, feature_net=features.name)
     (run_dir / "noise_split.json").write_text(json.dumps(summary, indent=2))
     for key in ("share_low", "share_high"):
-        print(f"{key} / independent: {format_ci(summary[key + '_ratio_ci'], 1.0)}")
+        print(f"{key} / independent: {format_ci(BootstrapCI(**summary[key + '_ratio_ci']), 1.0)}")
     print(f"wrote {run_dir / 'noise_split.json'}")
 
 
