@@ -307,6 +307,10 @@ class BenchmarkConfig(AssemblyConfig):
             ``budget_cpu_minutes``.
         oracles: also score the oracle reference rows of :mod:`kflow_mol.oracles` on every
             start (not models: "predictions" put together from the target).
+        merge: benchmark output folders (or their ``benchmark.json``) to table together instead
+            of training anything, e.g. seeds or methods run as separate jobs on the same test
+            instances (:func:`kflow_mol.benchmark.merge_records`). The other options describe
+            the runs (give the ones they were run with); ``methods`` picks and orders the rows.
     """
 
     methods: list[str] = field(
@@ -322,6 +326,7 @@ class BenchmarkConfig(AssemblyConfig):
     budget_cpu_minutes: float | None = None
     train_cpu_seconds: float | None = None
     oracles: bool = True
+    merge: list[str] = field(default_factory=list)
     output_dir: str = "outputs/assembly_benchmark"
     train: TrainConfig = field(
         default_factory=lambda: dataclasses.replace(

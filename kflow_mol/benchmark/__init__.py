@@ -32,6 +32,7 @@ trainings, step budgets), :mod:`~kflow_mol.benchmark.run` (training and scoring,
 names below are re-exported here, so ``from kflow_mol.benchmark import ...`` keeps working.
 """
 
+from kflow_mol.benchmark.merge import merge_records, read_records
 from kflow_mol.benchmark.plan import (
     PLAN_FILE,
     PROBE_STEPS,
@@ -87,9 +88,11 @@ __all__ = [
     "is_reference",
     "load_test_sets",
     "measure_costs",
+    "merge_records",
     "per_cluster_means",
     "plan_table",
     "pose_table",
+    "read_records",
     "run_benchmark",
     "run_method",
     "score_sets",

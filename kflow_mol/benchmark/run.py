@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kflow.training import ConfigError
+from kflow_mol.benchmark.merge import merge_records
 from kflow_mol.benchmark.plan import (
     assembly_fields,
     budget_steps,
@@ -180,10 +181,18 @@ def run_start(
 
 
 def run_benchmark(cfg: BenchmarkConfig, command: str = "python scripts/benchmark_assembly.py") -> str:
-    """Train and score every method of ``cfg.methods`` on every start preset; returns the tables."""
+    """Train and score every method of ``cfg.methods`` on every start preset; returns the tables.
+
+    With ``cfg.merge`` nothing is trained: the records of those runs are tabled together
+    (:func:`~kflow_mol.benchmark.merge.merge_records`).
+    """
     check_benchmark(cfg)
     set_cpu_threads(cfg)
     out_dir = Path(cfg.output_dir)
+    if cfg.merge:
+        records = merge_records(cfg.merge, cfg.methods, cfg.oracles)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return write_outputs(records, cfg, out_dir, command.strip(), cfg.train.steps)
     out_dir.mkdir(parents=True, exist_ok=True)
     starts = [None] if cfg.data.source == "prepared" else list(cfg.starts)
     every_run: list[dict] = []

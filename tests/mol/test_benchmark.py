@@ -183,3 +183,44 @@ def test_each_start_preset_trains_and_validates_on_its_own_start(tmp_path, monke
     for start in ("scrambled", "sites"):
         running.run_start(cfg, start, ([], {}), 2, None, tmp_path, [])
     assert cfg.data.start == "local" and seen == ["scrambled", "sites"]
+
+
+def test_merge_tables_seeds_run_as_separate_jobs_like_one_run(tmp_path, data_pyxtal_build):
+    """Seeds 0 and 1 run apart and merged give the joint run's tables; bad merges are refused."""
+    from kflow_mol.benchmark import run_benchmark
+
+    def config(out: str, seeds: list[int], max_test: int = 2, merge: list = ()) -> BenchmarkConfig:
+        cfg = BenchmarkConfig(
+            methods=["identity", "rigid_K1"],
+            seeds=seeds,
+            test_sets=["testdb"],
+            bootstrap_resamples=100,
+            oracles=False,
+            output_dir=str(tmp_path / out),
+            merge=[str(tmp_path / m) for m in merge],
+        )
+        cfg.data = dataclasses.replace(
+            cfg.data,
+            source="prepared",
+            folder=str(data_pyxtal_build.output),
+            start=None,
+            max_train=8,
+            max_test=max_test,
+        )
+        cfg.train.steps, cfg.train.batch_size, cfg.eval.rmsd = 2, 4, False
+        return cfg
+
+    for out, seeds in (("s0", [0]), ("s1", [1]), ("both", [0, 1])):
+        run_benchmark(config(out, seeds))
+    run_benchmark(config("merged", [0, 1], merge=["s0", "s1"]))
+    joint, merged = ((tmp_path / d / "benchmark.csv").read_text() for d in ("both", "merged"))
+    assert merged == joint and "rigid_K1" in merged
+    records = json.loads((tmp_path / "merged" / "benchmark.json").read_text())
+    assert [(r["method"], r["seed"]) for r in records] == [("identity", 0), ("rigid_K1", 0), ("rigid_K1", 1)]
+    with pytest.raises(ConfigError, match=r"\('None', 'rigid_K1', 0\) is in both"):
+        run_benchmark(config("bad", [0, 1], merge=["s0", "both"]))
+    run_benchmark(config("one", [2], max_test=1))
+    with pytest.raises(ConfigError, match="scored other testdb instances"):
+        run_benchmark(config("bad", [0, 2], merge=["s0", "one"]))
+    with pytest.raises(ConfigError, match="cannot read"):
+        run_benchmark(config("bad", [0], merge=["nowhere"]))
