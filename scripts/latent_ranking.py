@@ -7,12 +7,16 @@ optimizer, EMA, RNG and data position), and the EMA weights are scored at every 
 
     python scripts/train_autoencoder.py data=mnist          # once
     python scripts/latent_ranking.py run --root outputs/image/latent_ranking --seeds 0 --ladder 750 1500 3000
-    python scripts/latent_ranking.py run --root outputs/image/latent_ranking --seeds 1 2 --ladder 1500 3000
+    python scripts/latent_ranking.py run --root outputs/image/latent_ranking --seeds 1 2 --ladder 1500 3000 --defer-ladder
+    python scripts/latent_ranking.py score-snapshots --root outputs/image/latent_ranking --seeds 1 2 --steps 1500
     python scripts/latent_ranking.py noise-split --run outputs/image/latent_ranking/fourier/seed0
     python scripts/latent_ranking.py report --root outputs/image/latent_ranking     # figure + Markdown table
 
 ``run`` scores every ladder step with ``--ladder-samples`` samples (no CDR, no figures) and the last
-step again with ``--final-samples`` (CDR for ``--cdr-seeds``, figures); each score is kept as
+step again with ``--final-samples`` (CDR for ``--cdr-seeds``, figures); with ``--defer-ladder`` the
+earlier steps are kept as ``checkpoints/step<steps>.pt`` and scored later by ``score-snapshots`` (in a
+scratch copy of the run folder; the same numbers as scoring on the way, checked), so the final
+scores of every seed come first; each score is kept as
 ``<root>/<method>/seed<s>/metrics-<steps>steps-<n>samples.json`` and a finished score is skipped on
 a rerun. Process CPU seconds of each stage go to ``<root>/stages.jsonl``. Extra ``key=value``
 arguments after ``--`` are passed to every run (e.g. cache paths). ``report`` writes
@@ -54,13 +58,19 @@ def stage_overrides(method: str, seed: int, steps: int, samples: int, final: boo
     ]
 
 
-def run_stage(root: Path, method: str, seed: int, steps: int, samples: int, final: bool, cdr: bool, extra) -> None:
-    """Train ``method`` x ``seed`` on to ``steps`` (resuming) and keep its metrics as a stage file."""
+def run_stage(
+    root: Path, folder: str, seed: int | None, steps: int, samples: int, final: bool, cdr: bool, extra, **run
+) -> None:
+    """Train ``folder`` (a method) x ``seed`` on to ``steps`` (resuming) and keep its metrics as a stage file.
+
+    ``seed=None`` scores ``root/folder`` itself as method ``run["as_method"]``, seed ``run["as_seed"]``.
+    """
     from kflow_image.cli import compose
     from kflow_image.config import ImageRunConfig
     from kflow_image.experiment import run_experiment
 
-    run_dir = root / method / f"seed{seed}"
+    run_dir = root / folder / f"seed{seed}" if seed is not None else root / folder
+    method, seed = run.get("as_method", folder), run.get("as_seed", seed)
     target = run_dir / f"metrics-{steps}steps-{samples}samples.json"
     if target.is_file():
         print(f"[ranking] {target} exists: skipped", flush=True)
@@ -86,18 +96,71 @@ def run_stage(root: Path, method: str, seed: int, steps: int, samples: int, fina
     print(f"[ranking] {json.dumps(record)}", flush=True)
 
 
+def snapshot(root: Path, method: str, seed: int, steps: int, extra) -> None:
+    """Train on to ``steps`` without scoring and keep the checkpoint as ``checkpoints/step<steps>.pt``."""
+    from kflow_image.cli import compose
+    from kflow_image.config import ImageRunConfig
+    from kflow_image.experiment import run_experiment
+
+    run_dir = root / method / f"seed{seed}"
+    kept = run_dir / "checkpoints" / f"step{steps}.pt"
+    if kept.is_file() or any(run_dir.glob(f"metrics-{steps}steps-*samples.json")):
+        return
+    overrides = [*stage_overrides(method, seed, steps, 1, False, False), "eval.enabled=false"]
+    cfg = compose("train_image", [*overrides, f"output_dir={run_dir}", *extra], ImageRunConfig)
+    print(f"[ranking] {method} seed {seed}: {steps} steps (snapshot, scored later)", flush=True)
+    run_experiment(cfg)
+    shutil.copyfile(run_dir / "checkpoints" / "last.pt", kept)
+
+
+def score_snapshot(root: Path, method: str, seed: int, steps: int, samples: int, extra) -> None:
+    """Score ``checkpoints/step<steps>.pt`` in a scratch copy of the run folder (the run itself is untouched)."""
+    run_dir = root / method / f"seed{seed}"
+    kept = run_dir / "checkpoints" / f"step{steps}.pt"
+    target = run_dir / f"metrics-{steps}steps-{samples}samples.json"
+    if target.is_file() or not kept.is_file():
+        return
+    scratch = root / "_snapshots" / method / f"seed{seed}-step{steps}"
+    (scratch / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kept, scratch / "checkpoints" / "last.pt")
+    run_stage(scratch.parent, scratch.name, None, steps, samples, False, False, extra, as_method=method, as_seed=seed)
+    shutil.copyfile(scratch / f"metrics-{steps}steps-{samples}samples.json", target)
+    shutil.rmtree(scratch)
+
+
 def run(args: argparse.Namespace) -> None:
-    """Every seed x method x ladder step (seed-major, so the finished seeds are complete)."""
+    """Every seed x method x ladder step (seed-major, so the finished seeds are complete).
+
+    With ``--defer-ladder`` the ladder steps before the last are only snapshotted (scored by
+    ``score-snapshots``) and the last step is scored with the final samples only.
+    """
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     ladder = sorted(args.ladder)
     for seed in args.seeds:
         for method in args.methods:
             for steps in ladder[:-1]:
-                run_stage(root, method, seed, steps, args.ladder_samples, False, False, args.overrides)
+                if args.defer_ladder:
+                    snapshot(root, method, seed, steps, args.overrides)
+                else:
+                    run_stage(root, method, seed, steps, args.ladder_samples, False, False, args.overrides)
             cdr = seed in args.cdr_seeds  # the final score first, then the last ladder point (no training)
             run_stage(root, method, seed, ladder[-1], args.final_samples, True, cdr, args.overrides)
-            run_stage(root, method, seed, ladder[-1], args.ladder_samples, False, False, args.overrides)
+            if not args.defer_ladder:
+                run_stage(root, method, seed, ladder[-1], args.ladder_samples, False, False, args.overrides)
+
+
+def score_snapshots(args: argparse.Namespace) -> None:
+    """Score every kept snapshot (``--steps``) and, with ``--last``, the last step of every run folder."""
+    root = Path(args.root)
+    for seed in args.seeds:
+        for method in args.methods:
+            for steps in args.steps:
+                score_snapshot(root, method, seed, steps, args.samples, args.overrides)
+            if args.last is not None and (root / method / f"seed{seed}" / "checkpoints" / "last.pt").is_file():
+                run_stage(root, method, seed, args.last, args.samples, False, False, args.overrides)
+    if (root / "_snapshots").is_dir() and not any((root / "_snapshots").rglob("*.pt")):
+        shutil.rmtree(root / "_snapshots")
 
 
 def noise_split(args: argparse.Namespace) -> None:
@@ -158,6 +221,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ladder-samples", type=int, default=1000)
     p.add_argument("--final-samples", type=int, default=2000)
     p.add_argument("--cdr-seeds", nargs="*", type=int, default=[0])
+    p.add_argument("--defer-ladder", action="store_true", help="snapshot the earlier ladder steps, score later")
+    p.add_argument("overrides", nargs="*", help="extra key=value for every run (after --)")
+    p = sub.add_parser("score-snapshots", help="score the snapshots kept by run --defer-ladder")
+    p.add_argument("--root", default="outputs/image/latent_ranking")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", nargs="*", type=int, default=[1500])
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--last", type=int, default=None, help="also score the last step (the runs' step count)")
     p.add_argument("overrides", nargs="*", help="extra key=value for every run (after --)")
     p = sub.add_parser("noise-split", help="pair distances in feature space for one run")
     p.add_argument("--run", required=True)
@@ -175,7 +247,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
-        {"run": run, "noise-split": noise_split, "report": report}[args.command](args)
+        {"run": run, "score-snapshots": score_snapshots, "noise-split": noise_split, "report": report}[args.command](
+            args
+        )
     except (ConfigError, FileNotFoundError) as err:
         print(f"latent_ranking.py: error: {err}", file=sys.stderr)
         return 2
