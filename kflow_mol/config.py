@@ -51,6 +51,7 @@ METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "tfirst": {"flow.pose_order": "translation_first"},
     "l4": {"model.sh_lmax": 4},
     "deep": {"model.mol_layers": 4},
+    "canon": {"flow.start_frame": "canonical"},
 }
 """Suffixes of a method name (``kflow_K3+aware+fresh``) and the config changes they make."""
 
@@ -167,6 +168,8 @@ class FlowConfig:
             predicts the crystal pose; needs ``model.head=pose``).
         pose_order: ``joint`` or ``translation_first`` (all translation bands, then all
             rotation bands: ``2K`` bands).
+        start_frame: ``given`` (the start orientations of the data) or ``canonical`` (every
+            start molecule first turned to its cluster's principal axes, :mod:`kflow_mol.systems.canonical`).
     """
 
     mode: str = "rigid"
@@ -180,6 +183,7 @@ class FlowConfig:
     rotation_frame: str = "log"
     parametrization: str = "velocity"
     pose_order: str = "joint"
+    start_frame: str = "given"
 
 
 @dataclass

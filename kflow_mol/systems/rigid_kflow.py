@@ -44,6 +44,7 @@ from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.channel_groups import ChannelGroupTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.body_symmetry import SymmetricTargets
+from kflow_mol.systems.canonical import canonical_start
 from kflow_mol.models.assembly_gnn import StartFeatures
 from kflow_mol.rigid import (
     apply_rigid_motion,
@@ -70,6 +71,7 @@ POSE_ORDERS = ("joint", "translation_first")
 REMAINING_FLOOR = 1e-3
 """Smallest ``1 - mu`` an end-pose velocity divides by (the sampler never evaluates at a band's end)."""
 START_MOTIONS = ("settled", "full")
+START_FRAMES = ("given", "canonical")
 
 
 class AssemblyFlow(AssemblySystem):
@@ -108,6 +110,10 @@ class AssemblyFlow(AssemblySystem):
             then those of the rotations (``2K`` bands in all, a
             :class:`~kflow.transforms.channel_groups.ChannelGroupTransform`), so molecules turn
             once their neighbours are in place.
+        start_frame: ``"given"`` or ``"canonical"``: every start molecule is first turned about
+            its centroid to its cluster's principal axes (:func:`kflow_mol.systems.canonical.canonical_start`,
+            known at inference), so the turn to learn no longer depends on a random start
+            orientation; rigid mode only.
         default_steps: total steps of :meth:`sample` when ``steps_per_band`` is ``None``, split
             evenly over the bands (:func:`~kflow.sampling.allocate_steps`); ``None``:
             :attr:`default_steps_per_band` per band. :func:`kflow_mol.experiment.build_flow`
@@ -137,6 +143,7 @@ class AssemblyFlow(AssemblySystem):
         rotation_frame: str = "log",
         parametrization: str = "velocity",
         pose_order: str = "joint",
+        start_frame: str = "given",
         default_steps: int | None = None,
     ):
         if mode not in MODES:
@@ -155,6 +162,11 @@ class AssemblyFlow(AssemblySystem):
             raise ValueError("pose_order=translation_first needs flow.mode=rigid")
         if rotation_frame not in ROTATION_FRAMES:
             raise ValueError(f"rotation_frame must be one of {ROTATION_FRAMES}, got {rotation_frame!r}")
+        if start_frame not in START_FRAMES:
+            raise ValueError(f"start_frame must be one of {START_FRAMES}, got {start_frame!r}")
+        if start_frame == "canonical" and mode != "rigid":
+            raise ValueError("start_frame=canonical needs flow.mode=rigid")
+        self.start_frame = start_frame
         if start_motion not in START_MOTIONS:
             raise ValueError(f"start_motion must be one of {START_MOTIONS}, got {start_motion!r}")
         self.mode, self.translation_scale = mode, positive_scale(translation_scale)
@@ -176,6 +188,10 @@ class AssemblyFlow(AssemblySystem):
         self.default_steps = self.default_steps_per_band * self.num_bands if default_steps is None else default_steps
 
     # ----- states --------------------------------------------------------------------------
+    def start_batch(self, batch: Any) -> Any:
+        """The batch the flow starts from: as given, or with canonical start orientations."""
+        return canonical_start(batch) if self.start_frame == "canonical" else batch
+
     def context(self, batch: Any, layout: ClusterLayout | None = None):
         """Graph eigenbasis of the START centroids (``GraphBasis``), or ``None`` in cartesian mode."""
         if self.mode == "cartesian":
@@ -335,6 +351,7 @@ class AssemblyFlow(AssemblySystem):
         Returns:
             The scalar loss and a dict of logged values (translation / rotation parts).
         """
+        batch = self.start_batch(batch)
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
         x1 = self.target(batch, layout)
@@ -400,6 +417,7 @@ class AssemblyFlow(AssemblySystem):
         """
         if steps_per_band is None:
             steps_per_band = allocate_steps(self.default_steps, [1.0] * self.num_bands)
+        batch = self.start_batch(batch)
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
         x0 = torch.zeros_like(self.target(batch, layout))
@@ -428,6 +446,7 @@ class AssemblyFlow(AssemblySystem):
         self, batch: Any, *, method: str = "euler", steps_per_band: int = 10, return_trajectory: bool = False
     ) -> AssemblySample:
         """Integrate the exact conditional velocity (uses the target: a correctness check)."""
+        batch = self.start_batch(batch)
         layout = cluster_layout(batch)
         context = self.context(batch, layout)
         x1 = self.target(batch, layout)
