@@ -44,7 +44,6 @@ from kflow.transforms import GraphSpectralTransform
 from kflow.transforms.channel_groups import ChannelGroupTransform
 from kflow.transforms.matrix import IdentityTransform
 from kflow_mol.body_symmetry import SymmetricTargets
-from kflow_mol.systems.canonical import canonical_start
 from kflow_mol.models.assembly_gnn import StartFeatures
 from kflow_mol.rigid import (
     apply_rigid_motion,
@@ -63,6 +62,7 @@ from kflow_mol.systems.base import (
     cluster_layout,
     positive_scale,
 )
+from kflow_mol.systems.canonical import canonical_start
 
 MODES = ("rigid", "cartesian")
 ROTATION_FRAMES = ("log", "lab")

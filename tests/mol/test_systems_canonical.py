@@ -2,10 +2,10 @@
 
 import torch
 
-from kflow_mol.systems.canonical import canonical_start
 from kflow_mol.flow import AssemblyFlow
 from kflow_mol.metrics import pm_atom_batch
 from kflow_mol.rigid import centroids, so3_exp
+from kflow_mol.systems.canonical import canonical_start
 from kflow_mol.systems.quaternion import inertial_frames
 from kflow_mol.testing import synthetic_batch
 
