@@ -9,6 +9,12 @@ a prediction must be in each part to reach a given PM:
   15° about its own centroid, around a random axis (seeded per cluster id, so the draw does not
   depend on batching); true centroids.
 
+Not in the default rows, by name: ``oracle_shared_turn``, the crystal with every molecule of a
+cluster turned about its own centroid by ONE uniform random rotation (seeded per cluster id):
+the molecules agree with each other exactly but not with the lattice. It measures what a model
+that learned only relative orientations (molecules parallel to their translation-equivalent
+neighbours) could reach.
+
 Each is a ``predict(batch) -> Prediction`` for :func:`kflow_mol.evaluate.evaluate_method`, built
 with the rigid-body helpers of :mod:`kflow_mol.rigid`; :func:`evaluate_oracles` scores them all.
 ``scripts/evaluate_assembly.py checkpoint=null data=...`` prints the identity and these rows
@@ -77,6 +83,24 @@ def rotated_targets(batch: Batch, angle_deg: float, seed: int = 0) -> Tensor:
     return apply_rigid_motion(batch.pos_target, batch.mol_index, torch.zeros_like(omega), omega)
 
 
+def shared_turn_targets(batch: Batch, seed: int = 0) -> Tensor:
+    """The target with all molecules of each cluster turned by one uniform random rotation, ``(A, 3)``.
+
+    The rotation of a cluster is seeded by (seed, cluster id); each molecule turns about its own
+    centroid, so the centroids are the crystal's.
+    """
+    turns = []
+    for cluster_id, num_mols in zip(batch.cluster_id, batch.num_mols.tolist()):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(f"shared/{cluster_id}".encode()))
+        quaternion = torch.randn(4, generator=generator, dtype=torch.float64)
+        quaternion = quaternion / quaternion.norm()
+        angle = 2 * torch.atan2(quaternion[1:].norm(), quaternion[0].abs())
+        axis = torch.sign(quaternion[0]) * quaternion[1:] / quaternion[1:].norm()
+        turns.append((angle * axis).expand(num_mols, 3))
+    omega = torch.cat(turns).to(device=batch.pos_target.device, dtype=batch.pos_target.dtype)
+    return apply_rigid_motion(batch.pos_target, batch.mol_index, torch.zeros_like(omega), omega)
+
+
 def oracle_method(name: str, seed: int = 0) -> Callable[[Batch], Prediction]:
     """The ``predict(batch)`` of one oracle of :data:`ORACLES`.
 
@@ -91,10 +115,14 @@ def oracle_method(name: str, seed: int = 0) -> Callable[[Batch], Prediction]:
         return lambda batch: Prediction(pos=true_centroids_start_orientations(batch))
     if name == "oracle_orientations":
         return lambda batch: Prediction(pos=true_orientations_start_centroids(batch))
+    if name == "oracle_shared_turn":
+        return lambda batch: Prediction(pos=shared_turn_targets(batch, seed))
     if name.startswith("oracle_rot") and name.removeprefix("oracle_rot").replace(".", "", 1).isdigit():
         angle = float(name.removeprefix("oracle_rot"))
         return lambda batch: Prediction(pos=rotated_targets(batch, angle, seed))
-    raise ValueError(f"unknown oracle {name!r}; known: {', '.join(ORACLES)} (or oracle_rot<degrees>)")
+    raise ValueError(
+        f"unknown oracle {name!r}; known: {', '.join(ORACLES)} (or oracle_rot<degrees>, oracle_shared_turn)"
+    )
 
 
 def evaluate_oracles(

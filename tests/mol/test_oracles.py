@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
 
 from kflow_mol.data.dataset import rigid_cluster_data
 from kflow_mol.evaluate import METRICS, evaluate_method, format_table, identity_method
 from kflow_mol.metrics import molecule_errors
 from kflow_mol.metrics.orientation import rotation_angle_deg
 from kflow_mol.oracles import ORACLES, evaluate_oracles, oracle_method, random_axes
+from kflow_mol.rigid import best_rotations
 
 
 def random_rotations(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -106,3 +108,21 @@ def test_oracle_rows_through_the_evaluation(clusters):
 def test_unknown_oracle_is_rejected():
     with pytest.raises(ValueError, match="unknown oracle"):
         oracle_method("oracle_magic")
+
+
+def test_shared_turn_turns_every_molecule_of_a_cluster_alike(clusters):
+    batch, errors = errors_of("oracle_shared_turn", clusters)
+    assert errors.centroid.max().item() < 1e-5
+    pred = oracle_method("oracle_shared_turn")(batch).pos
+    num_mols = int(batch.mol_index.max()) + 1
+    centre = scatter(pred, batch.mol_index, dim=0, dim_size=num_mols, reduce="mean")
+    target_centre = scatter(batch.pos_target, batch.mol_index, dim=0, dim_size=num_mols, reduce="mean")
+    turns = best_rotations(
+        batch.pos_target - target_centre[batch.mol_index], pred - centre[batch.mol_index], batch.mol_index, num_mols
+    ).double()
+    for cluster in range(len(clusters)):  # one rotation per cluster, a different one per cluster
+        mine = turns[cluster * 4 : cluster * 4 + 4]
+        torch.testing.assert_close(mine, mine[:1].expand(4, 3, 3), atol=1e-5, rtol=0)
+    assert not torch.allclose(turns[0], turns[4], atol=1e-3)
+    angles = errors.orientation_deg.reshape(len(clusters), 4)
+    assert torch.allclose(angles, angles[:, :1].expand(-1, 4), atol=1e-3)
