@@ -217,29 +217,46 @@ def markdown_report(scores: Sequence[Score], baseline: str = "lfm") -> str:
     )
 
 
+def _plot_metric(ax, scores: Sequence[Score], samples: int, key: str, baseline: str) -> None:
+    """One line per method of ``key`` (mean ± std over seeds, seeds as dots) against the ladder's steps."""
+    steps = ladder(scores, samples)
+    for method in sorted({s.method for s in scores}, key=lambda m: (m != baseline, m)):
+        per_step = {n: [getattr(s, key) for s in select(scores, n, samples).get(method, {}).values()] for n in steps}
+        per_step = {n: values for n, values in per_step.items() if values}
+        means = [statistics.fmean(values) for values in per_step.values()]
+        stds = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in per_step.values()]
+        style = "--" if method == baseline else "-"
+        bars = ax.errorbar(list(per_step), means, yerr=stds, fmt=style + "o", capsize=3, label=method)
+        for n, values in per_step.items():
+            ax.scatter([n] * len(values), values, s=8, alpha=0.35, color=bars[0].get_color())
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(steps, [str(n) for n in steps])
+    ax.set_xlabel("training steps (EMA weights)")
+
+
 def plot_fd_vs_steps(scores: Sequence[Score], out: str | Path, baseline: str = "lfm") -> Path:
-    """FD (mean ± std over seeds, seeds as dots) against training steps, one line per method."""
+    """FD and class accuracy (mean ± std over seeds, seeds as dots) against training steps, one line per method.
+
+    Uses the scores with the smallest sample count (the ladder's); the dotted line is the FD of
+    real held-out images at that count.
+    """
     from kflow.plotting import new_figure, save_figure
 
     samples = min(s.samples for s in scores)
-    steps = ladder(scores, samples)
-    figure, ax = new_figure((6.0, 4.0))
-    for method in sorted({s.method for s in scores}, key=lambda m: (m != baseline, m)):
-        per_step = {n: [s.fd for s in select(scores, n, samples).get(method, {}).values()] for n in steps}
-        per_step = {n: fds for n, fds in per_step.items() if fds}
-        means = [statistics.fmean(fds) for fds in per_step.values()]
-        stds = [statistics.stdev(fds) if len(fds) > 1 else 0.0 for fds in per_step.values()]
-        style = "--" if method == baseline else "-"
-        bars = ax.errorbar(list(per_step), means, yerr=stds, fmt=style + "o", capsize=3, label=method)
-        for n, fds in per_step.items():
-            ax.scatter([n] * len(fds), fds, s=8, alpha=0.35, color=bars[0].get_color())
+    figure, _ = new_figure((10.0, 4.0))
+    figure.clear()
+    fd_ax, acc_ax = figure.subplots(1, 2)
+    _plot_metric(fd_ax, scores, samples, "fd", baseline)
     floors = [s.floor for s in scores if s.samples == samples and math.isfinite(s.floor)]
     if floors:
-        ax.axhline(statistics.fmean(floors), color="gray", lw=0.8, ls=":", label="real held-out (floor)")
-    ax.set_xscale("log")
-    ax.set_xticks(steps, [str(n) for n in steps])
-    ax.set_xlabel("training steps (EMA weights)")
-    ax.set_ylabel(f"FD on feature-CNN features ({samples} samples)")
-    ax.set_title("Latent MNIST: FD against training steps (mean ± std over seeds)")
-    ax.legend(fontsize=8)
+        fd_ax.axhline(statistics.fmean(floors), color="gray", lw=0.8, ls=":", label="real held-out (floor)")
+    fd_ax.set_ylabel(f"FD on feature-CNN features ({samples} samples)")
+    fd_ax.set_title("FD ↓ (mean ± std over seeds)")
+    fd_ax.legend(fontsize=8)
+    _plot_metric(acc_ax, scores, samples, "accuracy", baseline)
+    acc_ax.set_ylabel("class accuracy of samples (feature CNN)")
+    acc_ax.set_title("class accuracy ↑")
+    acc_ax.legend(fontsize=8)
+    figure.suptitle("Latent MNIST, DiT-T/2: K-Flow vs LFM against training steps")
     return save_figure(figure, out)
