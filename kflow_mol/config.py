@@ -443,9 +443,9 @@ LERP_ALIASES = ("crystalflow_lerp", "allatom_lerp")
 
 FLOW_KEYS_OF_SYSTEMS: dict[str, tuple[str, ...]] = {
     "assembleflow": ("symmetric_targets",),
-    "kflow_assembleflow": ("symmetric_targets",),
+    "kflow_assembleflow": ("symmetric_targets", "loss_current_band"),
 }
-"""Table-5 systems that take single keys of the ``flow`` group (the ``+sym`` variant), nothing else of it."""
+"""Table-5 systems that take single keys of the ``flow`` group (variants ``+sym``, ``+cb``), nothing else of it."""
 
 
 def system_options(cfg: AssemblyConfig) -> dict[str, Any]:

@@ -490,3 +490,25 @@ def test_assembleflow_symmetric_targets_are_the_rigid_kflow_ones(data_pyxtal_bui
     angle_sym, angle_plain = x_sym[..., 3:].norm(dim=-1), x_plain[..., 3:].norm(dim=-1)
     assert bool((angle_sym <= angle_plain + 1e-4).all()) and float(angle_sym.sum()) < float(angle_plain.sum()) - 1.0
     torch.testing.assert_close(x_sym[..., :3], x_plain[..., :3])  # the centroids are not touched
+
+
+def test_kflow_assembleflow_band_loss_sees_only_the_moving_band():
+    """``loss_current_band``: zero for the exact end pose and for errors off the moving band."""
+    from kflow_mol.config import AssemblyConfig, with_method
+    from kflow_mol.experiment import build_flow
+
+    assert build_flow(with_method(AssemblyConfig(), "kflow_assembleflow_K2+cb"), 2.0).loss_current_band
+    batch = batch_of(0, 1)
+    system = AssembleFlowSystem(translation_scale=2.0, num_bands=2, loss_current_band=True)
+    loss, logs = system.loss(RigidOracle(batch, 2.0), batch, generator=torch.Generator().manual_seed(0))
+    assert float(loss) < 1e-12 and set(logs) == {"loss_trans", "loss_rot"}
+    layout = cluster_layout(batch)
+    context = system.context(batch, layout)
+    k = torch.tensor([0.3, 1.6], dtype=DTYPE)
+    error = torch.randn(2, 6, 6, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
+    moving = system.path.project_to_band(error, k, context)
+    off_band, _ = system.band_loss(error - moving, k, context)
+    on_band, _ = system.band_loss(moving, k, context)
+    whole, _ = system.band_loss(error, k, context)
+    assert float(off_band) < 1e-20 and float(on_band) > 0.1
+    torch.testing.assert_close(whole, on_band)
