@@ -208,12 +208,18 @@ def markdown_report(scores: Sequence[Score], baseline: str = "lfm") -> str:
         False: f"changed (a different order at {last_two} steps)",
         None: "not known (one step count)",
     }[stable]
+    floors = [s.floor for s in scores if s.samples == final_samples and math.isfinite(s.floor)]
+    floor = f"{statistics.fmean(floors):.2f}" if floors else "–"
+    best = ", ".join(
+        f"{(ranking_at(scores, n, ladder_samples) or ['–'])[0]} at {n}" for n in ladder(scores, ladder_samples)
+    )
     return (
         f"### Seeds at {final_steps} steps, {final_samples} samples each\n\n"
         + seed_table(scores, final_steps, final_samples, baseline)
+        + f"\nFD of real held-out images at the same N (floor): {floor}.\n"
         + f"\n### FD against steps ({ladder_samples} samples per score)\n\n"
         + ladder_table(scores, ladder_samples)
-        + f"\nRanking between the last two step counts: **{verdict}**.\n"
+        + f"\nRanking between the last two step counts: **{verdict}**. Best: {best} steps.\n"
     )
 
 

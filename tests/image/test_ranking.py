@@ -83,6 +83,8 @@ def test_report_and_figure(root, tmp_path):
     assert "### Seeds at 400 steps, 2000 samples each" in text
     assert "| fourier | 0,1,2 | 12.00 ± 1.00 | +2.00 [" in text
     assert "unchanged (the same order at 200 and 400 steps)" in text
+    assert "Best: fourier at 100, lfm at 200, lfm at 400 steps." in text
+    assert "(floor): 3.00." in text
     assert "| ranking (best first, common seeds) | fourier < lfm | lfm < fourier | lfm < fourier |" in text
     out = plot_fd_vs_steps(scores, tmp_path / "fig" / "fd.png")
     assert out.stat().st_size > 5000
