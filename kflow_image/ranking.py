@@ -32,6 +32,7 @@ class Score:
         samples: number of class-balanced samples scored.
         fd: FD on the feature CNN's features; ``fd_low`` / ``fd_high`` its bootstrap CI over samples.
         accuracy: feature-CNN agreement with the requested class (``nan`` if absent).
+        recall: recall of the samples on the feature CNN's features (``nan`` if absent).
         cdr: class-drop ratio (``nan`` when not measured).
         floor: FD of real held-out images at the same number of items (``nan`` if absent).
     """
@@ -44,6 +45,7 @@ class Score:
     fd_low: float
     fd_high: float
     accuracy: float
+    recall: float
     cdr: float
     floor: float
 
@@ -71,6 +73,7 @@ def collect_scores(root: str | Path) -> list[Score]:
                 fd_low=_number(m.get("fd_ci_low")),
                 fd_high=_number(m.get("fd_ci_high")),
                 accuracy=_number(m.get("accuracy")),
+                recall=_number(m.get("recall")),
                 cdr=_number(m.get("cdr")),
                 floor=_number(floor),
             )
@@ -130,6 +133,7 @@ def seed_rows(scores: Sequence[Score], steps: int, samples: int, baseline: str) 
         accs = [s.accuracy for s in by_seed.values()]
         cdrs = {seed: s.cdr for seed, s in by_seed.items() if math.isfinite(s.cdr)}
         row = dict(method=method, seeds=sorted(by_seed), fd=fds, acc=accs, cdr=cdrs)
+        row.update(recall=[s.recall for s in by_seed.values()])
         row.update(floor=statistics.fmean(s.floor for s in by_seed.values()))
         shared = sorted(set(by_seed) & set(table.get(baseline, {})))
         if method != baseline and len(shared) >= 2:
@@ -153,8 +157,8 @@ def seed_table(scores: Sequence[Score], steps: int, samples: int, baseline: str)
     """The Markdown seed table at ``steps`` / ``samples`` (see :func:`seed_rows`)."""
     lines = [
         f"| method | seeds | FD ↓ (mean ± std) | FD − {baseline} [95% t-CI] | [bootstrap CI] | per-seed FD | "
-        "accuracy ↑ | CDR |",
-        "|---|---|---|---|---|---|---|---|",
+        "accuracy ↑ | recall ↑ | CDR |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in seed_rows(scores, steps, samples, baseline):
         diff = "–"
@@ -167,7 +171,7 @@ def seed_table(scores: Sequence[Score], steps: int, samples: int, baseline: str)
         seeds = ",".join(str(s) for s in r["seeds"])
         lines.append(
             f"| {r['method']} | {seeds} | {_pm(r['fd'], 2)} | {diff} | {boot} | {per_seed} | "
-            f"{_pm(r['acc'], 3)} | {cdr} |"
+            f"{_pm(r['acc'], 3)} | {_pm(r['recall'], 3)} | {cdr} |"
         )
     return "\n".join(lines) + "\n"
 

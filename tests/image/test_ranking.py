@@ -28,7 +28,7 @@ FDS = {
 def write_stage(root, method, seed, steps, samples, fd, cdr=None):
     folder = root / method / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = {"fd": fd, "fd_ci_low": fd - 1, "fd_ci_high": fd + 1, "accuracy": 0.9, "cdr": cdr}
+    metrics = {"fd": fd, "fd_ci_low": fd - 1, "fd_ci_high": fd + 1, "accuracy": 0.9, "recall": 0.5, "cdr": cdr}
     metrics["reference_floor"] = {"fd": 3.0}
     (folder / f"metrics-{steps}steps-{samples}samples.json").write_text(json.dumps(metrics))
 
@@ -83,6 +83,7 @@ def test_report_and_figure(root, tmp_path):
     assert "### Seeds at 400 steps, 2000 samples each" in text
     assert "| fourier | 0,1,2 | 12.00 ± 1.00 | +2.00 [" in text
     assert "unchanged (the same order at 200 and 400 steps)" in text
+    assert "| 0.900 ± 0.000 | 0.500 ± 0.000 | 2.00 (seed 0) |" in text
     assert "Best: fourier at 100, lfm at 200, lfm at 400 steps." in text
     assert "(floor): 3.00." in text
     assert "| ranking (best first, common seeds) | fourier < lfm | lfm < fourier | lfm < fourier |" in text
