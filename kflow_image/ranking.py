@@ -227,9 +227,10 @@ def markdown_report(scores: Sequence[Score], baseline: str = "lfm") -> str:
     )
 
 
-def _plot_metric(ax, scores: Sequence[Score], samples: int, key: str, baseline: str) -> None:
-    """One line per method of ``key`` (mean ± std over seeds, seeds as dots) against the ladder's steps."""
-    steps = ladder(scores, samples)
+def _plot_metric(ax, scores: Sequence[Score], samples: int, key: str, baseline: str, last: int = 0) -> None:
+    """One line per method of ``key`` (mean ± std over seeds, seeds as dots) against the ladder's steps
+    (the ``last`` step counts only when > 0)."""
+    steps = ladder(scores, samples)[-last if last else 0 :]
     for method in sorted({s.method for s in scores}, key=lambda m: (m != baseline, m)):
         per_step = {n: [getattr(s, key) for s in select(scores, n, samples).get(method, {}).values()] for n in steps}
         per_step = {n: values for n, values in per_step.items() if values}
@@ -246,7 +247,8 @@ def _plot_metric(ax, scores: Sequence[Score], samples: int, key: str, baseline: 
 
 
 def plot_fd_vs_steps(scores: Sequence[Score], out: str | Path, baseline: str = "lfm") -> Path:
-    """FD and class accuracy (mean ± std over seeds, seeds as dots) against training steps, one line per method.
+    """FD, FD at the last two step counts, and class accuracy (mean ± std over seeds, seeds as dots)
+    against training steps, one line per method.
 
     Uses the scores with the smallest sample count (the ladder's); the dotted line is the FD of
     real held-out images at that count.
@@ -254,9 +256,9 @@ def plot_fd_vs_steps(scores: Sequence[Score], out: str | Path, baseline: str = "
     from kflow.plotting import new_figure, save_figure
 
     samples = min(s.samples for s in scores)
-    figure, _ = new_figure((10.0, 4.0))
+    figure, _ = new_figure((14.0, 4.2))
     figure.clear()
-    fd_ax, acc_ax = figure.subplots(1, 2)
+    fd_ax, zoom_ax, acc_ax = figure.subplots(1, 3)
     _plot_metric(fd_ax, scores, samples, "fd", baseline)
     floors = [s.floor for s in scores if s.samples == samples and math.isfinite(s.floor)]
     if floors:
@@ -264,6 +266,9 @@ def plot_fd_vs_steps(scores: Sequence[Score], out: str | Path, baseline: str = "
     fd_ax.set_ylabel(f"FD on feature-CNN features ({samples} samples)")
     fd_ax.set_title("FD ↓ (mean ± std over seeds)")
     fd_ax.legend(fontsize=8)
+    _plot_metric(zoom_ax, scores, samples, "fd", baseline, last=2)
+    zoom_ax.set_ylabel("FD")
+    zoom_ax.set_title("FD ↓, the last two step counts")
     _plot_metric(acc_ax, scores, samples, "accuracy", baseline)
     acc_ax.set_ylabel("class accuracy of samples (feature CNN)")
     acc_ax.set_title("class accuracy ↑")
