@@ -11,7 +11,11 @@ state unchanged, a trained flow integrates its ODE. Scores per cluster (see
 - ``orientation_deg``, ``orientation_median_deg``: mean and median over the cluster's molecules
   of the symmetry-minimised orientation error (degrees), ``centroid_error``: mean centroid
   error (Å), both in the data frame (:mod:`kflow_mol.metrics.orientation`): they say whether
-  PM is lost on where the molecules sit or on how they are turned.
+  PM is lost on where the molecules sit or on how they are turned;
+- ``shape_rmsd`` (Å) and ``gyration_ratio``: mean over the cluster's molecules of the Kabsch
+  residual of the predicted molecule on its crystal copy and of its radius of gyration over the
+  crystal's (0 and 1 for every rigid method; all-atom methods can lower PM-atom by shrinking
+  molecules, which these two columns show).
 
 The summary gives the mean and std over clusters (so ``orientation_median_deg`` is the mean over
 clusters of each cluster's median) and, for PM, the mean after dropping non-finite values and
@@ -43,7 +47,7 @@ from kflow_mol.metrics import (
     separation_rate,
 )
 
-POSE_METRICS = ("orientation_deg", "orientation_median_deg", "centroid_error")
+POSE_METRICS = ("orientation_deg", "orientation_median_deg", "centroid_error", "shape_rmsd", "gyration_ratio")
 METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation", *POSE_METRICS)
 
 
@@ -116,7 +120,7 @@ def local_mol_index(batch: Batch) -> Tensor:
 
 
 def pose_scores(batch: Batch, pos_pred: Tensor) -> dict[str, list[float]]:
-    """Per-cluster orientation (mean, median; degrees) and centroid (mean; Å) errors of ``batch``.
+    """Per-cluster orientation (mean, median; degrees), centroid (mean; Å) and shape errors of ``batch``.
 
     Args:
         batch: a batch of clusters with ``pos_target``, ``z``, ``mol_index`` (global), ``batch``.
@@ -133,6 +137,8 @@ def pose_scores(batch: Batch, pos_pred: Tensor) -> dict[str, list[float]]:
         "orientation_deg": per_cluster.orientation_deg.tolist(),
         "orientation_median_deg": per_cluster.orientation_median_deg.tolist(),
         "centroid_error": per_cluster.centroid.tolist(),
+        "shape_rmsd": per_cluster.shape_rmsd.tolist(),
+        "gyration_ratio": per_cluster.gyration_ratio.tolist(),
     }
 
 
@@ -260,7 +266,12 @@ def evaluate_samples(
     )
     for metric in METRICS:
         values = torch.tensor([d.per_cluster[metric] for d in draws], dtype=torch.float64)  # (samples, clusters)
-        best = values.max(0).values if metric == "n_matched" else values.min(0).values  # more matched is better
+        if metric == "n_matched":  # more matched is better
+            best = values.max(0).values
+        elif metric == "gyration_ratio":  # the draw closest to the crystal's size
+            best = values.gather(0, (values - 1).abs().argmin(0, keepdim=True))[0]
+        else:
+            best = values.min(0).values
         result.per_cluster[metric] = best.tolist()
         result.per_cluster_mean[metric] = values.mean(0).tolist()
     return result
@@ -292,18 +303,20 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
     """A fixed-width text table of method summaries.
 
     Columns: PM-atom, PM-center, RMSD_17, collision, separation, orientation error mean and
-    median (degrees), centroid error (Å), NFE; a footnote marks the ``oracle_*`` reference rows.
+    median (degrees), centroid error (Å), shape RMSD (Å), radius of gyration over the crystal's,
+    NFE; a footnote marks the ``oracle_*`` reference rows.
     """
     lines = [
         f"{'method':<20}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}"
-        f"{'orient°':>9}{'med°':>7}{'centroid Å':>11}{'NFE':>5}"
+        f"{'orient°':>9}{'med°':>7}{'centroid Å':>11}{'shape Å':>8}{'Rg×':>6}{'NFE':>5}"
     ]
     for method, values in summary.items():
         s = {key: math.nan for key in METRICS} | values  # summaries written before a metric existed
         lines.append(
             f"{method:<20}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
             f"{s['collision']:>11.2f}{s['separation']:>12.1f}{s['orientation_deg']:>9.1f}"
-            f"{s['orientation_median_deg']:>7.1f}{s['centroid_error']:>11.3f}{int(s['nfe']):>5}"
+            f"{s['orientation_median_deg']:>7.1f}{s['centroid_error']:>11.3f}{s['shape_rmsd']:>8.3f}"
+            f"{s['gyration_ratio']:>6.2f}{int(s['nfe']):>5}"
         )
     if any(method.startswith("oracle_") for method in summary):
         lines.append("oracle_*: reference rows put together from the target (kflow_mol.oracles), not models")

@@ -28,8 +28,16 @@ POSE_LABELS = {
     "orientation_deg": "orientation mean (°)",
     "orientation_median_deg": "orientation median (°)",
     "centroid_error": "centroid error (Å)",
+    "shape_rmsd": "shape RMSD (Å)",
+    "gyration_ratio": "radius of gyration / crystal's",
 }
-POSE_FORMATS = {"orientation_deg": ".1f", "orientation_median_deg": ".1f", "centroid_error": ".3f"}
+POSE_FORMATS = {
+    "orientation_deg": ".1f",
+    "orientation_median_deg": ".1f",
+    "centroid_error": ".3f",
+    "shape_rmsd": ".3f",
+    "gyration_ratio": ".3f",
+}
 REPEAT_PATTERN = re.compile(r"_r\d+_c")
 
 
@@ -307,7 +315,9 @@ def start_section(
     lines += [
         f"Pose diagnostics (start = {start}): per molecule, the symmetry-aware orientation error and the "
         "centroid error in the data frame (kflow_mol.metrics.orientation); a cluster's median is over its "
-        "molecules; means over clusters as above. Rows `(oracle)` are reference predictions put together "
+        "molecules; means over clusters as above. Shape RMSD (Kabsch residual of each predicted molecule on "
+        "its crystal copy) and radius of gyration over the crystal's are 0 and 1 for rigid methods: an "
+        "all-atom method that shrinks molecules lowers PM-atom without packing them better. Rows `(oracle)` are reference predictions put together "
         "from the target (kflow_mol.oracles), not models.",
         "",
         *pose_table(comparisons),

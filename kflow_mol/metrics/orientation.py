@@ -21,7 +21,9 @@ prediction and its target share the frame of the start state, as in the flow's l
   only the identity, and the error is the plain angle of ``R_target R_pred^T``.
 
 For a rigid prediction the Kabsch residual (``shape_rmsd``) is ~0 at the chosen ``P``; a
-larger value means the predicted molecule is deformed (all-atom methods).
+larger value means the predicted molecule is deformed (all-atom methods). ``gyration_ratio`` is
+the predicted molecule's radius of gyration over its target's (1 for a rigid prediction; below 1
+for a molecule drawn towards its centroid, which lowers PM-atom without better packing).
 
 Cost: the automorphisms of each compound are enumerated once (cached in a ``SymmetryCache``)
 and screened for geometric symmetry once per call on one copy; then one batched 3x3 SVD per
@@ -58,6 +60,8 @@ class MoleculeErrors:
             prediction is not finite.
         centroid: (M,) centroid error (Å).
         shape_rmsd: (M,) Kabsch residual RMSD (Å) at the chosen symmetry (~0 for rigid predictions).
+        gyration_ratio: (M,) radius of gyration (unweighted) of the predicted molecule over the
+            target's (1 for rigid predictions).
         symmetry_order: (M,) long, proper symmetries counted (1 for an asymmetric molecule).
         truncated: whether an automorphism enumeration hit the cache's cap.
     """
@@ -65,6 +69,7 @@ class MoleculeErrors:
     orientation_deg: Tensor
     centroid: Tensor
     shape_rmsd: Tensor
+    gyration_ratio: Tensor
     symmetry_order: Tensor
     truncated: bool
 
@@ -83,6 +88,24 @@ def centroid_errors(pos_pred: Tensor, pos_target: Tensor, mol_index: Tensor, num
     """
     num_mols = int(mol_index.max()) + 1 if num_mols is None else num_mols
     return (centroids(pos_pred, mol_index, num_mols) - centroids(pos_target, mol_index, num_mols)).norm(dim=-1)
+
+
+def gyration_radii(pos: Tensor, mol_index: Tensor, num_mols: int | None = None) -> Tensor:
+    """Unweighted radius of gyration of every molecule.
+
+    Args:
+        pos: (A, 3) atom positions.
+        mol_index: (A,) molecule of every atom, 0..M-1.
+        num_mols: ``M``; inferred when ``None``.
+
+    Returns:
+        (M,) radii (Å): the root mean square distance of the atoms to their centroid.
+    """
+    num_mols = int(mol_index.max()) + 1 if num_mols is None else num_mols
+    squared = (pos - centroids(pos, mol_index, num_mols)[mol_index]).square().sum(-1)
+    total = torch.zeros(num_mols, dtype=pos.dtype, device=pos.device).index_add_(0, mol_index, squared)
+    counts = torch.bincount(mol_index, minlength=num_mols).to(pos.dtype)
+    return (total / counts).sqrt()
 
 
 def rotation_angle_deg(rotation: Tensor) -> Tensor:
@@ -289,10 +312,12 @@ def molecule_errors(
         values = _compound_errors(pred[compound.atoms], copies, symmetries, symmetry_tol)
         angle[compound.members], rmsd[compound.members], order[compound.members] = values
     nan = torch.full_like(angle, math.nan)
+    gyration = gyration_radii(pred, mol_index, num_mols) / gyration_radii(target, mol_index, num_mols)
     return MoleculeErrors(
         orientation_deg=torch.where(finite, angle, nan),
         centroid=torch.where(finite, centroid_errors(pred, target, mol_index, num_mols), nan),
         shape_rmsd=torch.where(finite, rmsd, nan),
+        gyration_ratio=torch.where(finite, gyration, nan),
         symmetry_order=order,
         truncated=truncated,
     )
@@ -322,11 +347,15 @@ class ClusterPoseErrors:
         orientation_deg: (C,) mean orientation error over the cluster's molecules.
         orientation_median_deg: (C,) median orientation error over the cluster's molecules.
         centroid: (C,) mean centroid error (Å).
+        shape_rmsd: (C,) mean Kabsch residual of the cluster's molecules (Å; 0 when rigid).
+        gyration_ratio: (C,) mean predicted / target radius of gyration (1 when rigid).
     """
 
     orientation_deg: Tensor
     orientation_median_deg: Tensor
     centroid: Tensor
+    shape_rmsd: Tensor
+    gyration_ratio: Tensor
 
 
 def cluster_pose_errors(errors: MoleculeErrors, mol_cluster: Tensor) -> ClusterPoseErrors:
@@ -340,9 +369,14 @@ def cluster_pose_errors(errors: MoleculeErrors, mol_cluster: Tensor) -> ClusterP
         :class:`ClusterPoseErrors` with (C,) fields.
     """
     counts = torch.bincount(mol_cluster.to(errors.orientation_deg.device)).tolist()
-    parts = [(o, c) for o, c in zip(errors.orientation_deg.split(counts), errors.centroid.split(counts))]
+
+    def means(values: Tensor) -> Tensor:
+        return torch.stack([part.mean() for part in values.split(counts)])
+
     return ClusterPoseErrors(
-        orientation_deg=torch.stack([o.mean() for o, _ in parts]),
-        orientation_median_deg=torch.stack([o.median() for o, _ in parts]),
-        centroid=torch.stack([c.mean() for _, c in parts]),
+        orientation_deg=means(errors.orientation_deg),
+        orientation_median_deg=torch.stack([part.median() for part in errors.orientation_deg.split(counts)]),
+        centroid=means(errors.centroid),
+        shape_rmsd=means(errors.shape_rmsd),
+        gyration_ratio=means(errors.gyration_ratio),
     )

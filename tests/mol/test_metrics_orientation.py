@@ -117,6 +117,22 @@ def test_centroid_error_is_exact_on_a_known_shift():
     assert centroid_errors(pred, target, mol_index).tolist() == pytest.approx([13.0, 0.0], abs=1e-12)
 
 
+def test_shape_errors_of_a_rigid_and_a_shrunk_molecule():
+    """A turned copy keeps its shape (residual 0, gyration ratio 1); a copy shrunk by 0.8 about its
+    centroid has gyration ratio 0.8 and the exact Kabsch residual of a scaled copy."""
+    pos, z = benzene()
+    target = torch.cat([pos, pos + 10])
+    shrunk = 0.8 * pos + 10 + torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    pred = torch.cat([turned(pos, axis_angle([0, 1, 1], 40)), shrunk])
+    errors = molecule_errors(pred, target, torch.cat([z, z]), torch.tensor([0] * 12 + [1] * 12))
+    rg = pos.square().sum(-1).mean().sqrt()  # centroid at the origin
+    assert errors.gyration_ratio.tolist() == pytest.approx([1.0, 0.8], abs=1e-12)
+    assert errors.shape_rmsd.tolist() == pytest.approx([0.0, 0.2 * float(rg)], abs=1e-9)
+    per_cluster = cluster_pose_errors(errors, torch.tensor([0, 0]))
+    assert per_cluster.gyration_ratio.tolist() == pytest.approx([0.9])
+    assert per_cluster.shape_rmsd.tolist() == pytest.approx([0.1 * float(rg)], abs=1e-9)
+
+
 def test_non_geometric_automorphisms_are_not_symmetries():
     """A bent, lopsided H-O-H: swapping the hydrogens is a graph automorphism but no rotation."""
     pos = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.0, 0.0], [-0.5, 1.1, 0.0]], dtype=torch.float64)

@@ -371,20 +371,21 @@ def test_stochastic_systems_are_scored_as_min_and_mean_over_draws():
         return flow_predictor(noisy, oracle, "euler", 4, generator=torch.Generator().manual_seed(index))
 
     single = evaluate_samples("ve", predictor_for, clusters, 1, batch_size=3, with_rmsd=False)
-    per_draw = torch.tensor(
-        [
-            evaluate_samples(
-                "ve", lambda _, i=i: predictor_for(i), clusters, 1, batch_size=3, with_rmsd=False
-            ).per_cluster["pm_atom"]
-            for i in range(3)
-        ]
-    )
+    draws = [
+        evaluate_samples("ve", lambda _, i=i: predictor_for(i), clusters, 1, batch_size=3, with_rmsd=False)
+        for i in range(3)
+    ]
+    per_draw = torch.tensor([draw.per_cluster["pm_atom"] for draw in draws])
+    gyration = torch.tensor([draw.per_cluster["gyration_ratio"] for draw in draws])
     scores = evaluate_samples("ve", predictor_for, clusters, 3, batch_size=3, with_rmsd=False)
     assert scores.cluster_ids == ["toy0", "toy1", "toy2"] and single.per_cluster_mean is None
     torch.testing.assert_close(
         torch.tensor(scores.per_cluster["pm_atom"], dtype=per_draw.dtype), per_draw.min(0).values
     )
     torch.testing.assert_close(torch.tensor(scores.per_cluster_mean["pm_atom"], dtype=per_draw.dtype), per_draw.mean(0))
+    closest = gyration.gather(0, (gyration - 1).abs().argmin(0, keepdim=True))[0]  # the draw nearest the crystal's size
+    torch.testing.assert_close(torch.tensor(scores.per_cluster["gyration_ratio"], dtype=gyration.dtype), closest)
+    assert not torch.allclose(gyration, torch.ones_like(gyration))  # all-atom draws change molecule sizes
     summary = scores.summary()
     assert summary["pm_atom"] <= summary["pm_atom_sample_mean"] and not torch.equal(per_draw[0], per_draw[1])
 
