@@ -15,7 +15,9 @@ state unchanged, a trained flow integrates its ODE. Scores per cluster (see
 - ``shape_rmsd`` (Å) and ``gyration_ratio``: mean over the cluster's molecules of the Kabsch
   residual of the predicted molecule on its crystal copy and of its radius of gyration over the
   crystal's (0 and 1 for every rigid method; all-atom methods can lower PM-atom by shrinking
-  molecules, which these two columns show).
+  molecules, which these two columns show); ``spread_ratio``: the radius of gyration of the
+  predicted molecule centroids over the crystal's (below 1: a compressed cluster, which also
+  lowers PM-atom while orientations are unknown).
 
 The summary gives the mean and std over clusters (so ``orientation_median_deg`` is the mean over
 clusters of each cluster's median) and, for PM, the mean after dropping non-finite values and
@@ -38,6 +40,7 @@ from torch_geometric.data import Batch
 
 from kflow_mol.metrics import (
     aggregate_pm,
+    centroid_spread_ratios,
     cluster_pose_errors,
     collision_rate,
     molecule_errors,
@@ -47,7 +50,14 @@ from kflow_mol.metrics import (
     separation_rate,
 )
 
-POSE_METRICS = ("orientation_deg", "orientation_median_deg", "centroid_error", "shape_rmsd", "gyration_ratio")
+POSE_METRICS = (
+    "orientation_deg",
+    "orientation_median_deg",
+    "centroid_error",
+    "shape_rmsd",
+    "gyration_ratio",
+    "spread_ratio",
+)
 METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation", *POSE_METRICS)
 
 
@@ -133,12 +143,16 @@ def pose_scores(batch: Batch, pos_pred: Tensor) -> dict[str, list[float]]:
     errors = molecule_errors(pos_pred.detach().cpu(), batch.pos_target.cpu(), batch.z.cpu(), mol_index)
     mol_cluster = torch.zeros(errors.centroid.shape[0], dtype=torch.long).scatter_(0, mol_index, batch.batch.cpu())
     per_cluster = cluster_pose_errors(errors, mol_cluster)
+    spread = centroid_spread_ratios(
+        pos_pred.detach().cpu().double(), batch.pos_target.cpu().double(), mol_index, mol_cluster
+    )
     return {
         "orientation_deg": per_cluster.orientation_deg.tolist(),
         "orientation_median_deg": per_cluster.orientation_median_deg.tolist(),
         "centroid_error": per_cluster.centroid.tolist(),
         "shape_rmsd": per_cluster.shape_rmsd.tolist(),
         "gyration_ratio": per_cluster.gyration_ratio.tolist(),
+        "spread_ratio": spread.tolist(),
     }
 
 
@@ -268,7 +282,7 @@ def evaluate_samples(
         values = torch.tensor([d.per_cluster[metric] for d in draws], dtype=torch.float64)  # (samples, clusters)
         if metric == "n_matched":  # more matched is better
             best = values.max(0).values
-        elif metric == "gyration_ratio":  # the draw closest to the crystal's size
+        elif metric in ("gyration_ratio", "spread_ratio"):  # the draw closest to the crystal's size
             best = values.gather(0, (values - 1).abs().argmin(0, keepdim=True))[0]
         else:
             best = values.min(0).values
@@ -303,8 +317,8 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
     """A fixed-width text table of method summaries.
 
     Columns: PM-atom, PM-center, RMSD_17, collision, separation, orientation error mean and
-    median (degrees), centroid error (Å), shape RMSD (Å), radius of gyration over the crystal's,
-    NFE; a footnote marks the ``oracle_*`` reference rows.
+    median (degrees), centroid error (Å), shape RMSD (Å), molecule radius of gyration and
+    centroid spread over the crystal's, NFE; a footnote marks the ``oracle_*`` reference rows.
     """
     lines = [
         f"{'method':<20}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}"
@@ -316,7 +330,7 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
             f"{method:<20}{s['pm_atom']:>10.3f}{s['pm_center']:>11.3f}{s['rmsd_17']:>9.3f}"
             f"{s['collision']:>11.2f}{s['separation']:>12.1f}{s['orientation_deg']:>9.1f}"
             f"{s['orientation_median_deg']:>7.1f}{s['centroid_error']:>11.3f}{s['shape_rmsd']:>8.3f}"
-            f"{s['gyration_ratio']:>6.2f}{int(s['nfe']):>5}"
+            f"{s['gyration_ratio']:>6.2f}{s['spread_ratio']:>8.3f}{int(s['nfe']):>5}"
         )
     if any(method.startswith("oracle_") for method in summary):
         lines.append("oracle_*: reference rows put together from the target (kflow_mol.oracles), not models")

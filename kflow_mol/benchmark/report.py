@@ -30,6 +30,7 @@ POSE_LABELS = {
     "centroid_error": "centroid error (Å)",
     "shape_rmsd": "shape RMSD (Å)",
     "gyration_ratio": "radius of gyration / crystal's",
+    "spread_ratio": "centroid spread / crystal's",
 }
 POSE_FORMATS = {
     "orientation_deg": ".1f",
@@ -37,6 +38,7 @@ POSE_FORMATS = {
     "centroid_error": ".3f",
     "shape_rmsd": ".3f",
     "gyration_ratio": ".3f",
+    "spread_ratio": ".3f",
 }
 REPEAT_PATTERN = re.compile(r"_r\d+_c")
 
@@ -317,7 +319,9 @@ def start_section(
         "centroid error in the data frame (kflow_mol.metrics.orientation); a cluster's median is over its "
         "molecules; means over clusters as above. Shape RMSD (Kabsch residual of each predicted molecule on "
         "its crystal copy) and radius of gyration over the crystal's are 0 and 1 for rigid methods: an "
-        "all-atom method that shrinks molecules lowers PM-atom without packing them better. Rows `(oracle)` are reference predictions put together "
+        "all-atom method that shrinks molecules lowers PM-atom without packing them better; centroid spread "
+        "(radius of gyration of the molecule centroids over the crystal's) below 1 is a compressed cluster, "
+        "which also lowers PM-atom while orientations are unknown. Rows `(oracle)` are reference predictions put together "
         "from the target (kflow_mol.oracles), not models.",
         "",
         *pose_table(comparisons),

@@ -108,6 +108,29 @@ def gyration_radii(pos: Tensor, mol_index: Tensor, num_mols: int | None = None) 
     return (total / counts).sqrt()
 
 
+def centroid_spread_ratios(pos_pred: Tensor, pos_target: Tensor, mol_index: Tensor, mol_cluster: Tensor) -> Tensor:
+    """How spread out each predicted cluster is against its crystal: centroid gyration ratio.
+
+    The spread of a cluster is the radius of gyration of its molecule centroids. A ratio below 1
+    is a compressed cluster: with orientations unknown, compressing lowers PM-atom (atom pairs
+    drawn together) while PM-center pays for it, so this column tells such gains apart.
+
+    Args:
+        pos_pred: (A, 3) predicted atom positions.
+        pos_target: (A, 3) target atom positions, same atom order.
+        mol_index: (A,) molecule of every atom, 0..M-1 (global over a batch).
+        mol_cluster: (M,) cluster of every molecule, 0..C-1.
+
+    Returns:
+        (C,) predicted over target centroid spread.
+    """
+    num_mols, num_clusters = int(mol_index.max()) + 1, int(mol_cluster.max()) + 1
+    spread = [
+        gyration_radii(centroids(pos, mol_index, num_mols), mol_cluster, num_clusters) for pos in (pos_pred, pos_target)
+    ]
+    return spread[0] / spread[1]
+
+
 def rotation_angle_deg(rotation: Tensor) -> Tensor:
     """Geodesic angle of rotation matrices, accurate near 0 and 180 degrees.
 

@@ -63,18 +63,21 @@ def test_pose_table_beside_pm(tmp_path):
         centroid_error=[0.5] * 4,
         shape_rmsd=[0.2, 0.2, 0.4, 0.4],
         gyration_ratio=[0.9] * 4,
+        spread_ratio=[1.0, 1.0, 0.8, 0.8],
     )
     oracle = record("oracle_rot30", 0, [1.0, 1.0, 1.0, 1.0])
     oracle["sets"]["mech"].update(
         orientation_deg=[30.0] * 4, orientation_median_deg=[30.0] * 4, centroid_error=[0.0] * 4
     )
     table = write_outputs([old, new, oracle], cfg, tmp_path, "python scripts/benchmark_assembly.py", 100)
-    assert "| kflow_K2 | mech | 4.000 | 2.000 | 25.0 | 1.5 | 0.500 | 0.300 | 0.900 |" in table
-    assert "| rigid_K1 | mech | 5.000 | 2.500 | nan | nan | nan | nan | nan |" in table
-    assert "| oracle_rot30 (oracle) | mech | 1.000 | 0.500 | 30.0 | 30.0 | 0.000 | nan | nan |" in table
+    assert "| kflow_K2 | mech | 4.000 | 2.000 | 25.0 | 1.5 | 0.500 | 0.300 | 0.900 | 0.900 |" in table
+    assert "| rigid_K1 | mech | 5.000 | 2.500 | nan | nan | nan | nan | nan | nan |" in table
+    assert "| oracle_rot30 (oracle) | mech | 1.000 | 0.500 | 30.0 | 30.0 | 0.000 | nan | nan | nan |" in table
     header, *rows = (tmp_path / "benchmark.csv").read_text().splitlines()
-    assert header.endswith("orientation_deg,orientation_median_deg,centroid_error,shape_rmsd,gyration_ratio")
-    assert rows[1].endswith(",25,1.5,0.5,0.3,0.9")
+    assert header.endswith(
+        "orientation_deg,orientation_median_deg,centroid_error,shape_rmsd,gyration_ratio,spread_ratio"
+    )
+    assert rows[1].endswith(",25,1.5,0.5,0.3,0.9,0.9")
 
 
 def test_real_test_split_is_reported_per_source_and_best_steps_are_tabled(tmp_path):

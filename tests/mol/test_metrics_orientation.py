@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from kflow_mol.metrics import centroid_errors, cluster_pose_errors, molecule_errors, orientation_errors
+from kflow_mol.metrics import (
+    centroid_errors,
+    centroid_spread_ratios,
+    cluster_pose_errors,
+    molecule_errors,
+    orientation_errors,
+)
 from kflow_mol.metrics.orientation import rotation_angle_deg
 from kflow_mol.rigid import so3_exp
 
@@ -131,6 +137,26 @@ def test_shape_errors_of_a_rigid_and_a_shrunk_molecule():
     per_cluster = cluster_pose_errors(errors, torch.tensor([0, 0]))
     assert per_cluster.gyration_ratio.tolist() == pytest.approx([0.9])
     assert per_cluster.shape_rmsd.tolist() == pytest.approx([0.1 * float(rg)], abs=1e-9)
+
+
+def test_centroid_spread_of_a_compressed_and_a_turned_cluster():
+    """Cluster 0: its three molecules drawn to half their distance from the cluster centre (0.5);
+    cluster 1: turned and shifted as a whole (1)."""
+    pos, _ = benzene()
+    offsets = torch.tensor([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 9.0, 3.0]], dtype=torch.float64)
+    cluster = torch.cat([pos + o for o in offsets])
+    centre = offsets.mean(0)
+    compressed = torch.cat([pos + centre + 0.5 * (o - centre) for o in offsets])
+    whole_turn = axis_angle([1, 2, 3], 70)
+    turned_cluster = cluster @ whole_turn.T + torch.tensor([5.0, -1.0, 2.0], dtype=torch.float64)
+    mol_index = torch.arange(6).repeat_interleave(12)
+    ratios = centroid_spread_ratios(
+        torch.cat([compressed, turned_cluster]),
+        torch.cat([cluster, cluster]),
+        mol_index,
+        torch.tensor([0, 0, 0, 1, 1, 1]),
+    )
+    assert ratios.tolist() == pytest.approx([0.5, 1.0], abs=1e-12)
 
 
 def test_non_geometric_automorphisms_are_not_symmetries():
