@@ -20,8 +20,9 @@ prediction and its target share the frame of the start state, as in the flow's l
   fit itself. For benzene ``Sym`` holds the 12 rotations of D6h; for an asymmetric molecule
   only the identity, and the error is the plain angle of ``R_target R_pred^T``.
 
-For a rigid prediction the Kabsch residual (``shape_rmsd``) is ~0 at the chosen ``P``; a
-larger value means the predicted molecule is deformed (all-atom methods). ``gyration_ratio`` is
+``shape_rmsd`` is the Kabsch residual of the prediction on the target, minimised over the same
+``Sym_m`` on its own (not at the angle's ``P``, which may be an approximate symmetry): ~0 for a
+rigid prediction, larger for a deformed molecule (all-atom methods). ``gyration_ratio`` is
 the predicted molecule's radius of gyration over its target's (1 for a rigid prediction; below 1
 for a molecule drawn towards its centroid, which lowers PM-atom without better packing).
 
@@ -59,7 +60,8 @@ class MoleculeErrors:
         orientation_deg: (M,) symmetry-minimised orientation error (degrees); NaN where the
             prediction is not finite.
         centroid: (M,) centroid error (Å).
-        shape_rmsd: (M,) Kabsch residual RMSD (Å) at the chosen symmetry (~0 for rigid predictions).
+        shape_rmsd: (M,) Kabsch residual RMSD (Å), minimised over the symmetries (~0 for rigid
+            predictions).
         gyration_ratio: (M,) radius of gyration (unweighted) of the predicted molecule over the
             target's (1 for rigid predictions).
         symmetry_order: (M,) long, proper symmetries counted (1 for an asymmetric molecule).
@@ -289,8 +291,10 @@ def _compound_errors(pred: Tensor, target: Tensor, symmetries: Tensor, tol: floa
     valid[:, 0] = True
     rotation, _, rmsd = _max_deviation(permuted, pred[:, None].expand_as(permuted))
     angle = rotation_angle_deg(rotation).masked_fill(~valid, math.inf)
-    best = angle.argmin(1, keepdim=True)
-    return angle.gather(1, best)[:, 0], rmsd.gather(1, best)[:, 0], valid.sum(1)
+    # the shape residual is minimised on its own: the smallest-angle symmetry may be an
+    # approximate one (within tol), whose residual says nothing about a rigid prediction
+    shape = rmsd.masked_fill(~valid, math.inf).min(1).values
+    return angle.min(1).values, shape, valid.sum(1)
 
 
 @torch.no_grad()

@@ -139,6 +139,26 @@ def test_shape_errors_of_a_rigid_and_a_shrunk_molecule():
     assert per_cluster.shape_rmsd.tolist() == pytest.approx([0.1 * float(rg)], abs=1e-9)
 
 
+def test_shape_residual_of_a_rigid_copy_is_zero_when_the_angle_uses_an_approximate_symmetry():
+    """Water with O-H 0.96 / 1.02 Å: swapping the hydrogens is a symmetry within the 0.6 Å
+    tolerance, not an exact one. Turned 170° about its bisector, the smallest angle is through
+    the swap (10°), whose residual is not 0; the rigid copy's shape residual must still be 0."""
+    half = math.radians(52.25)
+    pos = torch.tensor(
+        [
+            [0.0, 0.0, 0.0],
+            [0.96 * math.sin(half), 0.96 * math.cos(half), 0.0],
+            [-1.02 * math.sin(half), 1.02 * math.cos(half), 0.0],
+        ],
+        dtype=torch.float64,
+    )
+    pred = turned(pos, axis_angle([0, 1, 0], 170))
+    errors = molecule_errors(pred, pos, torch.tensor([8, 1, 1]), torch.zeros(3, dtype=torch.long))
+    assert errors.symmetry_order.tolist() == [2]
+    assert float(errors.orientation_deg[0]) < 20.0  # through the approximate swap, not 170°
+    assert errors.shape_rmsd.tolist() == pytest.approx([0.0], abs=1e-9)
+
+
 def test_centroid_spread_of_a_compressed_and_a_turned_cluster():
     """Cluster 0: its three molecules drawn to half their distance from the cluster centre (0.5);
     cluster 1: turned and shifted as a whole (1)."""
