@@ -59,6 +59,8 @@ POSE_METRICS = (
     "spread_ratio",
 )
 METRICS = ("pm_atom", "pm_center", "rmsd_17", "n_matched", "collision", "separation", *POSE_METRICS)
+RATIO_METRICS = ("gyration_ratio", "spread_ratio")
+"""Predicted over crystal: best at 1, so the best of several draws is the one closest to 1."""
 
 
 @dataclass
@@ -282,7 +284,7 @@ def evaluate_samples(
         values = torch.tensor([d.per_cluster[metric] for d in draws], dtype=torch.float64)  # (samples, clusters)
         if metric == "n_matched":  # more matched is better
             best = values.max(0).values
-        elif metric in ("gyration_ratio", "spread_ratio"):  # the draw closest to the crystal's size
+        elif metric in RATIO_METRICS:
             best = values.gather(0, (values - 1).abs().argmin(0, keepdim=True))[0]
         else:
             best = values.min(0).values
@@ -322,7 +324,7 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
     """
     lines = [
         f"{'method':<20}{'PM-atom':>10}{'PM-center':>11}{'RMSD_17':>9}{'collision%':>11}{'separation%':>12}"
-        f"{'orient°':>9}{'med°':>7}{'centroid Å':>11}{'shape Å':>8}{'Rg×':>6}{'NFE':>5}"
+        f"{'orient°':>9}{'med°':>7}{'centroid Å':>11}{'shape Å':>8}{'Rg×':>6}{'spread×':>8}{'NFE':>5}"
     ]
     for method, values in summary.items():
         s = {key: math.nan for key in METRICS} | values  # summaries written before a metric existed

@@ -397,13 +397,13 @@ def cluster_pose_errors(errors: MoleculeErrors, mol_cluster: Tensor) -> ClusterP
     """
     counts = torch.bincount(mol_cluster.to(errors.orientation_deg.device)).tolist()
 
-    def means(values: Tensor) -> Tensor:
-        return torch.stack([part.mean() for part in values.split(counts)])
+    def per_cluster(values: Tensor, reduce=Tensor.mean) -> Tensor:
+        return torch.stack([reduce(part) for part in values.split(counts)])
 
     return ClusterPoseErrors(
-        orientation_deg=means(errors.orientation_deg),
-        orientation_median_deg=torch.stack([part.median() for part in errors.orientation_deg.split(counts)]),
-        centroid=means(errors.centroid),
-        shape_rmsd=means(errors.shape_rmsd),
-        gyration_ratio=means(errors.gyration_ratio),
+        orientation_deg=per_cluster(errors.orientation_deg),
+        orientation_median_deg=per_cluster(errors.orientation_deg, Tensor.median),
+        centroid=per_cluster(errors.centroid),
+        shape_rmsd=per_cluster(errors.shape_rmsd),
+        gyration_ratio=per_cluster(errors.gyration_ratio),
     )

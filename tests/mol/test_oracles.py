@@ -101,7 +101,9 @@ def test_oracle_rows_through_the_evaluation(clusters):
     assert summary["oracle_centroids"]["orientation_deg"] == pytest.approx(summary["identity"]["orientation_deg"])
     assert set(METRICS) <= set(scores["oracle_rot15"].per_cluster)
     table = format_table(summary)
-    assert "orient°" in table and "oracle_*: reference rows" in table
+    assert "orient°" in table and "spread×" in table and "oracle_*: reference rows" in table
+    header, *rows = table.splitlines()[:-1]
+    assert all(len(row.split()) == len(header.replace(" Å", "").split()) for row in rows)  # a value per column
     assert all(math.isfinite(summary[name]["pm_atom"]) for name in ORACLES)
 
 
